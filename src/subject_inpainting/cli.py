@@ -1,0 +1,406 @@
+"""The ``subject-inpaint`` command line.
+
+Every bad input ends with one line on stderr and exit code 2, before any output is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+
+EXIT_BAD_INPUT = 2
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+class CLIError(ValueError):
+    """A bad command-line input (the message is printed as is, exit code 2)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared option helpers
+# ---------------------------------------------------------------------------------------------------
+def resolve_device(name: str):
+    """``auto`` → CUDA if available, else Apple MPS, else CPU; an explicit device must exist."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise CLIError(f"--device {name!r}: not a device (use auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise CLIError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CLIError(f"--device {name}: MPS is not available on this machine")
+    return device
+
+
+def resolve_dtype(name: str, device):
+    """``auto`` → float16 on CUDA, float32 elsewhere."""
+    import torch
+
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument(
+        "--model",
+        required=required,
+        metavar="PATH_OR_ID",
+        help="model to use: a project-format folder, a diffusers Paint-by-Example folder, an original "
+        "model.ckpt (or a folder holding it), or a hub id such as Fantasy-Studio/Paint-by-Example",
+    )
+    p.add_argument(
+        "--ldm-config",
+        metavar="YAML",
+        help="LDM model config of an original checkpoint that is not the released SD-v1 layout",
+    )
+    p.add_argument(
+        "--vision-config",
+        metavar="JSON",
+        help="CLIPVisionConfig of an original checkpoint whose vision tower is not ViT-L/14",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected a seed between 0 and 2**63 - 1, got {value}")
+    return value
+
+
+def output_paths(out: str, n: int) -> list[Path]:
+    """``--out result.png`` → that path, or ``result-0.png … result-{n-1}.png`` for several images."""
+    path = Path(out)
+    if n == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(n)]
+
+
+def check_outputs(paths: Sequence[Path], inputs: Sequence[str | None], overwrite: bool) -> None:
+    """Refuse outputs that would overwrite an input (always) or an existing file (without --overwrite)."""
+    from .imaging import image_format
+
+    input_paths = {Path(p).resolve() for p in inputs if p}
+    for path in paths:
+        image_format(path)
+        if path.resolve() in input_paths:
+            raise CLIError(f"--out {path}: is one of the inputs; refusing to overwrite it")
+        if path.is_dir():
+            raise CLIError(f"--out {path}: is a folder; give an image file name such as result.png")
+        if path.exists() and not overwrite:
+            raise CLIError(f"--out {path}: already exists (add --overwrite to replace it)")
+        parent = path.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise CLIError(f"--out {path}: cannot write into {parent}")
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(text, file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------------
+# inpaint
+# ---------------------------------------------------------------------------------------------------
+def add_inpaint_parser(sub) -> None:
+    from .sampling.samplers import SAMPLERS
+
+    p = sub.add_parser(
+        "inpaint",
+        help="paint the reference's subject into a region of a scene",
+        description="Paint the subject of a reference photo into the region of a scene marked by a mask "
+        "(white = edit) or a box. The result has the scene's size; outside the region every pixel is "
+        "the scene's.",
+    )
+    p.add_argument("--scene", required=True, metavar="IMAGE", help="the scene photo (any size and mode)")
+    region = p.add_mutually_exclusive_group(required=True)
+    region.add_argument(
+        "--mask",
+        metavar="IMAGE",
+        help="mask image, white (>= 50%% grey) = region to edit; same aspect ratio as the scene",
+    )
+    region.add_argument("--box", metavar="X0,Y0,X1,Y1", help="region to edit as a box in scene pixels")
+    p.add_argument("--reference", required=True, metavar="IMAGE", help="photo of the subject to paint in")
+    p.add_argument("--reference-box", metavar="X0,Y0,X1,Y1", help="crop the reference to this box first")
+    _add_model_args(p)
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="output image (.png keeps the scene's pixels exact; several images get -0, -1 ... suffixes)",
+    )
+    p.add_argument("--steps", type=_positive_int, default=50, help="sampling steps (default 50)")
+    p.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default="plms",
+        help="plms and ddim are the original samplers; the others are diffusers solvers "
+        "(dpmsolver++ needs about 20 steps) (default plms)",
+    )
+    p.add_argument(
+        "--guidance",
+        type=_non_negative_float,
+        default=5.0,
+        help="classifier-free guidance scale; 1 turns guidance off (default 5)",
+    )
+    p.add_argument("--eta", type=_non_negative_float, default=0.0, help="DDIM noise, 0..1 (default 0)")
+    p.add_argument("--seed", type=_seed, help="random seed (default: a fresh one, printed so it can be reused)")
+    p.add_argument("--num-images", type=_positive_int, default=1, help="images to generate (default 1)")
+    p.add_argument(
+        "--region",
+        choices=("full", "crop"),
+        default="full",
+        help="full: the whole scene goes to the model, stretched to its square (the original); "
+        "crop: a square around the mask (better for large photos and small masks) (default full)",
+    )
+    p.add_argument(
+        "--context",
+        type=float,
+        default=2.0,
+        help="with --region crop: crop side over the mask's longer side (default 2)",
+    )
+    p.add_argument(
+        "--feather",
+        type=_non_negative_float,
+        help="seam width in pixels inside the mask (default about 1%% of the shorter side; 0 = hard)",
+    )
+    p.add_argument(
+        "--no-paste-back",
+        action="store_true",
+        help="return the model's whole output instead of pasting it into the scene inside the mask",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="auto",
+        help="weights' precision; auto = float16 on CUDA, float32 elsewhere",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or messages, only the output paths")
+    p.set_defaults(handler=run_inpaint)
+
+
+def run_inpaint(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import imaging
+    from .pipeline import SubjectInpaintPipeline
+
+    if not args.context >= 1:
+        raise CLIError(f"--context must be >= 1, got {args.context}")
+    if args.eta and args.sampler != "ddim":
+        raise CLIError(f"--eta applies to --sampler ddim only (got --sampler {args.sampler})")
+    if args.eta > 1:
+        raise CLIError(f"--eta must be between 0 and 1, got {args.eta}")
+    # Fail before work: read every input and check every output before loading the model.
+    imaging.load_scene_and_mask(args.scene, args.mask, args.box)
+    imaging.open_image(args.reference, "reference")
+    if args.reference_box:
+        imaging.parse_box(args.reference_box)
+    outputs = output_paths(args.out, args.num_images)
+    check_outputs(outputs, [args.scene, args.mask, args.reference], args.overwrite)
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+
+    _say(args, f"loading {args.model} on {device} ({str(dtype).removeprefix('torch.')})")
+    pipe = SubjectInpaintPipeline.from_pretrained(
+        args.model, device=device, dtype=dtype, ldm_config=args.ldm_config, vision_config=args.vision_config
+    )
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    if args.seed is None:
+        _say(args, f"seed {seed}")
+    result = pipe(
+        scene=args.scene,
+        reference=args.reference,
+        mask=args.mask,
+        box=args.box,
+        reference_box=args.reference_box,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+        sampler=args.sampler,
+        eta=args.eta,
+        num_images=args.num_images,
+        generator=torch.Generator().manual_seed(seed),
+        paste_back=not args.no_paste_back,
+        feather=args.feather,
+        region=args.region,
+        context=args.context,
+        progress=not args.quiet,
+    )
+    for image, path in zip(result.images, outputs, strict=True):
+        imaging.save_image_atomic(image, path)
+        print(path)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# convert
+# ---------------------------------------------------------------------------------------------------
+def add_convert_parser(sub) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert a model (original model.ckpt, diffusers folder, hub id) to the project's format",
+        description="Read a model in any supported format and write it as a project-format folder "
+        "(safetensors + JSON configs), checking that every weight of the source is used.",
+    )
+    p.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="original model.ckpt (or a folder holding it), diffusers Paint-by-Example folder, or hub id",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write (must not exist unless --overwrite)")
+    p.add_argument(
+        "--ldm-config",
+        metavar="YAML",
+        help="LDM model config of an original checkpoint that is not the released SD-v1 layout",
+    )
+    p.add_argument(
+        "--vision-config",
+        metavar="JSON",
+        help="CLIPVisionConfig of an original checkpoint whose vision tower is not ViT-L/14",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "bfloat16"),
+        help="store the weights in this precision (default: as the source)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quiet", action="store_true", help="no messages, only the output path")
+    p.set_defaults(handler=run_convert)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    import torch
+
+    from .convert import load_components, save_components
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise CLIError(f"--out {out}: already exists and is not empty (add --overwrite to replace it)")
+    if Path(args.source).resolve() == out.resolve():
+        raise CLIError(f"--out {out}: is the source; write the converted model elsewhere")
+    _say(args, f"reading {args.source}")
+    components = load_components(args.source, ldm_config=args.ldm_config, vision_config=args.vision_config)
+    if args.dtype:
+        for name in ("unet", "vae", "reference_encoder"):
+            components[name].to(getattr(torch, args.dtype))
+    save_components(components, out, overwrite=args.overwrite, extra={"converted_from": str(args.source)})
+    print(out)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# entry point
+# ---------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="subject-inpaint",
+        description="Subject inpainting: paint a subject, given by photos, into a region of a scene.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    add_inpaint_parser(sub)
+    add_convert_parser(sub)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    # The libraries' advisory warnings (deprecations, dtype notes) are not the user's business here.
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    try:
+        from diffusers.utils import logging as dlog
+        from transformers.utils import logging as tlog
+
+        dlog.set_verbosity_error()
+        tlog.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 2 bad input, 1 unexpected failure)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    from .convert.checkpoint_io import CheckpointError
+    from .imaging import InputError
+
+    try:
+        return args.handler(args)
+    except (CLIError, InputError, CheckpointError, FileExistsError) as e:
+        print(f"subject-inpaint: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("subject-inpaint: interrupted; nothing was written for the unfinished work", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError) as e:
+        if os.environ.get("SI_DEBUG"):
+            raise
+        print(f"subject-inpaint: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as e:  # a failure of ours or of the hardware (out of memory): still one line
+        if os.environ.get("SI_DEBUG"):
+            raise
+        print(
+            f"subject-inpaint: failed: {type(e).__name__}: {_one_line(e)} (SI_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Reading weight files safely, with one-line errors that name the file and what is wrong."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A weight or config file that cannot be used: missing, truncated, foreign or mismatched."""
+
+
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a flat ``{name: tensor}`` dict from a ``.safetensors`` file or a PyTorch pickle.
+
+    Pickles are read with ``torch.load(weights_only=True)``: tensors and plain containers only, never
+    arbitrary objects. A ``{"state_dict": {...}}`` wrapper (Lightning / the original code) is unwrapped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(e)})") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=_can_mmap(path))
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: refused to unpickle: the file holds objects other than tensors ({_first_line(e)})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {_first_line(e)}"
+        ) from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: holds no state dict of tensors (found {type(obj).__name__})")
+    return obj
+
+
+def _can_mmap(path: Path) -> bool:
+    # mmap needs the zip format of torch >= 1.6; legacy pickles fall back to a plain read.
+    return zipfile.is_zipfile(path)
+
+
+def read_json(path: str | Path, what: str) -> dict[str, Any]:
+    """Read a JSON object, or raise ``CheckpointError`` naming ``what`` it was meant to be."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file ({what})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not a readable JSON {what} ({_first_line(e)})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: the {what} must be a JSON object, found {type(data).__name__}")
+    return data
+
+
+def read_yaml(path: str | Path, what: str) -> dict[str, Any]:
+    """Read a YAML mapping (``yaml.safe_load``: no object construction)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file ({what})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise CheckpointError(f"{path}: not a readable YAML {what} ({_first_line(e)})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: the {what} must be a YAML mapping, found {type(data).__name__}")
+    return data
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:300]

@@ -1,0 +1,340 @@
+"""Image and mask input/output: reading any photo safely, masks and boxes, resizing, paste-back.
+
+Conventions: images are ``uint8`` arrays ``(H, W, 3)``; masks are ``bool`` arrays ``(H, W)`` with
+True = the region to edit (files on disk: white = edit, thresholded at mid-grey). Inside the model the
+original's *keep* mask is used (1 = keep, 0 = hole), see ``keep_mask_tensor``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+
+from .utils import current_umask
+
+# Refuse decompression bombs loudly rather than with PIL's warning (about 180 MP, as PIL's own limit).
+MAX_PIXELS = 178_956_970
+IMAGE_SUFFIXES = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+
+
+class InputError(ValueError):
+    """A user input that cannot be used (missing file, not an image, empty mask ...): one line."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------------
+def open_image(source: str | os.PathLike | Image.Image, what: str) -> Image.Image:
+    """Open and fully decode an image, honouring its EXIF orientation.
+
+    Args:
+        source: a path or an already open ``PIL.Image``.
+        what: what the image is for, used in error messages (``"scene"``, ``"mask"`` ...).
+
+    Raises:
+        InputError: missing or unreadable file, not an image, truncated, or too large.
+    """
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"{what} {path}: no such file")
+        if path.is_dir():
+            raise InputError(f"{what} {path}: is a folder, not an image file")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(path)
+                image.load()  # decode now: a truncated file fails here, not later
+        except PermissionError:
+            raise InputError(f"{what} {path}: cannot be read (permission denied)") from None
+        except UnidentifiedImageError:
+            raise InputError(f"{what} {path}: not an image (or a format Pillow cannot read)") from None
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+            raise InputError(f"{what} {path}: too large (more than {MAX_PIXELS:,} pixels)") from None
+        except (OSError, ValueError, SyntaxError) as e:
+            raise InputError(f"{what} {path}: the image is damaged or truncated ({e})") from None
+    if image.width * image.height > MAX_PIXELS:
+        raise InputError(f"{what}: too large ({image.width}×{image.height} pixels; limit {MAX_PIXELS:,})")
+    if image.width < 1 or image.height < 1:
+        raise InputError(f"{what}: empty image ({image.width}×{image.height})")
+    return ImageOps.exif_transpose(image)
+
+
+def _to_8bit_gray(image: Image.Image) -> np.ndarray:
+    """A single-channel image of any depth as ``uint8`` (16-bit and 32-bit values scaled to 0–255)."""
+    a = np.asarray(image)
+    if image.mode.startswith("I;16") or (image.mode == "I" and a.max(initial=0) > 255):
+        return np.clip(np.round(a.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+    if image.mode == "F":
+        scale = 255.0 if a.max(initial=0) <= 1.0 else 1.0
+        return np.clip(np.round(a.astype(np.float64) * scale), 0, 255).astype(np.uint8)
+    return np.clip(a, 0, 255).astype(np.uint8)
+
+
+def has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info)
+
+
+def to_rgb(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any mode (RGB, RGBA, L, LA, P, CMYK, 1, 16-bit I;16/I, F) → ``(rgb (H, W, 3) uint8, alpha or None)``."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        gray = _to_8bit_gray(image)
+        return np.repeat(gray[..., None], 3, axis=2), None
+    if has_alpha(image):
+        rgba = np.asarray(image.convert("RGBA"))
+        return np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3])
+    return np.asarray(image.convert("RGB")).copy(), None
+
+
+def mask_to_bool(image: Image.Image) -> np.ndarray:
+    """A mask image of any mode → bool ``(H, W)``: True where it is white (≥ 128 of 255) = edit."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        gray = _to_8bit_gray(image)
+    elif image.mode == "1":
+        gray = np.asarray(image, dtype=np.uint8) * 255
+    else:
+        gray = np.asarray(image.convert("L"))
+    return gray >= 128
+
+
+def fit_mask(mask: np.ndarray, size: tuple[int, int], what: str = "mask") -> np.ndarray:
+    """Resize a bool mask ``(h, w)`` to ``size = (W, H)`` if it has the same aspect ratio.
+
+    Raises:
+        InputError: the aspect ratios differ by more than 1% (or one pixel of rounding).
+    """
+    h, w = mask.shape
+    W, H = size
+    if (w, h) == (W, H):
+        return mask
+    # Same shape up to rounding: compare the cross-products with one pixel of slack on each side.
+    if abs(w * H - h * W) > max(W, H, w, h) and abs(w / h - W / H) > 0.01 * (W / H):
+        raise InputError(
+            f"{what} is {w}×{h} (aspect {w / h:.3f}) but the scene is {W}×{H} (aspect {W / H:.3f}): "
+            "they must have the same aspect ratio"
+        )
+    return resize_mask(mask, (W, H))
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a bool mask to ``size = (W, H)``: a pixel is in the mask if at least half of it was; if
+    that leaves nothing (a sliver thinner than half a pixel), any coverage counts."""
+    if (mask.shape[1], mask.shape[0]) == tuple(size):
+        return mask
+    cover = np.asarray(Image.fromarray(mask.astype(np.float32)).resize(size, Image.Resampling.BOX), dtype=np.float32)
+    out = cover >= 0.5
+    return out if out.any() or not mask.any() else cover > 0
+
+
+def load_scene_and_mask(
+    scene: str | os.PathLike | Image.Image,
+    mask: str | os.PathLike | Image.Image | None = None,
+    box: Sequence[float] | str | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Read a scene and its region to edit, given as a mask image (white = edit) or a box.
+
+    Returns:
+        ``(rgb (H, W, 3) uint8, alpha (H, W) uint8 or None, edit mask (H, W) bool)``.
+
+    Raises:
+        InputError: unreadable files, both or neither of mask and box, an empty mask, a mask of another
+            aspect ratio, a box outside the scene.
+    """
+    if (mask is None) == (box is None):
+        raise InputError("give exactly one of a mask or a box for the region to edit")
+    rgb, alpha = to_rgb(open_image(scene, "scene"))
+    size = (rgb.shape[1], rgb.shape[0])
+    if mask is not None:
+        edit = fit_mask(mask_to_bool(open_image(mask, "mask")), size)
+        if not edit.any():
+            raise InputError("mask is empty: no pixel is white (>= 128); white marks the region to edit")
+    else:
+        edit = box_to_mask(parse_box(box) if isinstance(box, str) else box, size)
+    return rgb, alpha, edit
+
+
+def parse_box(text: str) -> tuple[int, int, int, int]:
+    """``"x0,y0,x1,y1"`` (pixels; x1, y1 exclusive) → ints.
+
+    Raises:
+        InputError: not four numbers.
+    """
+    parts = [p.strip() for p in str(text).replace(" ", ",").split(",") if p.strip()]
+    try:
+        values = [round(float(p)) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise InputError(f"box {text!r}: expected four numbers x0,y0,x1,y1")
+    return values[0], values[1], values[2], values[3]
+
+
+def box_to_mask(box: Sequence[float], size: tuple[int, int]) -> np.ndarray:
+    """A box ``(x0, y0, x1, y1)`` inside an image of ``size = (W, H)`` → bool mask.
+
+    Raises:
+        InputError: the box is empty or not inside the image.
+    """
+    x0, y0, x1, y1 = (round(float(v)) for v in box)
+    W, H = size
+    if x1 <= x0 or y1 <= y0:
+        raise InputError(f"box {x0},{y0},{x1},{y1}: empty (need x0 < x1 and y0 < y1)")
+    if x0 < 0 or y0 < 0 or x1 > W or y1 > H:
+        raise InputError(
+            f"box {x0},{y0},{x1},{y1}: outside the {W}×{H} scene (need 0 ≤ x0 < x1 ≤ {W}, 0 ≤ y0 < y1 ≤ {H})"
+        )
+    mask = np.zeros((H, W), dtype=bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Bounding box ``(x0, y0, x1, y1)`` (exclusive ends) of the True pixels of a non-empty mask."""
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Model-side tensors
+# ---------------------------------------------------------------------------------------------------
+def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize ``(H, W, 3)`` uint8 to ``size = (W, H)`` (Lanczos when shrinking, bicubic when growing)."""
+    if (rgb.shape[1], rgb.shape[0]) == tuple(size):
+        return rgb
+    shrink = size[0] < rgb.shape[1] or size[1] < rgb.shape[0]
+    method = Image.Resampling.LANCZOS if shrink else Image.Resampling.BICUBIC
+    return np.asarray(Image.fromarray(rgb).resize(size, method))
+
+
+def rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 → ``(1, 3, H, W)`` in [-1, 1] (the original's ``ToTensor`` + ``Normalize(0.5, 0.5)``)."""
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+
+
+def tensor_to_rgb(images: torch.Tensor) -> list[np.ndarray]:
+    """``(B, 3, H, W)`` in [0, 1] → list of ``(H, W, 3)`` uint8."""
+    arr = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return list(arr)
+
+
+def keep_mask_tensor(mask: np.ndarray) -> torch.Tensor:
+    """Edit mask ``(H, W)`` bool → the original's keep mask ``(1, 1, H, W)``: 1 = keep, 0 = hole."""
+    return torch.from_numpy(~mask)[None, None].float()
+
+
+def reference_tensor(
+    image: Image.Image,
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    box: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """A reference photo → ``(1, 3, size, size)`` normalised tower input.
+
+    The optional ``box`` crops it first. Transparent pixels are laid on white. The photo is resized to
+    ``size × size`` with bicubic interpolation, as the original (``resize((224, 224))``), then normalised.
+    """
+    rgb, alpha = to_rgb(image)
+    if alpha is not None:
+        a = alpha[..., None].astype(np.float32) / 255.0
+        rgb = np.round(rgb * a + 255.0 * (1 - a)).astype(np.uint8)
+    if box is not None:
+        crop = box_to_mask(box, (rgb.shape[1], rgb.shape[0]))  # validates
+        x0, y0, x1, y1 = mask_bbox(crop)
+        rgb = rgb[y0:y1, x0:x1]
+    resized = np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BICUBIC))
+    x = torch.from_numpy(resized.copy()).permute(2, 0, 1).float() / 255.0
+    mean_t = torch.tensor(list(mean), dtype=torch.float32)[:, None, None]
+    std_t = torch.tensor(list(std), dtype=torch.float32)[:, None, None]
+    return ((x - mean_t) / std_t)[None]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Paste-back
+# ---------------------------------------------------------------------------------------------------
+def default_feather(size: tuple[int, int]) -> float:
+    """Seam width in pixels: about 1% of the shorter side, at least 1."""
+    return max(1.0, round(min(size) / 100))
+
+
+def feather_alpha(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Blend weight ``(H, W)`` float32 in [0, 1] for the generated image: 0 outside the mask exactly,
+    rising over about ``radius`` pixels inside its border to 1 (``radius = 0`` gives the hard mask)."""
+    hard = mask.astype(np.float32)
+    if radius <= 0:
+        return hard
+    blurred = Image.fromarray((hard * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(radius))
+    soft = np.asarray(blurred).astype(np.float32) / 255.0
+    # A blurred step is 0.5 on the border; 2·blur − 1 moves the ramp inside the mask.
+    return np.clip(2.0 * soft - 1.0, 0.0, 1.0) * hard
+
+
+def composite(scene: np.ndarray, generated: np.ndarray, mask: np.ndarray, radius: float) -> np.ndarray:
+    """Paste ``generated`` into ``scene`` (both ``(H, W, 3)`` uint8) inside ``mask`` with a feathered seam.
+
+    Every pixel outside the mask is the scene's, exactly.
+    """
+    alpha = feather_alpha(mask, radius)[..., None]
+    out = scene.astype(np.float32) * (1 - alpha) + generated.astype(np.float32) * alpha
+    out = np.round(out).astype(np.uint8)
+    out[~mask] = scene[~mask]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------------
+def image_format(path: str | os.PathLike) -> str:
+    """The Pillow format for an output path, from its suffix.
+
+    Raises:
+        InputError: an unknown suffix.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise InputError(
+            f"output {path}: unknown image type {suffix or '(none)'!r}; use one of {', '.join(IMAGE_SUFFIXES)}"
+        )
+    return IMAGE_SUFFIXES[suffix]
+
+
+def save_image_atomic(image: Image.Image, path: str | os.PathLike) -> Path:
+    """Write ``image`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A crash or a full disk leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    fmt = image_format(path)
+    if fmt == "JPEG" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+            image.save(f, format=fmt, **options)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes the file private; outputs get the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,409 @@
+"""``SubjectInpaintPipeline``: preprocess → encode → sample → decode → paste back. Glue only.
+
+The computation is Paint-by-Example's (Yang et al., 2022), as its original code runs it:
+
+1. the reference photo is resized to the vision tower's input and CLIP-normalised, then encoded into the
+   cross-attention context (and the learned unconditional vector);
+2. the scene, in [-1, 1], is multiplied by the keep-mask (1 = keep, 0 = hole) and encoded by the VAE
+   (posterior mean × scaling factor); the keep-mask is resized to the latent (bilinear);
+3. the UNet denoises ``[x_t, z_masked, keep_mask]`` from Gaussian noise with classifier-free guidance
+   (PLMS/DDIM as the original, or a diffusers solver);
+4. the latent is decoded, ``(x + 1) / 2`` clamped to [0, 1].
+
+Then, beyond the original, the result is resized back to the input's size and pasted into it inside the
+mask with a feathered seam, so that every pixel outside the mask is exactly the input's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
+
+from . import imaging
+from .sampling.guidance import InpaintDenoiser
+from .sampling.samplers import SAMPLERS, num_denoiser_steps, sample
+
+ImageInput = str | os.PathLike | Image.Image
+REGIONS = ("full", "crop")
+
+
+@dataclass
+class InpaintOutput:
+    """Result of a pipeline call.
+
+    Attributes:
+        images: the results at the scene's size (pasted back unless ``paste_back=False``).
+        latents: the final latents ``(N, 4, h, w)``.
+        work_box: the part of the scene the model saw ``(x0, y0, x1, y1)``.
+    """
+
+    images: list[Image.Image]
+    latents: torch.Tensor
+    work_box: tuple[int, int, int, int]
+
+
+@dataclass
+class PreparedInputs:
+    """Validated, decoded inputs (see ``SubjectInpaintPipeline.prepare_inputs``)."""
+
+    scene: np.ndarray  # (H, W, 3) uint8
+    alpha: np.ndarray | None  # (H, W) uint8 of an RGBA scene
+    mask: np.ndarray  # (H, W) bool, True = edit
+    reference: torch.Tensor  # (1, 3, S, S) normalised
+
+
+class SubjectInpaintPipeline:
+    """Exemplar-based inpainting with a Paint-by-Example-style model.
+
+    Args:
+        unet: ``UNet2DConditionModel`` with ``4 + 4 + 1`` input channels (noisy latent, masked-scene latent,
+            keep-mask).
+        vae: ``AutoencoderKL``; its ``config.scaling_factor`` scales latents.
+        reference_encoder: ``ReferenceEncoder``.
+        scheduler: the training noise schedule (a diffusers scheduler config dict).
+    """
+
+    def __init__(self, unet, vae, reference_encoder, scheduler: dict[str, Any]):
+        self.unet = unet.eval()
+        self.vae = vae.eval()
+        self.reference_encoder = reference_encoder.eval()
+        self.scheduler = dict(scheduler)
+        self._check_components()
+
+    # -- construction ------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        ldm_config: str | os.PathLike | dict | None = None,
+        vision_config: str | os.PathLike | dict | None = None,
+    ) -> SubjectInpaintPipeline:
+        """Load from a project folder, a diffusers Paint-by-Example folder, an original checkpoint, or a
+        hub id (see ``subject_inpainting.convert.load_components``)."""
+        from .convert import load_components
+
+        components = load_components(model, ldm_config=ldm_config, vision_config=vision_config)
+        return cls(**components).to(device, dtype)
+
+    def save_pretrained(self, folder: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the project's format (safetensors + JSON configs), atomically."""
+        from .convert import save_components
+
+        return save_components(self.components, folder, overwrite=overwrite)
+
+    @property
+    def components(self) -> dict[str, Any]:
+        return {
+            "unet": self.unet,
+            "vae": self.vae,
+            "reference_encoder": self.reference_encoder,
+            "scheduler": self.scheduler,
+        }
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+        """Move to ``device`` and cast to ``dtype``. The VAE stays in float32 under float16 (its
+        activations overflow float16, the known SD-VAE problem)."""
+        vae_dtype = torch.float32 if dtype == torch.float16 else dtype
+        for module, dt in ((self.unet, dtype), (self.reference_encoder, dtype), (self.vae, vae_dtype)):
+            kwargs = {k: v for k, v in (("device", device), ("dtype", dt)) if v is not None}
+            if kwargs:
+                module.to(**kwargs)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def resolution(self) -> int:
+        """The model's native square resolution in pixels (512 for the released weights)."""
+        return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+    def _check_components(self) -> None:
+        latent = self.vae.config.latent_channels
+        expected = 2 * latent + 1
+        if self.unet.config.in_channels != expected:
+            raise ValueError(
+                f"the UNet takes {self.unet.config.in_channels} input channels but an inpainting UNet over "
+                f"this VAE needs {expected} (latent {latent} + masked-scene latent {latent} + mask 1)"
+            )
+        if self.unet.config.cross_attention_dim != self.reference_encoder.config.context_dim:
+            raise ValueError(
+                f"the reference encoder gives {self.reference_encoder.config.context_dim}-wide context but "
+                f"the UNet attends to {self.unet.config.cross_attention_dim}"
+            )
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def check_inputs(
+        self,
+        num_inference_steps: int,
+        guidance_scale: float,
+        sampler: str,
+        eta: float,
+        num_images: int,
+        region: str,
+        context: float,
+        feather: float | None,
+        generator: torch.Generator | Sequence[torch.Generator] | None,
+    ) -> None:
+        """Validate the numeric and named options before any work (``ValueError``/``TypeError``)."""
+        if not isinstance(num_inference_steps, int) or isinstance(num_inference_steps, bool):
+            raise TypeError(f"num_inference_steps must be an int, got {type(num_inference_steps).__name__}")
+        limit = int(self.scheduler["num_train_timesteps"])
+        if not 1 <= num_inference_steps <= limit:
+            raise ValueError(f"num_inference_steps must be between 1 and {limit}, got {num_inference_steps}")
+        if not isinstance(guidance_scale, (int, float)) or not np.isfinite(guidance_scale) or guidance_scale < 0:
+            raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+        if not 0 <= eta <= 1:
+            raise ValueError(f"eta must be in [0, 1], got {eta}")
+        if eta and sampler != "ddim":
+            raise ValueError(f"eta applies to the ddim sampler only (sampler {sampler!r}, eta {eta})")
+        if not isinstance(num_images, int) or num_images < 1:
+            raise ValueError(f"num_images must be a positive int, got {num_images!r}")
+        if region not in REGIONS:
+            raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {region!r}")
+        if not context >= 1:
+            raise ValueError(f"context must be >= 1 (the crop's side over the mask's), got {context}")
+        if feather is not None and not feather >= 0:
+            raise ValueError(f"feather must be >= 0 pixels, got {feather}")
+        if isinstance(generator, (list, tuple)):
+            if len(generator) != num_images:
+                raise ValueError(f"got {len(generator)} generators for {num_images} images; give one per image")
+            if not all(isinstance(g, torch.Generator) for g in generator):
+                raise TypeError("generator must be a torch.Generator or a list of them")
+        elif generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+
+    def prepare_inputs(
+        self,
+        scene: ImageInput,
+        reference: ImageInput | torch.Tensor,
+        mask: ImageInput | None = None,
+        box: Sequence[float] | str | None = None,
+        reference_box: Sequence[float] | str | None = None,
+    ) -> PreparedInputs:
+        """Read and validate the images: scene in any mode, a mask (white = edit) or a box, a reference.
+
+        Raises:
+            InputError: one line naming the input and what is wrong with it.
+        """
+        rgb, alpha, edit = imaging.load_scene_and_mask(scene, mask, box)
+        enc = self.reference_encoder
+        if isinstance(reference, torch.Tensor):
+            expected = (1, 3, enc.image_size, enc.image_size)
+            ref = reference[None] if reference.ndim == 3 else reference
+            if tuple(ref.shape) != expected:
+                raise ValueError(
+                    f"a reference tensor must be normalised pixels of shape {expected}, got {tuple(reference.shape)}"
+                )
+        else:
+            if isinstance(reference_box, str):
+                reference_box = imaging.parse_box(reference_box)
+            ref = imaging.reference_tensor(
+                imaging.open_image(reference, "reference"),
+                enc.image_size,
+                enc.config.image_mean,
+                enc.config.image_std,
+                reference_box,
+            )
+        return PreparedInputs(rgb, alpha, edit, ref)
+
+    def work_box(self, mask: np.ndarray, region: str, context: float) -> tuple[int, int, int, int]:
+        """The part of the scene the model sees: all of it (``"full"``, the original: stretched to the
+        model's square) or a square around the mask whose side is ``context`` × the mask's longer side
+        (``"crop"``: no distortion, more pixels on the subject). A mask that no square inside the image
+        can hold falls back to the full scene."""
+        h, w = mask.shape
+        if region == "full":
+            return 0, 0, w, h
+        x0, y0, x1, y1 = imaging.mask_bbox(mask)
+        need = max(x1 - x0, y1 - y0)
+        side = min(max(round(need * context), 1), min(w, h))
+        if side < need:
+            return 0, 0, w, h
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        left = int(min(max(round(cx - side / 2), 0), w - side))
+        top = int(min(max(round(cy - side / 2), 0), h - side))
+        return left, top, left + side, top + side
+
+    # -- model steps -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_reference(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, 3, S, S)`` → (conditional context ``(B, T, C)``, unconditional ``(B, 1, C)``)."""
+        enc = self.reference_encoder
+        cond = enc(pixel_values.to(enc.device, enc.dtype))
+        return cond, enc.unconditional(cond.shape[0])
+
+    @torch.no_grad()
+    def encode_scene(self, scene: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scene ``(B, 3, H, W)`` in [-1, 1] and keep-mask ``(B, 1, H, W)`` → (scaled latent of
+        ``scene · keep`` from the posterior mean ``(B, 4, h, w)``, keep-mask at latent size ``(B, 1, h, w)``)."""
+        vae = self.vae
+        masked = (scene * keep).to(vae.device, vae.dtype)
+        z = vae.encode(masked).latent_dist.mean * vae.config.scaling_factor
+        keep_latent = F.interpolate(
+            keep.to(z.device, torch.float32), size=z.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return z.float(), keep_latent
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents ``(B, 4, h, w)`` → images ``(B, 3, H, W)`` in [0, 1]."""
+        vae = self.vae
+        x = vae.decode((latents / vae.config.scaling_factor).to(vae.dtype)).sample
+        return ((x.float() + 1) / 2).clamp(0, 1)
+
+    def prepare_latents(
+        self, num_images: int, generator: torch.Generator | Sequence[torch.Generator] | None
+    ) -> torch.Tensor:
+        """Initial noise ``(N, 4, h, w)``, drawn on each generator's device (CPU by default), so a seed gives
+        the same picture on every device."""
+        side = int(self.unet.config.sample_size)
+        shape = (1, self.vae.config.latent_channels, side, side)
+        gens = list(generator) if isinstance(generator, (list, tuple)) else [generator] * num_images
+        if isinstance(generator, torch.Generator) or generator is None:
+            noise = torch.randn((num_images, *shape[1:]), generator=generator, device=_gen_device(generator))
+        else:
+            noise = torch.cat([torch.randn(shape, generator=g, device=_gen_device(g)) for g in gens])
+        return noise.to(self.device, torch.float32)
+
+    # -- the call ----------------------------------------------------------------------------------
+    def __call__(
+        self,
+        scene: ImageInput,
+        reference: ImageInput | torch.Tensor,
+        mask: ImageInput | None = None,
+        box: Sequence[float] | str | None = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 5.0,
+        sampler: str = "plms",
+        eta: float = 0.0,
+        num_images: int = 1,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        paste_back: bool = True,
+        feather: float | None = None,
+        region: str = "full",
+        context: float = 2.0,
+        reference_box: Sequence[float] | str | None = None,
+        latents: torch.Tensor | None = None,
+        progress: bool = True,
+        callback: Callable[[dict[str, Any]], None] | None = None,
+    ) -> InpaintOutput:
+        """Paint the reference's subject into the masked region of the scene.
+
+        Args:
+            scene: path or PIL image, any size and mode (RGB, RGBA, L, P, CMYK, 16-bit); EXIF orientation
+                is honoured.
+            reference: path or PIL image of the subject, resized (bicubic) to the tower's input; or its
+                normalised pixels ``(1, 3, S, S)``.
+            mask: path or PIL image, white (>= 128) = region to edit; same aspect ratio as the scene.
+            box: instead of a mask, ``(x0, y0, x1, y1)`` in scene pixels (or ``"x0,y0,x1,y1"``).
+            num_inference_steps: sampling steps (the original's rounding for PLMS/DDIM).
+            guidance_scale: classifier-free guidance scale ``s`` (5 in the paper; 1 = no guidance).
+            sampler: ``plms`` (the original's default), ``ddim``, or a diffusers solver (``dpmsolver++`` ...).
+            eta: DDIM noise (0 = deterministic).
+            num_images: results per call, sampled as one batch.
+            generator: a ``torch.Generator`` (or one per image) for the initial noise.
+            paste_back: paste the result into the scene inside the mask (outside pixels exact); if False,
+                return the model's whole output resized to the scene.
+            feather: seam width in pixels (default about 1% of the shorter side; 0 = hard edge).
+            region: ``"full"`` (the original: whole scene stretched to the model's square) or ``"crop"``
+                (a square around the mask, ``context`` × its size).
+            context: crop side over the mask's longer side, for ``region="crop"``.
+            reference_box: crop the reference to ``(x0, y0, x1, y1)`` first.
+            latents: initial noise ``(N, 4, h, w)`` instead of drawing it.
+            progress: show a progress bar.
+            callback: called after every step with ``{"i", "t", "x", "pred_x0"}``.
+
+        Returns:
+            ``InpaintOutput`` with ``images`` (PIL, the scene's size; RGBA if the scene had alpha).
+        """
+        self.check_inputs(
+            num_inference_steps, guidance_scale, sampler, eta, num_images, region, context, feather, generator
+        )
+        inputs = self.prepare_inputs(scene, reference, mask, box, reference_box)
+        n = num_images
+        side = int(self.unet.config.sample_size)
+        if latents is not None and tuple(latents.shape) != (n, self.vae.config.latent_channels, side, side):
+            raise ValueError(
+                f"latents must have shape {(n, self.vae.config.latent_channels, side, side)}, "
+                f"got {tuple(latents.shape)}"
+            )
+        H, W = inputs.mask.shape
+        box = self.work_box(inputs.mask, region, context)
+        x0, y0, x1, y1 = box
+        res = self.resolution
+        work_rgb = imaging.resize_rgb(inputs.scene[y0:y1, x0:x1], (res, res))
+        work_mask = imaging.resize_mask(inputs.mask[y0:y1, x0:x1], (res, res))
+
+        cond, uncond = self.encode_reference(inputs.reference)
+        z_masked, keep_latent = self.encode_scene(imaging.rgb_to_tensor(work_rgb), imaging.keep_mask_tensor(work_mask))
+        denoiser = InpaintDenoiser(
+            self.unet,
+            cond.expand(n, -1, -1),
+            uncond.expand(n, -1, -1),
+            guidance_scale,
+            z_masked.expand(n, -1, -1, -1),
+            keep_latent.expand(n, -1, -1, -1),
+        )
+        x = latents.to(self.device, torch.float32) if latents is not None else self.prepare_latents(n, generator)
+        total = num_denoiser_steps(sampler, num_inference_steps, self.scheduler)
+        step_generator = generator[0] if isinstance(generator, (list, tuple)) else generator
+        with tqdm(total=total, desc="sampling", unit="step", disable=not progress, leave=False) as bar:
+
+            def on_step(info: dict[str, Any]) -> None:
+                bar.update(1)
+                if callback is not None:
+                    callback(info)
+
+            x = sample(sampler, denoiser, x, self.scheduler, num_inference_steps, eta, step_generator, on_step)
+        generated = imaging.tensor_to_rgb(self.decode(x))
+
+        radius = imaging.default_feather((W, H)) if feather is None else feather
+        images = []
+        for gen in generated:
+            full = inputs.scene.copy()
+            full[y0:y1, x0:x1] = imaging.resize_rgb(gen, (x1 - x0, y1 - y0))
+            if paste_back:
+                full = imaging.composite(inputs.scene, full, inputs.mask, radius)
+            images.append(self._to_image(full, inputs, paste_back, radius))
+        return InpaintOutput(images=images, latents=x.cpu(), work_box=box)
+
+    @staticmethod
+    def _to_image(rgb: np.ndarray, inputs: PreparedInputs, paste_back: bool, radius: float) -> Image.Image:
+        if inputs.alpha is None:
+            return Image.fromarray(rgb, "RGB")
+        alpha = inputs.alpha.copy()
+        if paste_back:
+            # The painted subject is opaque: raise the alpha inside the mask with the same seam.
+            weight = imaging.feather_alpha(inputs.mask, radius)
+            alpha = np.round(alpha * (1 - weight) + 255 * weight).astype(np.uint8)
+            alpha[~inputs.mask] = inputs.alpha[~inputs.mask]
+        else:
+            alpha[:] = 255
+        return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+
+
+def _gen_device(generator: torch.Generator | None) -> torch.device:
+    return generator.device if generator is not None else torch.device("cpu")

@@ -1,0 +1,203 @@
+"""Samplers as pure functions with one signature (k-diffusion style).
+
+Each takes a ``denoiser(x, t) -> eps`` (guidance already applied), the initial noise and the schedule,
+and returns the final latent. ``callback`` receives ``{"i", "t", "x", "pred_x0"}`` after every step.
+
+- ``sample_ddim`` / ``sample_plms``: the original LDM samplers (``ldm/models/diffusion/{ddim,plms}.py``),
+  step for step, so that the recorded outputs of the original code are reproduced.
+- ``sample_diffusers``: any ``diffusers`` scheduler (DPM-Solver++, UniPC, Euler ...) on the same
+  training schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from .schedule import alphas_cumprod, original_timesteps
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Callback = Callable[[dict[str, Any]], None]
+
+
+def _ddim_tables(schedule: Mapping[str, Any], num_steps: int, eta: float):
+    """ᾱ at the sampling timesteps, ᾱ at the previous ones (ᾱ_0 before the first), and σ (DDIM eq. 16)."""
+    a = alphas_cumprod(schedule)
+    steps = original_timesteps(num_steps, int(schedule["num_train_timesteps"]))
+    alphas = a[steps]
+    alphas_prev = torch.cat([a[:1], a[steps[:-1]]])
+    sigmas = eta * ((1 - alphas_prev) / (1 - alphas) * (1 - alphas / alphas_prev)).sqrt()
+    return steps, alphas, alphas_prev, sigmas
+
+
+def _ddim_update(x, eps, a_t, a_prev, sigma, noise):
+    """One DDIM update (Song et al. 2021, eq. 12): returns ``(x_prev, pred_x0)``."""
+    pred_x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+    dir_xt = (1 - a_prev - sigma**2).sqrt() * eps
+    x_prev = a_prev.sqrt() * pred_x0 + dir_xt
+    if noise is not None:
+        x_prev = x_prev + sigma * noise
+    return x_prev, pred_x0
+
+
+def _full_t(t: int, x: torch.Tensor) -> torch.Tensor:
+    return torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+
+
+@torch.no_grad()
+def sample_ddim(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    schedule: Mapping[str, Any],
+    num_steps: int,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """DDIM (Song et al., 2021) exactly as the original ``DDIMSampler``.
+
+    Args:
+        denoiser: ``(x (B, C, h, w), t (B,) int64) -> eps (B, C, h, w)``.
+        x: initial noise ``x_T``, ``(B, C, h, w)``.
+        schedule: the training noise schedule (diffusers scheduler config).
+        num_steps: sampling steps ``S`` (timesteps ``range(0, T, T // S) + 1``).
+        eta: 0 is deterministic DDIM; 1 is DDPM-like ancestral sampling.
+        generator: draws the noise when ``eta > 0``.
+    """
+    steps, alphas, alphas_prev, sigmas = _ddim_tables(schedule, num_steps, eta)
+    n = len(steps)
+    for i, t in enumerate(reversed(steps)):
+        index = n - 1 - i
+        eps = denoiser(x, _full_t(t, x))
+        noise = None
+        if eta > 0:
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        a_t, a_prev, sigma = (v[index].to(x.device) for v in (alphas, alphas_prev, sigmas))
+        x, pred_x0 = _ddim_update(x, eps, a_t, a_prev, sigma, noise)
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x, "pred_x0": pred_x0})
+    return x
+
+
+@torch.no_grad()
+def sample_plms(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    schedule: Mapping[str, Any],
+    num_steps: int,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """PLMS (pseudo linear multi-step, Liu et al., 2022) exactly as the original ``PLMSSampler``.
+
+    The first step is a pseudo improved Euler step (two denoiser calls: at ``t`` and, from its result,
+    at the next timestep); then Adams–Bashforth of order 2, 3 and 4 on the stored ``eps``.
+    """
+    if eta != 0:
+        raise ValueError(f"PLMS is deterministic: eta must be 0, got {eta}")
+    steps, alphas, alphas_prev, sigmas = _ddim_tables(schedule, num_steps, 0.0)
+    descending = list(reversed(steps))
+    n = len(steps)
+    old_eps: list[torch.Tensor] = []
+    for i, t in enumerate(descending):
+        index = n - 1 - i
+        t_next = descending[min(i + 1, n - 1)]
+        a_t, a_prev, sigma = (v[index].to(x.device) for v in (alphas, alphas_prev, sigmas))
+        eps = denoiser(x, _full_t(t, x))
+        if not old_eps:
+            x_prev, _ = _ddim_update(x, eps, a_t, a_prev, sigma, None)
+            eps_next = denoiser(x_prev, _full_t(t_next, x))
+            eps_prime = (eps + eps_next) / 2
+        elif len(old_eps) == 1:
+            eps_prime = (3 * eps - old_eps[-1]) / 2
+        elif len(old_eps) == 2:
+            eps_prime = (23 * eps - 16 * old_eps[-1] + 5 * old_eps[-2]) / 12
+        else:
+            eps_prime = (55 * eps - 59 * old_eps[-1] + 37 * old_eps[-2] - 9 * old_eps[-3]) / 24
+        x, pred_x0 = _ddim_update(x, eps_prime, a_t, a_prev, sigma, None)
+        old_eps.append(eps)
+        if len(old_eps) > 3:
+            old_eps.pop(0)
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x, "pred_x0": pred_x0})
+    return x
+
+
+# Solvers from diffusers: name → (scheduler class name, config overrides).
+DIFFUSERS_SOLVERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpmsolver++-sde": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "solver_order": 2},
+    ),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+}
+
+
+def make_diffusers_scheduler(name: str, schedule: Mapping[str, Any]):
+    """A ``diffusers`` scheduler ``name`` (a key of ``DIFFUSERS_SOLVERS``) on the training schedule."""
+    import diffusers
+
+    cls_name, overrides = DIFFUSERS_SOLVERS[name]
+    config = {k: v for k, v in schedule.items() if not k.startswith("_")}
+    config.pop("set_alpha_to_one", None)
+    config.pop("clip_sample", None)
+    return getattr(diffusers, cls_name).from_config({**config, **overrides})
+
+
+@torch.no_grad()
+def sample_diffusers(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    schedule: Mapping[str, Any],
+    num_steps: int,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    solver: str = "dpmsolver++",
+) -> torch.Tensor:
+    """Sample with a ``diffusers`` solver (``solver`` in ``DIFFUSERS_SOLVERS``); ``eta`` is unused."""
+    scheduler = make_diffusers_scheduler(solver, schedule)
+    scheduler.set_timesteps(num_steps, device=x.device)
+    x = x * scheduler.init_noise_sigma
+    for i, t in enumerate(scheduler.timesteps):
+        eps = denoiser(scheduler.scale_model_input(x, t), t.expand(x.shape[0]))
+        out = scheduler.step(eps, t, x, generator=generator)
+        x = out.prev_sample
+        if callback is not None:
+            callback({"i": i, "t": int(t), "x": x, "pred_x0": getattr(out, "pred_original_sample", None)})
+    return x
+
+
+ORIGINAL_SAMPLERS = {"plms": sample_plms, "ddim": sample_ddim}
+SAMPLERS = (*ORIGINAL_SAMPLERS, *DIFFUSERS_SOLVERS)
+
+
+def num_denoiser_steps(sampler: str, num_steps: int, schedule: Mapping[str, Any]) -> int:
+    """How many steps (callbacks) ``sampler`` makes for ``num_steps`` (the original's rounding)."""
+    if sampler in ORIGINAL_SAMPLERS:
+        return len(original_timesteps(num_steps, int(schedule["num_train_timesteps"])))
+    return num_steps
+
+
+def sample(
+    sampler: str,
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    schedule: Mapping[str, Any],
+    num_steps: int,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """Run sampler ``sampler`` (one of ``SAMPLERS``)."""
+    if sampler in ORIGINAL_SAMPLERS:
+        return ORIGINAL_SAMPLERS[sampler](denoiser, x, schedule, num_steps, eta, generator, callback)
+    if sampler in DIFFUSERS_SOLVERS:
+        return sample_diffusers(denoiser, x, schedule, num_steps, eta, generator, callback, solver=sampler)
+    raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
