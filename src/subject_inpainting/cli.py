@@ -22,6 +22,13 @@ class CLIError(ValueError):
     """A bad command-line input (the message is printed as is, exit code 2)."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage itself is one ``--help`` away)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Shared option helpers
 # ---------------------------------------------------------------------------------------------------
@@ -337,12 +344,12 @@ def run_convert(args: argparse.Namespace) -> int:
 # entry point
 # ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="subject-inpaint",
         description="Subject inpainting: paint a subject, given by photos, into a region of a scene.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=OneLineParser)
     add_inpaint_parser(sub)
     add_convert_parser(sub)
     return parser

@@ -223,8 +223,8 @@ class SubjectInpaintPipeline:
             ref = imaging.reference_tensor(
                 imaging.open_image(reference, "reference"),
                 enc.image_size,
-                enc.config.image_mean,
-                enc.config.image_std,
+                enc.image_mean,
+                enc.image_std,
                 reference_box,
             )
         return PreparedInputs(rgb, alpha, edit, ref)

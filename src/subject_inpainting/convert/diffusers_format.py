@@ -26,6 +26,7 @@ import torch
 
 from ..models.build import build_component, fill_component
 from ..models.configs import reference_encoder_config
+from ..models.reference_encoder import to_canonical_keys
 from .checkpoint_io import CheckpointError, read_json
 from .project import load_module, read_weights
 
@@ -96,10 +97,12 @@ def to_diffusers_encoder(encoder) -> tuple[dict[str, Any], dict[str, torch.Tenso
     if encoder.has_detail or cfg.class_token != "pooled" or cfg.class_mapper_heads != 1:
         raise ValueError("diffusers' PaintByExampleImageEncoder holds only a plain Paint-by-Example encoder")
     inverse = {v: k for k, v in _BLOCK_RENAMES.items()}
+    # diffusers' encoder holds the same CLIPVisionModel class as ours: same nesting in this installation.
+    tower = "model.vision_model." if encoder.tower_nested() else "model."
     out: dict[str, torch.Tensor] = {}
-    for key, value in to_canonical_state(encoder).items():
+    for key, value in to_canonical_keys(dict(encoder.state_dict())).items():
         if key.startswith("vision_model."):
-            out["model." + key] = value
+            out[tower + key[len("vision_model.") :]] = value
         elif m := re.fullmatch(r"class_mapper\.resblocks\.(\d+)\.(.+)\.(weight|bias)", key):
             i, name, leaf = m.groups()
             if name == "attn.c_qkv":
@@ -118,12 +121,6 @@ def to_diffusers_encoder(encoder) -> tuple[dict[str, Any], dict[str, torch.Tenso
     vision = dict(cfg.vision_config)
     vision["projection_dim"] = int(cfg.context_dim)
     return vision, out
-
-
-def to_canonical_state(encoder) -> dict[str, torch.Tensor]:
-    from ..models.reference_encoder import to_canonical_keys
-
-    return to_canonical_keys(dict(encoder.state_dict()))
 
 
 def schedule_from_diffusers(config: dict[str, Any]) -> dict[str, Any]:

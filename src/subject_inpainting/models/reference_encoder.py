@@ -53,7 +53,7 @@ class ReferenceEncoder(ModelMixin, ConfigMixin):
         detail_mapper_heads: its heads (8 in subject inpainting).
         detail_grid: the patch tokens are average-pooled to a ``detail_grid × detail_grid`` grid of detail
             tokens; 1 is the original's mean over all patches.
-        image_mean, image_std: per-channel normalisation of the tower's input.
+        image_mean, image_std: per-channel normalisation of the tower's input (None: OpenAI CLIP's).
     """
 
     config_name = "config.json"
@@ -69,8 +69,8 @@ class ReferenceEncoder(ModelMixin, ConfigMixin):
         detail_mapper_layers: int = 0,
         detail_mapper_heads: int = 8,
         detail_grid: int = 1,
-        image_mean: tuple[float, float, float] = CLIP_IMAGE_MEAN,
-        image_std: tuple[float, float, float] = CLIP_IMAGE_STD,
+        image_mean: list[float] | None = None,
+        image_std: list[float] | None = None,
     ):
         super().__init__()
         if class_token not in CLASS_TOKEN_SOURCES:
@@ -106,6 +106,14 @@ class ReferenceEncoder(ModelMixin, ConfigMixin):
         return int(self.config.vision_config["image_size"])
 
     @property
+    def image_mean(self) -> tuple[float, ...]:
+        return tuple(self.config.image_mean or CLIP_IMAGE_MEAN)
+
+    @property
+    def image_std(self) -> tuple[float, ...]:
+        return tuple(self.config.image_std or CLIP_IMAGE_STD)
+
+    @property
     def has_detail(self) -> bool:
         return self.config.detail_mapper_layers > 0
 
@@ -115,7 +123,8 @@ class ReferenceEncoder(ModelMixin, ConfigMixin):
         return 1 + (self.config.detail_grid**2 if self.has_detail else 0)
 
     # -- state-dict layout -------------------------------------------------------------------------
-    def _tower_nested(self) -> bool:
+    def tower_nested(self) -> bool:
+        """Whether the installed ``transformers`` nests the tower's weights (``vision_model.vision_model.``)."""
         return any(k.startswith(TOWER) for k in self.vision_model.state_dict())
 
     def to_installed_keys(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -124,7 +133,7 @@ class ReferenceEncoder(ModelMixin, ConfigMixin):
         ``transformers`` < 5 nests the CLIP tower's weights one level deeper (``vision_model.vision_model.``)
         than 5.x does. Saved files use the flat, canonical form (``vision_model.embeddings...``).
         """
-        nested = self._tower_nested()
+        nested = self.tower_nested()
         out = {}
         for k, v in to_canonical_keys(state_dict).items():
             if nested and k.startswith(TOWER):

@@ -11,6 +11,7 @@ and returns the final latent. ``callback`` receives ``{"i", "t", "x", "pred_x0"}
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -164,10 +165,12 @@ def sample_diffusers(
     """Sample with a ``diffusers`` solver (``solver`` in ``DIFFUSERS_SOLVERS``); ``eta`` is unused."""
     scheduler = make_diffusers_scheduler(solver, schedule)
     scheduler.set_timesteps(num_steps, device=x.device)
+    # Only the stochastic solvers take a generator.
+    extra = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     x = x * scheduler.init_noise_sigma
     for i, t in enumerate(scheduler.timesteps):
         eps = denoiser(scheduler.scale_model_input(x, t), t.expand(x.shape[0]))
-        out = scheduler.step(eps, t, x, generator=generator)
+        out = scheduler.step(eps, t, x, **extra)
         x = out.prev_sample
         if callback is not None:
             callback({"i": i, "t": int(t), "x": x, "pred_x0": getattr(out, "pred_original_sample", None)})

@@ -32,9 +32,10 @@ def original_timesteps(num_steps: int, num_train_timesteps: int) -> list[int]:
     """The original's "uniform" DDIM/PLMS discretisation, ascending: ``range(0, T, T // S) + 1``.
 
     As in the original, ``S`` that does not divide ``T`` yields ``len(range(0, T, T // S))`` steps
-    (e.g. 31 for S = 30, T = 1000), not exactly ``S``.
+    (e.g. 31 for S = 30, T = 1000), not exactly ``S``. Where the original would index past the schedule
+    and crash (``T // S`` dividing ``T − 1``, e.g. S = 3 gives timestep 1000), that step is dropped.
     """
     if not 1 <= num_steps <= num_train_timesteps:
         raise ValueError(f"num_steps must be between 1 and {num_train_timesteps}, got {num_steps}")
     stride = num_train_timesteps // num_steps
-    return [t + 1 for t in range(0, num_train_timesteps, stride)]
+    return [t + 1 for t in range(0, num_train_timesteps, stride) if t + 1 < num_train_timesteps]

@@ -1,0 +1,181 @@
+"""The command line: it works end to end, and every bad input gives one line, exit code 2, no output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from subject_inpainting import cli
+
+
+@pytest.fixture
+def inpaint_args(scene_files, tiny_model_dir, tmp_path):
+    def make(*extra, out=None):
+        out = out or tmp_path / "out" / "result.png"
+        return [
+            "inpaint", "--scene", str(scene_files["scene"]), "--reference", str(scene_files["reference"]),
+            "--model", str(tiny_model_dir), "--out", str(out), "--steps", "2", "--seed", "0", "--quiet",
+            *extra,
+        ]  # fmt: skip
+
+    return make
+
+
+def with_mask(args, scene_files):
+    return [*args, "--mask", str(scene_files["mask"])]
+
+
+def test_inpaint_writes_the_result(inpaint_args, scene_files, tmp_path, capsys):
+    assert cli.main(with_mask(inpaint_args(), scene_files)) == 0
+    out = tmp_path / "out" / "result.png"
+    assert capsys.readouterr().out.strip() == str(out)
+    result = np.asarray(Image.open(out))
+    scene = np.asarray(Image.open(scene_files["scene"]))
+    assert result.shape == scene.shape
+    mask = scene_files["mask_array"]
+    assert np.array_equal(result[~mask], scene[~mask])
+
+
+def test_seed_and_several_images(inpaint_args, scene_files, tmp_path, capsys):
+    assert cli.main(with_mask(inpaint_args("--num-images", "2"), scene_files)) == 0
+    paths = capsys.readouterr().out.split()
+    assert [os.path.basename(p) for p in paths] == ["result-0.png", "result-1.png"]
+    first = np.asarray(Image.open(paths[0]))
+    assert cli.main(with_mask(inpaint_args("--overwrite", out=tmp_path / "again.png"), scene_files)) == 0
+    capsys.readouterr()
+    assert np.array_equal(first, np.asarray(Image.open(tmp_path / "again.png")))
+
+
+def test_original_checkpoint_folder_and_conversion(reference_dir, scene_files, tmp_path, capsys):
+    converted = tmp_path / "converted"
+    assert cli.main(["convert", str(reference_dir / "pbe-tiny"), "--out", str(converted), "--quiet"]) == 0
+    assert (converted / "model_index.json").is_file()
+    for model in (reference_dir / "pbe-tiny", converted):
+        out = tmp_path / f"from-{model.name}.png"
+        args = ["inpaint", "--scene", str(scene_files["scene"]), "--mask", str(scene_files["mask"]),
+                "--reference", str(scene_files["reference"]), "--model", str(model), "--out", str(out),
+                "--steps", "2", "--seed", "3", "--quiet"]  # fmt: skip
+        assert cli.main(args) == 0
+    capsys.readouterr()
+    a = np.asarray(Image.open(tmp_path / "from-pbe-tiny.png"))
+    b = np.asarray(Image.open(tmp_path / "from-converted.png"))
+    assert np.array_equal(a, b)  # the converted folder computes exactly what the checkpoint does
+
+
+def expect_bad_input(argv, capsys, tmp_path, match):
+    before = set(tmp_path.rglob("*"))
+    assert cli.main(argv) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert match in lines[0], lines[0]
+    assert set(tmp_path.rglob("*")) == before, "something was written"
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"--scene": "missing.png"}, "no such file"),
+        ({"--scene": "notes.png"}, "not an image"),
+        ({"--reference": "missing.jpg"}, "reference"),
+        ({"--mask": "black.png"}, "mask is empty"),
+        ({"--mask": "wide.png"}, "same aspect ratio"),
+        ({"--mask": None, "--box": "0,0,100,10"}, "outside the 48×40 scene"),
+        ({"--mask": None, "--box": "1,2,3"}, "four numbers"),
+        ({"--model": "broken-model"}, "missing its vae part"),
+        ({"--model": "no/such-model-anywhere"}, "HF_HUB_OFFLINE"),
+        ({"--model": "./no-such-folder"}, "no such model file or folder"),
+        ({"--out": "result.xyz"}, "unknown image type"),
+        ({"--out": "existing.png"}, "already exists"),
+        ({"--out": "SCENE"}, "is one of the inputs"),
+        ({"--device": "cuda"}, "CUDA is not available"),
+        ({"--device": "toaster"}, "not a device"),
+        ({"--eta": "0.5"}, "--eta applies to --sampler ddim only"),
+        ({"--context": "0.5"}, "--context must be >= 1"),
+    ],
+)
+def test_bad_inputs(change, match, scene_files, tiny_model_dir, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    (tmp_path / "notes.png").write_text("hello")
+    Image.new("L", (48, 40)).save(tmp_path / "black.png")
+    Image.new("L", (96, 40), 255).save(tmp_path / "wide.png")
+    (tmp_path / "existing.png").write_bytes(b"keep me")
+    shutil.copytree(tiny_model_dir, tmp_path / "broken-model")
+    shutil.rmtree(tmp_path / "broken-model" / "vae")
+    opts = {
+        "--scene": str(scene_files["scene"]),
+        "--mask": str(scene_files["mask"]),
+        "--reference": str(scene_files["reference"]),
+        "--model": str(tiny_model_dir),
+        "--out": "out.png",
+    }
+    opts.update(change)
+    if opts["--out"] == "SCENE":
+        opts["--out"] = str(scene_files["scene"])
+    argv = ["inpaint", "--steps", "2", "--quiet"]
+    for k, v in opts.items():
+        if v is not None:
+            argv += [k, v]
+    expect_bad_input(argv, capsys, tmp_path, match)
+    assert (tmp_path / "existing.png").read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["inpaint", "--scene", "s.png"], "the following arguments are required"),
+        (["inpaint", "--steps", "0"], "expected a number >= 1"),
+        (["inpaint", "--guidance", "-2"], "expected a finite number >= 0"),
+        (["inpaint", "--sampler", "heun"], "invalid choice"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_usage_errors_are_one_line(argv, match, capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and match in lines[0]
+
+
+def test_convert_refuses_to_overwrite(reference_dir, tmp_path, capsys):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "mine.txt").write_text("mine")
+    assert cli.main(["convert", str(reference_dir / "pbe-tiny"), "--out", str(dest)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (dest / "mine.txt").read_text() == "mine"
+
+
+def test_every_option_has_help():
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+
+
+def test_installed_command(scene_files, tiny_model_dir, tmp_path):
+    """The console script itself (a fresh process, as a user runs it)."""
+    out = tmp_path / "cmd.png"
+    exe = os.path.join(os.path.dirname(sys.executable), "subject-inpaint")
+    proc = subprocess.run(
+        [exe, "inpaint", "--scene", str(scene_files["scene"]), "--box", "5,5,20,20", "--reference",
+         str(scene_files["reference"]), "--model", str(tiny_model_dir), "--out", str(out), "--steps", "2",
+         "--seed", "1"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(out)
+    assert "Traceback" not in proc.stderr
+    assert Image.open(out).size == (48, 40)

@@ -1,0 +1,185 @@
+"""The pipeline end to end on tiny components: sizes, exact paste-back, seeds, options, input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import make_scene, tiny_components
+from subject_inpainting.imaging import InputError
+from subject_inpainting.pipeline import SubjectInpaintPipeline
+from subject_inpainting.sampling.samplers import SAMPLERS
+
+
+def run(pipe, files, seed=0, **kwargs):
+    kwargs.setdefault("num_inference_steps", 3)
+    kwargs.setdefault("progress", False)
+    if "box" not in kwargs:
+        kwargs.setdefault("mask", files["mask"])
+    return pipe(files["scene"], files["reference"], generator=torch.Generator().manual_seed(seed), **kwargs)
+
+
+def test_result_has_the_scene_size_and_exact_outside(tiny_pipeline, scene_files):
+    out = run(tiny_pipeline, scene_files)
+    image = out.images[0]
+    assert image.size == (48, 40) and image.mode == "RGB"
+    scene = np.asarray(Image.open(scene_files["scene"]))
+    result = np.asarray(image)
+    mask = scene_files["mask_array"]
+    assert np.array_equal(result[~mask], scene[~mask])
+    assert np.abs(result[mask].astype(int) - scene[mask]).mean() > 5  # something was painted
+    assert out.latents.shape == (1, 4, 16, 16)
+    assert out.work_box == (0, 0, 48, 40)
+
+
+def test_seed_reproduces_and_varies(tiny_pipeline, scene_files):
+    a = np.asarray(run(tiny_pipeline, scene_files, seed=1).images[0])
+    b = np.asarray(run(tiny_pipeline, scene_files, seed=1).images[0])
+    c = np.asarray(run(tiny_pipeline, scene_files, seed=2).images[0])
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_several_images_per_call_and_per_image_generators(tiny_pipeline, scene_files):
+    out = run(tiny_pipeline, scene_files, num_images=3)
+    assert len(out.images) == 3 and out.latents.shape[0] == 3
+    assert not np.array_equal(np.asarray(out.images[0]), np.asarray(out.images[1]))
+    gens = [torch.Generator().manual_seed(s) for s in (7, 8)]
+    pair = tiny_pipeline(
+        scene_files["scene"],
+        scene_files["reference"],
+        mask=scene_files["mask"],
+        num_inference_steps=3,
+        generator=gens,
+        num_images=2,
+        progress=False,
+    )
+    single = run(tiny_pipeline, scene_files, seed=8)
+    assert np.array_equal(np.asarray(pair.images[1]), np.asarray(single.images[0]))
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_runs(tiny_pipeline, scene_files, sampler):
+    steps = []
+    out = run(tiny_pipeline, scene_files, sampler=sampler, num_inference_steps=4, callback=steps.append)
+    assert torch.isfinite(out.latents).all()
+    assert len(steps) == 4
+
+
+def test_box_instead_of_mask(tiny_pipeline, scene_files):
+    out = run(tiny_pipeline, scene_files, box=(4, 6, 20, 30))
+    scene = np.asarray(Image.open(scene_files["scene"]))
+    result = np.asarray(out.images[0])
+    outside = np.ones((40, 48), bool)
+    outside[6:30, 4:20] = False
+    assert np.array_equal(result[outside], scene[outside])
+
+
+def test_crop_region(tiny_pipeline, scene_files):
+    out = run(tiny_pipeline, scene_files, box=(30, 4, 40, 12), region="crop", context=2.0)
+    x0, y0, x1, y1 = out.work_box
+    assert x1 - x0 == y1 - y0 == 20  # 2 × the box's 10 px side
+    assert x0 <= 30 and y0 <= 4 and x1 >= 40 and y1 >= 12 and x1 <= 48 and y1 <= 40
+    scene = np.asarray(Image.open(scene_files["scene"]))
+    result = np.asarray(out.images[0])
+    outside = np.ones((40, 48), bool)
+    outside[4:12, 30:40] = False
+    assert np.array_equal(result[outside], scene[outside])
+
+
+def test_crop_falls_back_to_full_when_no_square_holds_the_mask(tiny_pipeline):
+    mask = np.zeros((40, 48), bool)
+    mask[2:5, 0:45] = True  # wider than the scene is tall
+    assert tiny_pipeline.work_box(mask, "crop", 2.0) == (0, 0, 48, 40)
+
+
+def test_without_paste_back_the_whole_frame_is_generated(tiny_pipeline, scene_files):
+    out = run(tiny_pipeline, scene_files, paste_back=False)
+    scene = np.asarray(Image.open(scene_files["scene"]))
+    result = np.asarray(out.images[0])
+    assert result.shape == scene.shape
+    assert not np.array_equal(result[~scene_files["mask_array"]], scene[~scene_files["mask_array"]])
+
+
+def test_rgba_scene_keeps_its_alpha_outside(tiny_pipeline, scene_files, tmp_path):
+    rgba = np.dstack([make_scene(), np.full((40, 48), 77, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    out = run(tiny_pipeline, {**scene_files, "scene": tmp_path / "rgba.png"})
+    result = np.asarray(out.images[0])
+    mask = scene_files["mask_array"]
+    assert out.images[0].mode == "RGBA"
+    assert np.array_equal(result[~mask], rgba[~mask])
+    assert (result[15:25, 18:30, 3] == 255).all()  # the painted subject is opaque deep inside
+
+
+def test_reference_as_normalised_tensor(tiny_pipeline, scene_files):
+    x = torch.zeros(1, 3, 32, 32)
+    out = run(tiny_pipeline, {**scene_files, "reference": x})
+    assert out.images[0].size == (48, 40)
+    with pytest.raises(ValueError, match=r"shape \(1, 3, 32, 32\)"):
+        run(tiny_pipeline, {**scene_files, "reference": torch.zeros(1, 3, 8, 8)})
+
+
+def test_guidance_one_calls_the_unet_once_per_step(scene_files):
+    components = tiny_components()
+    calls = []
+    components["unet"].register_forward_hook(lambda m, args, kwargs_out: calls.append(1))
+    pipe = SubjectInpaintPipeline(**components)
+    run(pipe, scene_files, guidance_scale=1.0, sampler="ddim", num_inference_steps=4)
+    assert len(calls) == 4
+
+
+def test_bfloat16_runs_on_cpu(scene_files):
+    pipe = SubjectInpaintPipeline(**tiny_components()).to(dtype=torch.bfloat16)
+    assert pipe.dtype == torch.bfloat16 and pipe.vae.dtype == torch.bfloat16
+    out = run(pipe, scene_files)
+    assert np.isfinite(np.asarray(out.images[0], dtype=float)).all()
+    half = SubjectInpaintPipeline(**tiny_components()).to(dtype=torch.float16)
+    assert half.vae.dtype == torch.float32  # the VAE stays in float32 under float16
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"num_inference_steps": 0}, ValueError, "between 1 and 1000"),
+        ({"num_inference_steps": 2.5}, TypeError, "must be an int"),
+        ({"guidance_scale": -1}, ValueError, "guidance_scale"),
+        ({"guidance_scale": float("nan")}, ValueError, "guidance_scale"),
+        ({"sampler": "heun"}, ValueError, "sampler must be one of"),
+        ({"eta": 0.5}, ValueError, "ddim sampler only"),
+        ({"num_images": 0}, ValueError, "num_images"),
+        ({"region": "tile"}, ValueError, "region must be one of"),
+        ({"context": 0.5}, ValueError, "context must be >= 1"),
+        ({"feather": -1}, ValueError, "feather"),
+        ({"num_images": 2, "generator": [torch.Generator()]}, ValueError, "one per image"),
+        ({"generator": 3}, TypeError, "torch.Generator"),
+        ({"latents": torch.zeros(1, 4, 8, 8)}, ValueError, "latents must have shape"),
+    ],
+)
+def test_check_inputs(tiny_pipeline, scene_files, kwargs, error, match):
+    kwargs = {"num_inference_steps": 2, "progress": False, **kwargs}
+    with pytest.raises(error, match=match):
+        tiny_pipeline(scene_files["scene"], scene_files["reference"], mask=scene_files["mask"], **kwargs)
+
+
+def test_input_errors_are_input_errors(tiny_pipeline, scene_files, tmp_path):
+    Image.new("L", (48, 40)).save(tmp_path / "black.png")
+    with pytest.raises(InputError, match="mask is empty"):
+        run(tiny_pipeline, {**scene_files, "mask": tmp_path / "black.png"})
+    with pytest.raises(InputError, match="outside the 48×40 scene"):
+        run(tiny_pipeline, scene_files, box=(0, 0, 60, 10))
+    with pytest.raises(InputError, match="reference .*: no such file"):
+        run(tiny_pipeline, {**scene_files, "reference": tmp_path / "missing.jpg"})
+
+
+def test_components_must_fit_together():
+    c = tiny_components()
+    c["unet"].register_to_config(in_channels=4)
+    with pytest.raises(ValueError, match=r"takes 4 input channels .* needs 9"):
+        SubjectInpaintPipeline(**c)
+    c = tiny_components()
+    c["unet"].register_to_config(cross_attention_dim=64)
+    with pytest.raises(ValueError, match="32-wide context"):
+        SubjectInpaintPipeline(**c)
