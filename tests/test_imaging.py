@@ -78,7 +78,7 @@ def test_mask_threshold_and_modes():
     gray = np.array([[0, 127, 128, 255]], dtype=np.uint8)
     assert imaging.mask_to_bool(Image.fromarray(gray)).tolist() == [[False, False, True, True]]
     assert imaging.mask_to_bool(Image.fromarray(gray).convert("RGBA")).tolist() == [[False, False, True, True]]
-    deep = Image.fromarray((gray.astype(np.uint16) * 257))
+    deep = Image.fromarray(gray.astype(np.uint16) * 257)
     assert imaging.mask_to_bool(deep).tolist() == [[False, False, True, True]]
     assert imaging.mask_to_bool(Image.fromarray(gray).convert("1")).tolist() == [[False, False, True, True]]
 
@@ -163,7 +163,7 @@ def test_save_image_atomic(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["out.png"]
     imaging.save_image_atomic(Image.fromarray(RGB).convert("RGBA"), tmp_path / "out.jpg")
     assert Image.open(tmp_path / "out.jpg").mode == "RGB"
-    with pytest.raises(InputError, match="unknown image type '.gif2'"):
+    with pytest.raises(InputError, match=r"unknown image type '\.gif2'"):
         imaging.save_image_atomic(Image.fromarray(RGB), tmp_path / "out.gif2")
 
 

@@ -170,7 +170,7 @@ def test_input_errors_are_input_errors(tiny_pipeline, scene_files, tmp_path):
         run(tiny_pipeline, {**scene_files, "mask": tmp_path / "black.png"})
     with pytest.raises(InputError, match="outside the 48×40 scene"):
         run(tiny_pipeline, scene_files, box=(0, 0, 60, 10))
-    with pytest.raises(InputError, match="reference .*: no such file"):
+    with pytest.raises(InputError, match=r"reference .*: no such file"):
         run(tiny_pipeline, {**scene_files, "reference": tmp_path / "missing.jpg"})
 
 

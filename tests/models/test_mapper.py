@@ -12,7 +12,7 @@ from subject_inpainting.models.mapper import FP32LayerNorm, FusedQKVAttention, M
 
 def attention_by_hand(attn: FusedQKVAttention, x: torch.Tensor) -> torch.Tensor:
     """The original's QKVMultiheadAttention written out head by head (columns [q_h | k_h | v_h])."""
-    b, t, w = x.shape
+    _b, _t, w = x.shape
     h = attn.heads
     d = w // h
     qkv = attn.c_qkv(x)  # (B, T, 3W)
