@@ -12,81 +12,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from subject_inpainting.models.build import build_component
-from subject_inpainting.models.configs import reference_encoder_config
+from subject_inpainting.models.tiny import (  # noqa: F401  (re-exported for the tests)
+    TINY_SCHEDULE,
+    TINY_UNET,
+    TINY_VAE,
+    TINY_VISION,
+    tiny_components,
+)
 from subject_inpainting.pipeline import SubjectInpaintPipeline
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE_DIR = Path(os.environ.get("SI_REFERENCE_DIR") or FIXTURES / "reference")
-
-TINY_VISION = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "image_size": 32,
-    "patch_size": 8,
-    "projection_dim": 32,
-}
-TINY_UNET = {
-    "sample_size": 16,
-    "in_channels": 9,
-    "out_channels": 4,
-    "block_out_channels": [32, 64],
-    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
-    "layers_per_block": 1,
-    "attention_head_dim": 2,
-    "cross_attention_dim": 32,
-    "norm_num_groups": 32,
-}
-TINY_VAE = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D"],
-    "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"],
-    "block_out_channels": [32, 32],
-    "layers_per_block": 1,
-    "latent_channels": 4,
-    "norm_num_groups": 32,
-    "scaling_factor": 0.18215,
-}
-TINY_SCHEDULE = {
-    "_class_name": "DDIMScheduler",
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "prediction_type": "epsilon",
-    "clip_sample": False,
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-    "timestep_spacing": "leading",
-}
-
-
-def tiny_components(seed: int = 0, detail_layers: int = 0, detail_grid: int = 1) -> dict:
-    """Tiny UNet (9 channels), VAE (downsampling 2) and reference encoder, random under ``seed``."""
-    torch.manual_seed(seed)
-    enc_cfg = reference_encoder_config(
-        TINY_VISION,
-        context_dim=32,
-        class_mapper_layers=2,
-        detail_mapper_layers=detail_layers,
-        detail_mapper_heads=4,
-        detail_grid=detail_grid,
-    )
-    return {
-        "unet": build_component("unet", TINY_UNET).eval(),
-        "vae": build_component("vae", TINY_VAE).eval(),
-        "reference_encoder": build_component("reference_encoder", enc_cfg).eval(),
-        "scheduler": dict(TINY_SCHEDULE),
-    }
 
 
 @pytest.fixture

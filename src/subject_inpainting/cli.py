@@ -72,6 +72,10 @@ def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         help="model to use: a project-format folder, a diffusers Paint-by-Example folder, an original "
         "model.ckpt (or a folder holding it), or a hub id such as Fantasy-Studio/Paint-by-Example",
     )
+    _add_original_config_args(p)
+
+
+def _add_original_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ldm-config",
         metavar="YAML",
@@ -298,16 +302,7 @@ def add_convert_parser(sub) -> None:
         help="original model.ckpt (or a folder holding it), diffusers Paint-by-Example folder, or hub id",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write (must not exist unless --overwrite)")
-    p.add_argument(
-        "--ldm-config",
-        metavar="YAML",
-        help="LDM model config of an original checkpoint that is not the released SD-v1 layout",
-    )
-    p.add_argument(
-        "--vision-config",
-        metavar="JSON",
-        help="CLIPVisionConfig of an original checkpoint whose vision tower is not ViT-L/14",
-    )
+    _add_original_config_args(p)
     p.add_argument(
         "--dtype",
         choices=("float32", "float16", "bfloat16"),

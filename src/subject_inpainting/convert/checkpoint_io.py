@@ -61,31 +61,26 @@ def _can_mmap(path: Path) -> bool:
 
 def read_json(path: str | Path, what: str) -> dict[str, Any]:
     """Read a JSON object, or raise ``CheckpointError`` naming ``what`` it was meant to be."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file ({what})")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: not a readable JSON {what} ({_first_line(e)})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: the {what} must be a JSON object, found {type(data).__name__}")
-    return data
+    return _read_mapping(path, what, "JSON", json.loads, (json.JSONDecodeError,))
 
 
 def read_yaml(path: str | Path, what: str) -> dict[str, Any]:
     """Read a YAML mapping (``yaml.safe_load``: no object construction)."""
     import yaml
 
+    return _read_mapping(path, what, "YAML", yaml.safe_load, (yaml.YAMLError,))
+
+
+def _read_mapping(path, what: str, kind: str, parse, parse_errors: tuple) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file ({what})")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise CheckpointError(f"{path}: not a readable YAML {what} ({_first_line(e)})") from None
+        data = parse(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, *parse_errors) as e:
+        raise CheckpointError(f"{path}: not a readable {kind} {what} ({_first_line(e)})") from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: the {what} must be a YAML mapping, found {type(data).__name__}")
+        raise CheckpointError(f"{path}: the {what} must be a {kind} mapping, found {type(data).__name__}")
     return data
 
 
