@@ -29,7 +29,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import imaging
-from .sampling.guidance import InpaintDenoiser
+from .sampling.guidance import InpaintDenoiser, ModifiedGuidanceDenoiser
 from .sampling.samplers import SAMPLERS, num_denoiser_steps, sample
 
 ImageInput = str | os.PathLike | Image.Image
@@ -77,6 +77,7 @@ class SubjectInpaintPipeline:
         self.vae = vae.eval()
         self.reference_encoder = reference_encoder.eval()
         self.scheduler = dict(scheduler)
+        self.subject = None
         self._check_components()
 
     # -- construction ------------------------------------------------------------------------------
@@ -110,6 +111,28 @@ class SubjectInpaintPipeline:
             "reference_encoder": self.reference_encoder,
             "scheduler": self.scheduler,
         }
+
+    def load_subject(self, subject: str | os.PathLike, check_base: bool = True):
+        """Use a fine-tuned subject (a ``subject-inpaint finetune`` folder or an original subject
+        checkpoint) with modified guidance. A LoRA subject becomes an adapter of this pipeline's UNet.
+
+        Raises:
+            CheckpointError: not a subject, or fine-tuned from another base (unless ``check_base=False``).
+        """
+        from .convert.subject import load_subject
+
+        self.unload_subject()
+        self.subject = load_subject(subject, self.components, check_base=check_base)
+        if self.subject.unet is not None:
+            self.subject.unet.to(self.device, self.dtype).eval()
+        self.subject.encoder.to(self.reference_encoder.device, self.reference_encoder.dtype).eval()
+        return self.subject
+
+    def unload_subject(self) -> None:
+        """Back to the plain pretrained model (removes a LoRA adapter from the UNet)."""
+        if self.subject is not None and self.subject.adapter is not None:
+            self.unet.delete_adapters([self.subject.adapter])
+        self.subject = None
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
         """Move to ``device`` and cast to ``dtype``. The VAE stays in float32 under float16 (its
@@ -164,6 +187,8 @@ class SubjectInpaintPipeline:
         context: float,
         feather: float | None,
         generator: torch.Generator | Sequence[torch.Generator] | None,
+        model_weight: float = 0.8,
+        guidance_threshold: int = 1000,
     ) -> None:
         """Validate the numeric and named options before any work (``ValueError``/``TypeError``)."""
         if not isinstance(num_inference_steps, int) or isinstance(num_inference_steps, bool):
@@ -187,6 +212,10 @@ class SubjectInpaintPipeline:
             raise ValueError(f"context must be >= 1 (the crop's side over the mask's), got {context}")
         if feather is not None and not feather >= 0:
             raise ValueError(f"feather must be >= 0 pixels, got {feather}")
+        if not 0 <= model_weight <= 1:
+            raise ValueError(f"model_weight must be in [0, 1], got {model_weight}")
+        if not 0 <= guidance_threshold <= limit:
+            raise ValueError(f"guidance_threshold must be between 0 and {limit}, got {guidance_threshold}")
         if isinstance(generator, (list, tuple)):
             if len(generator) != num_images:
                 raise ValueError(f"got {len(generator)} generators for {num_images} images; give one per image")
@@ -256,6 +285,23 @@ class SubjectInpaintPipeline:
         return cond, enc.unconditional(cond.shape[0])
 
     @torch.no_grad()
+    def encode_subject_reference(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The three contexts of modified guidance for ``(B, 3, S, S)`` reference pixels.
+
+        Returns ``(subject (B, 1 + k, C), class (B, 1, C), uncond (B, 1, C))``. The class token comes from the
+        subject encoder's class path (the base's, frozen, in a fine-tuned subject) projected by the
+        PRETRAINED projection; the detail tokens from the subject's detail module; the unconditional vector
+        is the subject's (fine-tuning never changes it). This is the original's choice, which its recorded
+        outputs pin down.
+        """
+        enc = self.subject.encoder
+        class_state, patches = enc.tower_states(pixel_values.to(enc.device, enc.dtype))
+        class_ctx = self.reference_encoder.class_proj(enc.class_features(class_state).to(self.reference_encoder.dtype))
+        detail_ctx = enc.detail_proj(enc.detail_features(patches))
+        uncond = enc.unconditional(class_ctx.shape[0])
+        return torch.cat([class_ctx, detail_ctx.to(class_ctx.dtype)], dim=1), class_ctx, uncond
+
+    @torch.no_grad()
     def encode_scene(self, scene: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scene ``(B, 3, H, W)`` in [-1, 1] and keep-mask ``(B, 1, H, W)`` → (scaled latent of
         ``scene · keep`` from the posterior mean ``(B, 4, h, w)``, keep-mask at latent size ``(B, 1, h, w)``)."""
@@ -306,6 +352,8 @@ class SubjectInpaintPipeline:
         region: str = "full",
         context: float = 2.0,
         reference_box: Sequence[float] | str | None = None,
+        model_weight: float = 0.8,
+        guidance_threshold: int = 1000,
         latents: torch.Tensor | None = None,
         progress: bool = True,
         callback: Callable[[dict[str, Any]], None] | None = None,
@@ -332,6 +380,10 @@ class SubjectInpaintPipeline:
                 (a square around the mask, ``context`` × its size).
             context: crop side over the mask's longer side, for ``region="crop"``.
             reference_box: crop the reference to ``(x0, y0, x1, y1)`` first.
+            model_weight: with a subject loaded (``load_subject``), the weight ``w`` of the fine-tuned model
+                in modified guidance (0.8 in the paper; 0 = the pretrained model alone).
+            guidance_threshold: with a subject, modified guidance applies at timesteps below this ``T``;
+                above, plain guidance with the pretrained model (1000 = every step, the paper's setting).
             latents: initial noise ``(N, 4, h, w)`` instead of drawing it.
             progress: show a progress bar.
             callback: called after every step with ``{"i", "t", "x", "pred_x0"}``.
@@ -340,7 +392,17 @@ class SubjectInpaintPipeline:
             ``InpaintOutput`` with ``images`` (PIL, the scene's size; RGBA if the scene had alpha).
         """
         self.check_inputs(
-            num_inference_steps, guidance_scale, sampler, eta, num_images, region, context, feather, generator
+            num_inference_steps,
+            guidance_scale,
+            sampler,
+            eta,
+            num_images,
+            region,
+            context,
+            feather,
+            generator,
+            model_weight,
+            guidance_threshold,
         )
         inputs = self.prepare_inputs(scene, reference, mask, box, reference_box)
         n = num_images
@@ -357,16 +419,30 @@ class SubjectInpaintPipeline:
         work_rgb = imaging.resize_rgb(inputs.scene[y0:y1, x0:x1], (res, res))
         work_mask = imaging.resize_mask(inputs.mask[y0:y1, x0:x1], (res, res))
 
-        cond, uncond = self.encode_reference(inputs.reference)
         z_masked, keep_latent = self.encode_scene(imaging.rgb_to_tensor(work_rgb), imaging.keep_mask_tensor(work_mask))
-        denoiser = InpaintDenoiser(
-            self.unet,
-            cond.expand(n, -1, -1),
-            uncond.expand(n, -1, -1),
-            guidance_scale,
-            z_masked.expand(n, -1, -1, -1),
-            keep_latent.expand(n, -1, -1, -1),
-        )
+        z_masked, keep_latent = z_masked.expand(n, -1, -1, -1), keep_latent.expand(n, -1, -1, -1)
+        if self.subject is None:
+            cond, uncond = self.encode_reference(inputs.reference)
+            denoiser = InpaintDenoiser(
+                self.unet, cond.expand(n, -1, -1), uncond.expand(n, -1, -1), guidance_scale, z_masked, keep_latent
+            )
+        else:
+            subject_ctx, class_ctx, uncond = (
+                c.expand(n, -1, -1) for c in self.encode_subject_reference(inputs.reference)
+            )
+            denoiser = ModifiedGuidanceDenoiser(
+                self.unet,
+                self.subject.unet if self.subject.unet is not None else self.unet,
+                subject_ctx,
+                class_ctx,
+                uncond,
+                guidance_scale,
+                model_weight,
+                guidance_threshold,
+                z_masked,
+                keep_latent,
+                subject_adapter=self.subject.adapter,
+            )
         x = latents.to(self.device, torch.float32) if latents is not None else self.prepare_latents(n, generator)
         total = num_denoiser_steps(sampler, num_inference_steps, self.scheduler)
         step_generator = generator[0] if isinstance(generator, (list, tuple)) else generator

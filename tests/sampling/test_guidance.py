@@ -57,3 +57,62 @@ def test_scale_one_is_a_single_conditional_call():
         expected = unet(torch.cat([x, z, keep], 1), t, encoder_hidden_states=cond).sample
     assert d.calls == 1
     assert torch.allclose(out, expected, atol=1e-6)
+
+
+def _lora_unet():
+    from subject_inpainting.convert.subject import add_lora, lora_config
+
+    unet = tiny_components()["unet"]
+    add_lora(unet, lora_config(rank=4))
+    torch.manual_seed(1)
+    with torch.no_grad():  # LoRA B starts at zero; give the adapter an effect
+        for name, p in unet.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    return unet
+
+
+def _modified_by_hand(subject_eps, class_eps, uncond_eps, s, w):
+    return s * (w * subject_eps + (1 - w) * class_eps) + (1 - s) * uncond_eps
+
+
+def test_modified_guidance_with_a_lora_subject_is_one_call():
+    from subject_inpainting.sampling.guidance import ModifiedGuidanceDenoiser
+
+    unet = _lora_unet()
+    x, t, cond2, uncond, z, keep = _inputs(tokens=2)
+    cls = cond2[:, :1]
+    d = ModifiedGuidanceDenoiser(unet, unet, cond2, cls, uncond, 5.0, 0.8, 1000, z, keep, subject_adapter="subject")
+    with torch.no_grad():
+        out = d(x, t)
+        x_in = torch.cat([x, z, keep], 1)
+        e_s = unet(x_in, t, encoder_hidden_states=cond2).sample  # adapter active
+        unet.disable_adapters()
+        e_c = unet(x_in, t, encoder_hidden_states=cls).sample
+        e_u = unet(x_in, t, encoder_hidden_states=uncond).sample
+        e_s_without_adapter = unet(x_in, t, encoder_hidden_states=cond2).sample
+        unet.enable_adapters()
+    assert d.calls == 1
+    assert torch.allclose(out, _modified_by_hand(e_s, e_c, e_u, 5.0, 0.8), atol=1e-4)
+    assert not torch.allclose(e_s, e_s_without_adapter, atol=1e-3)  # the adapter really takes part
+
+
+def test_modified_guidance_threshold_and_weights():
+    from subject_inpainting.sampling.guidance import ModifiedGuidanceDenoiser
+
+    pretrained = tiny_components(seed=0)["unet"]
+    subject = tiny_components(seed=1)["unet"]
+    x, t, cond2, uncond, z, keep = _inputs(tokens=2)
+    cls = cond2[:, :1]
+    x_in = torch.cat([x, z, keep], 1)
+    with torch.no_grad():
+        e_s = subject(x_in, t, encoder_hidden_states=cond2).sample
+        e_c = pretrained(x_in, t, encoder_hidden_states=cls).sample
+        e_u = pretrained(x_in, t, encoder_hidden_states=uncond).sample
+        for w, calls in ((0.0, 1), (0.5, 2), (1.0, 2)):
+            d = ModifiedGuidanceDenoiser(pretrained, subject, cond2, cls, uncond, 4.0, w, 1000, z, keep)
+            assert torch.allclose(d(x, t), _modified_by_hand(e_s, e_c, e_u, 4.0, w), atol=1e-4)
+            assert d.calls == calls
+        # at or above the threshold: plain guidance with the pretrained model, whatever w
+        d = ModifiedGuidanceDenoiser(pretrained, subject, cond2, cls, uncond, 4.0, 0.8, 500, z, keep)
+        assert torch.allclose(d(x, t), cfg_combine(e_u, e_c, 4.0), atol=1e-4)

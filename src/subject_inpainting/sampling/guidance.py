@@ -1,6 +1,15 @@
-"""Classifier-free guidance (Ho & Salimans, 2022) around a 9-channel inpainting UNet."""
+"""Guidance around a 9-channel inpainting UNet.
+
+- ``InpaintDenoiser``: classifier-free guidance (Ho & Salimans, 2022) with the learned unconditional
+  vector, conditional and unconditional predictions in one batched UNet call.
+- ``ModifiedGuidanceDenoiser``: subject inpainting's guidance, which mixes a subject-fine-tuned model with
+  the pretrained one (three UNet evaluations per step, in as few calls as the models allow).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
@@ -32,7 +41,7 @@ class InpaintDenoiser:
         if self.scale == 1.0:
             self.context, self.mask = context, None
         else:
-            self.context, self.mask = _pad_contexts(uncond_context, context)
+            self.context, self.mask = stack_contexts([uncond_context, context])
         self.calls = 0
 
     def unet_eps(self, x_in: torch.Tensor, t: torch.Tensor, context: torch.Tensor, mask=None) -> torch.Tensor:
@@ -50,21 +59,129 @@ class InpaintDenoiser:
         return cfg_combine(eps_uncond, eps_cond, self.scale)
 
 
-def _pad_contexts(uncond: torch.Tensor, cond: torch.Tensor):
-    """Stack ``[uncond; cond]`` for one UNet call, padding the shorter context with masked tokens.
+def stack_contexts(contexts: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Concatenate contexts ``(B_i, T_i, C)`` along the batch for one UNet call, padding shorter ones.
 
-    Returns ``(context (2B, T, C), mask (2B, T) or None)``. Masked (zero-weight) key tokens leave the
-    attention output unchanged, so padding is exact.
+    Returns ``(context (ΣB_i, max T_i, C), mask (ΣB_i, max T_i) or None)``; padded tokens get mask 0, which
+    gives them zero attention weight, so padding is exact.
     """
-    tu, tc = uncond.shape[1], cond.shape[1]
-    if tu == tc:
-        return torch.cat([uncond, cond]), None
-    t = max(tu, tc)
+    t = max(c.shape[1] for c in contexts)
+    if all(c.shape[1] == t for c in contexts):
+        return torch.cat(list(contexts)), None
+    padded, masks = [], []
+    for c in contexts:
+        b, n, d = c.shape
+        padded.append(torch.cat([c, c.new_zeros(b, t - n, d)], dim=1))
+        masks.append(torch.cat([c.new_ones(b, n), c.new_zeros(b, t - n)], dim=1))
+    return torch.cat(padded), torch.cat(masks)
 
-    def pad(c):
-        extra = c.new_zeros(c.shape[0], t - c.shape[1], c.shape[2])
-        m = torch.cat([c.new_ones(c.shape[0], c.shape[1]), c.new_zeros(c.shape[0], t - c.shape[1])], 1)
-        return torch.cat([c, extra], 1), m
 
-    (cu, mu), (cc, mc) = pad(uncond), pad(cond)
-    return torch.cat([cu, cc]), torch.cat([mu, mc])
+@contextmanager
+def per_row_adapters(unet: torch.nn.Module, names: Sequence[str]) -> Iterator[None]:
+    """Run a peft-LoRA'd UNet with a different adapter per batch row (``"__base__"`` = no adapter).
+
+    Uses peft's mixed-batch forward: every LoRA layer receives ``adapter_names`` for the rows it sees
+    (the LoRA targets keep the batch dimension first: attention and feed-forward linear layers).
+    """
+    from peft.tuners.lora import LoraLayer
+
+    names = list(names)
+
+    def hook(module, args, kwargs):
+        return args, {**kwargs, "adapter_names": names}
+
+    handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in unet.modules() if isinstance(m, LoraLayer)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class ModifiedGuidanceDenoiser:
+    """Subject inpainting's modified classifier-free guidance.
+
+    For a timestep ``t < T`` (``threshold``)::
+
+        e = s · (w · e_subject(x, [class, detail]) + (1 − w) · e_pretrained(x, class)) + (1 − s) · e_pretrained(x, ∅)
+
+    and for ``t ≥ T`` plain guidance with the pretrained model alone:
+    ``e = e_pretrained(x, ∅) + s · (e_pretrained(x, class) − e_pretrained(x, ∅))``.
+    ``s`` is the guidance scale, ``w`` the model weight, ``∅`` the learned unconditional vector. (The
+    original passed a constant 1000 to its sampling loop, so its threshold never took effect; here it
+    does, as its step function intends.)
+
+    UNet calls per step: with a full fine-tuned UNet, one call of each model (the pretrained one batches
+    its two rows); with a LoRA subject (``subject_adapter``, the same UNet object as ``pretrained_unet``),
+    ONE call for all three rows. Evaluations a weight of 0 does not need are skipped.
+
+    Args:
+        pretrained_unet: the pretrained inpainting UNet.
+        subject_unet: the fine-tuned UNet, or ``pretrained_unet`` itself with a LoRA adapter.
+        subject_context: ``(B, 1 + k, C)`` = ``[class, detail...]``.
+        class_context: ``(B, 1, C)`` the class token for the pretrained model.
+        uncond_context: ``(B, 1, C)`` the learned unconditional vector.
+        scale, model_weight, threshold: ``s``, ``w``, ``T``.
+        z_masked, keep_mask: the conditioning latents ``(B, 4, h, w)`` and ``(B, 1, h, w)``.
+        subject_adapter: name of the subject's LoRA adapter in ``subject_unet``.
+    """
+
+    def __init__(
+        self,
+        pretrained_unet,
+        subject_unet,
+        subject_context,
+        class_context,
+        uncond_context,
+        scale: float,
+        model_weight: float,
+        threshold: int,
+        z_masked,
+        keep_mask,
+        subject_adapter: str | None = None,
+    ):
+        if subject_adapter is not None and subject_unet is not pretrained_unet:
+            raise ValueError("a LoRA subject must be an adapter of the pretrained UNet itself")
+        self.pretrained, self.subject, self.adapter = pretrained_unet, subject_unet, subject_adapter
+        self.subject_context, self.class_context, self.uncond = subject_context, class_context, uncond_context
+        self.scale, self.weight, self.threshold = float(scale), float(model_weight), int(threshold)
+        self.conditioning = torch.cat([z_masked, keep_mask], dim=1)
+        self.calls = 0
+
+    def _run(self, unet, x_in, t, contexts, adapters=None) -> list[torch.Tensor]:
+        """One UNet call over the rows of several contexts; returns one prediction per context."""
+        context, mask = stack_contexts(contexts)
+        n = len(contexts)
+        if adapters is None and self.adapter is not None:  # the LoRA'd UNet as the pretrained model
+            adapters = ["__base__"] * n
+        dtype = unet.dtype
+        self.calls += 1
+        args = (x_in.repeat(n, 1, 1, 1).to(dtype), t.repeat(n))
+        kwargs = {"encoder_hidden_states": context.to(dtype), "encoder_attention_mask": mask}
+        if adapters is None:
+            out = unet(*args, **kwargs).sample
+        else:
+            rows = [name for name, c in zip(adapters, contexts, strict=True) for _ in range(c.shape[0])]
+            with per_row_adapters(unet, rows):
+                out = unet(*args, **kwargs).sample
+        return list(out.to(x_in.dtype).chunk(n))
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        assert bool((t == t[0]).all()), "one timestep per call"
+        x_in = torch.cat([x, self.conditioning.to(x.dtype)], dim=1)
+        s, w = self.scale, self.weight
+        if int(t[0]) >= self.threshold or w == 0:  # w = 0 is plain guidance with the pretrained model
+            e_u, e_c = self._run(self.pretrained, x_in, t, [self.uncond, self.class_context])
+            return cfg_combine(e_u, e_c, s)
+        need_class = w != 1
+        if self.adapter is not None:
+            contexts = [self.subject_context, self.uncond] + ([self.class_context] if need_class else [])
+            names = [self.adapter, "__base__", "__base__"][: len(contexts)]
+            e_s, e_u, *rest = self._run(self.pretrained, x_in, t, contexts, names)
+        else:
+            (e_s,) = self._run(self.subject, x_in, t, [self.subject_context])
+            e_u, *rest = self._run(
+                self.pretrained, x_in, t, [self.uncond] + ([self.class_context] if need_class else [])
+            )
+        mixed = w * e_s + (1 - w) * rest[0] if need_class else e_s
+        return s * mixed + (1 - s) * e_u

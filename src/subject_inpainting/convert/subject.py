@@ -1,0 +1,222 @@
+"""Fine-tuned subjects: saving what subject fine-tuning trained, and loading a subject onto a base model.
+
+A subject is what modified guidance mixes with the pretrained model: a reference encoder with the detail
+(VDP) module, and a fine-tuned UNet — full, or a LoRA adapter over the base UNet (then one UNet is held in
+memory, not two). It comes from either
+
+- a project **subject folder**, written by ``subject-inpaint finetune``: only the trained parts::
+
+      subject_index.json     {"_format": "subject-inpainting-subject", "base": ..., "base_fingerprint": ...,
+                              "unet": "full" | "lora", "lora": {...}}
+      reference_encoder/config.json             the whole encoder's config (with the detail module)
+      reference_encoder/detail.safetensors      detail_mapper.*, detail_norm.*, detail_proj.*
+      unet/diffusion_pytorch_model.safetensors  (full) or  lora/adapter.safetensors  (LoRA)
+
+- or a complete model with a detail module: the original subject ``model.ckpt`` (``mapper2`` …) or a
+  project folder of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from ..models.build import build_component, fill_component
+from ..models.reference_encoder import ReferenceEncoder
+from .checkpoint_io import CheckpointError, read_json, read_state_dict
+from .project import WEIGHTS_NAME, _write_json, atomic_folder
+
+SUBJECT_FORMAT = "subject-inpainting-subject"
+SUBJECT_FORMAT_VERSION = 1
+SUBJECT_INDEX = "subject_index.json"
+DETAIL_WEIGHTS = "detail.safetensors"
+LORA_WEIGHTS = "adapter.safetensors"
+ADAPTER_NAME = "subject"
+DETAIL_PREFIXES = ("detail_mapper.", "detail_norm.", "detail_proj.")
+DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+@dataclass
+class Subject:
+    """A subject ready for modified guidance.
+
+    Attributes:
+        encoder: reference encoder with the detail module (its class path is the base's when fine-tuned
+            by this project).
+        unet: the fine-tuned UNet, or None when the subject is the LoRA ``adapter`` of the base UNet.
+        adapter: name of the LoRA adapter injected into the base UNet.
+        source: where it was loaded from.
+        info: the subject index (base, training settings) when there is one.
+    """
+
+    encoder: ReferenceEncoder
+    unet: torch.nn.Module | None
+    adapter: str | None
+    source: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def is_subject_folder(path: Path) -> bool:
+    return (path / SUBJECT_INDEX).is_file()
+
+
+def base_fingerprint(unet: torch.nn.Module, encoder: ReferenceEncoder) -> str:
+    """A short hash of the base model's frozen parts a subject depends on (weights, not paths, so that the
+    same base in another format matches)."""
+    h = hashlib.sha256()
+    state = unet.state_dict()
+    for key in ("conv_in.weight", "conv_out.weight"):
+        h.update(state[key].detach().float().cpu().numpy().tobytes())
+    for p in (encoder.class_proj.weight, encoder.uncond_vector):
+        h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def lora_config(rank: int, alpha: float | None = None, targets=DEFAULT_LORA_TARGETS):
+    """The peft ``LoraConfig`` of a subject adapter (alpha defaults to the rank: scaling 1)."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, target_modules=list(targets))
+
+
+def add_lora(unet: torch.nn.Module, config, name: str = ADAPTER_NAME) -> None:
+    """Inject a LoRA adapter into ``unet`` (replacing an adapter of the same name)."""
+    if name in getattr(unet, "peft_config", {}):
+        unet.delete_adapters([name])
+    unet.add_adapter(config, adapter_name=name)
+
+
+def lora_state_dict(unet: torch.nn.Module, name: str = ADAPTER_NAME) -> dict[str, torch.Tensor]:
+    from peft import get_peft_model_state_dict
+
+    return get_peft_model_state_dict(unet, adapter_name=name)
+
+
+def save_subject(
+    folder: str | Path,
+    encoder: ReferenceEncoder,
+    unet: torch.nn.Module,
+    base: str,
+    fingerprint: str,
+    lora: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a subject folder holding only what fine-tuning trained (see the module docstring).
+
+    Args:
+        encoder: the reference encoder with its detail module (only the ``detail_*`` weights are saved).
+        unet: the fine-tuned UNet (full), or the base UNet carrying the LoRA adapter ``ADAPTER_NAME``.
+        base: how to find the base model again (path or hub id).
+        fingerprint: ``base_fingerprint`` of the base.
+        lora: ``{"rank", "alpha", "targets"}`` for a LoRA subject, None for a full UNet.
+    """
+    if not encoder.has_detail:
+        raise ValueError("a subject's reference encoder must have the detail module")
+    folder = Path(folder)
+    with atomic_folder(folder, overwrite) as tmp:
+        index = {
+            "_format": SUBJECT_FORMAT,
+            "_format_version": SUBJECT_FORMAT_VERSION,
+            "base": base,
+            "base_fingerprint": fingerprint,
+            "unet": "lora" if lora else "full",
+            "lora": lora,
+            **(extra or {}),
+        }
+        _write_json(tmp / SUBJECT_INDEX, index)
+        enc_dir = tmp / "reference_encoder"
+        enc_dir.mkdir()
+        config = {k: v for k, v in dict(encoder.config).items() if not k.startswith("_")}
+        _write_json(enc_dir / "config.json", {"_class_name": "ReferenceEncoder", **config})
+        detail = {
+            k: v.detach().contiguous().cpu() for k, v in encoder.state_dict().items() if k.startswith(DETAIL_PREFIXES)
+        }
+        save_file(detail, str(enc_dir / DETAIL_WEIGHTS))
+        if lora:
+            (tmp / "lora").mkdir()
+            state = {k: v.detach().contiguous().cpu() for k, v in lora_state_dict(unet).items()}
+            save_file(state, str(tmp / "lora" / LORA_WEIGHTS))
+        else:
+            (tmp / "unet").mkdir()
+            config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
+            _write_json(tmp / "unet" / "config.json", {"_class_name": type(unet).__name__, **config})
+            state = {k: v.detach().contiguous().cpu() for k, v in unet.state_dict().items()}
+            save_file(state, str(tmp / "unet" / WEIGHTS_NAME))
+    return folder
+
+
+def read_subject_index(folder: Path) -> dict[str, Any]:
+    index = read_json(folder / SUBJECT_INDEX, "subject index")
+    if index.get("_format") != SUBJECT_FORMAT:
+        raise CheckpointError(f"{folder}: not a subject folder ({SUBJECT_INDEX} has another _format)")
+    if index.get("_format_version", 0) > SUBJECT_FORMAT_VERSION:
+        raise CheckpointError(f"{folder}: written by a newer subject-inpainting; upgrade the package")
+    return index
+
+
+def load_subject(spec: str | os.PathLike, base: dict[str, Any], check_base: bool = True) -> Subject:
+    """Load subject ``spec`` for use with the ``base`` components (``unet``, ``reference_encoder``).
+
+    A LoRA subject is injected into ``base["unet"]`` as adapter ``ADAPTER_NAME``.
+
+    Raises:
+        CheckpointError: not a subject, incomplete, or fine-tuned from another base.
+    """
+    path = Path(spec).expanduser()
+    if path.is_dir() and is_subject_folder(path):
+        return _load_subject_folder(path, base, check_base)
+    from . import load_components
+
+    components = load_components(spec)
+    if not components["reference_encoder"].has_detail:
+        raise CheckpointError(
+            f"{spec}: not a subject model (its reference encoder has no detail module); give a folder "
+            "written by `subject-inpaint finetune` or an original subject-inpainting checkpoint"
+        )
+    return Subject(components["reference_encoder"], components["unet"], None, str(spec))
+
+
+def _load_subject_folder(folder: Path, base: dict[str, Any], check_base: bool) -> Subject:
+    index = read_subject_index(folder)
+    base_unet, base_encoder = base["unet"], base["reference_encoder"]
+    if check_base and index.get("base_fingerprint") != base_fingerprint(base_unet, base_encoder):
+        raise CheckpointError(
+            f"{folder}: this subject was fine-tuned from another base model ({index.get('base')}); "
+            "load it with that model"
+        )
+    enc_config = read_json(folder / "reference_encoder" / "config.json", "subject encoder config")
+    encoder = build_component("reference_encoder", enc_config, empty=True)
+    state = {k: v for k, v in base_encoder.state_dict().items() if not k.startswith(DETAIL_PREFIXES)}
+    state.update(read_state_dict(folder / "reference_encoder" / DETAIL_WEIGHTS))
+    try:
+        fill_component(encoder, state, f"{folder / 'reference_encoder'}")
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+    encoder.to(base_encoder.device, base_encoder.dtype)
+    if index.get("unet") == "lora":
+        from peft import set_peft_model_state_dict
+
+        spec = index.get("lora") or {}
+        add_lora(
+            base_unet, lora_config(int(spec["rank"]), spec.get("alpha"), spec.get("targets", DEFAULT_LORA_TARGETS))
+        )
+        weights = read_state_dict(folder / "lora" / LORA_WEIGHTS)
+        result = set_peft_model_state_dict(base_unet, weights, adapter_name=ADAPTER_NAME)
+        if getattr(result, "unexpected_keys", None):
+            raise CheckpointError(
+                f"{folder / 'lora'}: adapter weights that fit no LoRA layer: {result.unexpected_keys[:3]}"
+            )
+        return Subject(encoder, None, ADAPTER_NAME, str(folder), index)
+    from .project import load_module
+
+    if not (folder / "unet").is_dir():
+        raise CheckpointError(f"{folder}: the subject folder is missing its unet part")
+    unet = load_module("unet", folder / "unet", str(folder / "unet")).to(base_unet.device, base_unet.dtype)
+    return Subject(encoder, unet, None, str(folder), index)

@@ -1,0 +1,52 @@
+"""The training objective: epsilon prediction on the inpainting UNet (Paint-by-Example, LDM ``p_losses``)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def add_noise(z0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """Forward diffusion ``q(z_t | z_0)``: ``√ᾱ_t · z_0 + √(1 − ᾱ_t) · ε`` (Ho et al., 2020, eq. 4).
+
+    Args:
+        z0: clean latents ``(B, C, h, w)``.
+        noise: ``ε`` of the same shape.
+        t: timesteps ``(B,)`` int64.
+        alphas_cumprod: ``ᾱ`` ``(T,)``.
+    """
+    a = alphas_cumprod.to(z0.device)[t].view(-1, *([1] * (z0.ndim - 1)))
+    return a.sqrt() * z0 + (1 - a).sqrt() * noise
+
+
+def inpainting_loss(
+    unet,
+    x_start: torch.Tensor,
+    t: torch.Tensor,
+    noise: torch.Tensor,
+    context: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    hole_only: bool = False,
+    context_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean squared error between the UNet's noise prediction and the noise.
+
+    Args:
+        unet: the 9-channel inpainting UNet.
+        x_start: ``(B, 2C + 1, h, w)`` = ``[z_0, z_masked_scene, keep_mask]`` (the original's layout).
+        t: ``(B,)`` timesteps; noise: ``(B, C, h, w)``.
+        context: cross-attention context ``(B, T, D)``; ``context_mask`` ``(B, T)`` marks padding (0).
+        alphas_cumprod: the training schedule's ``ᾱ``.
+        hole_only: subject fine-tuning counts only the hole: the squared error is multiplied by
+            ``1 − keep_mask`` before the mean over ALL elements (as the subject-inpainting code does).
+
+    Returns:
+        The scalar loss.
+    """
+    c = noise.shape[1]
+    z_noisy = add_noise(x_start[:, :c], noise, t, alphas_cumprod)
+    model_in = torch.cat([z_noisy, x_start[:, c:]], dim=1)
+    eps = unet(model_in, t, encoder_hidden_states=context, encoder_attention_mask=context_mask).sample
+    err = (eps.float() - noise.float()) ** 2
+    if hole_only:
+        err = err * (1 - x_start[:, -1:].float())
+    return err.mean()
