@@ -172,9 +172,32 @@ def add_inpaint_parser(sub) -> None:
         help="mask image, white (>= 50%% grey) = region to edit; same aspect ratio as the scene",
     )
     region.add_argument("--box", metavar="X0,Y0,X1,Y1", help="region to edit as a box in scene pixels")
-    p.add_argument("--reference", required=True, metavar="IMAGE", help="photo of the subject to paint in")
+    p.add_argument(
+        "--reference",
+        metavar="IMAGE",
+        help="photo of the subject to paint in (with --subject: default its first reference crop)",
+    )
     p.add_argument("--reference-box", metavar="X0,Y0,X1,Y1", help="crop the reference to this box first")
-    _add_model_args(p)
+    _add_model_args(p, required=False)
+    subject = p.add_argument_group("fine-tuned subject (modified guidance)")
+    subject.add_argument(
+        "--subject",
+        metavar="DIR",
+        help="a subject folder from `subject-inpaint finetune` (or an original subject checkpoint); "
+        "--model defaults to the base it names",
+    )
+    subject.add_argument(
+        "--model-weight",
+        type=float,
+        default=0.8,
+        help="weight w of the fine-tuned model against the pretrained one, 0..1 (default 0.8)",
+    )
+    subject.add_argument(
+        "--guidance-threshold",
+        type=int,
+        default=1000,
+        help="modified guidance below this timestep, plain pretrained guidance above (default 1000 = always)",
+    )
     p.add_argument(
         "--out",
         required=True,
@@ -233,6 +256,27 @@ def add_inpaint_parser(sub) -> None:
     p.set_defaults(handler=run_inpaint)
 
 
+def resolve_model_and_reference(args: argparse.Namespace) -> tuple[str, str]:
+    """The model (``--model``, else the base a subject folder names) and the reference (``--reference``,
+    else the subject folder's first reference crop)."""
+    from .convert.subject import is_subject_folder, read_subject_index
+
+    subject = Path(args.subject) if args.subject else None
+    if subject is not None and not subject.exists():
+        raise CLIError(f"--subject {subject}: no such folder or file")
+    folder = subject if subject is not None and subject.is_dir() and is_subject_folder(subject) else None
+    model = args.model or (read_subject_index(folder).get("base") if folder else None)
+    if not model:
+        raise CLIError("--model is required (the model to paint with: a folder, checkpoint or hub id)")
+    reference = args.reference
+    if reference is None:
+        crops = sorted((folder / "references").glob("*.png")) if folder else []
+        if not crops:
+            raise CLIError("--reference is required (a photo of the subject)")
+        reference = str(crops[0])
+    return str(model), reference
+
+
 def run_inpaint(args: argparse.Namespace) -> int:
     import torch
 
@@ -245,26 +289,34 @@ def run_inpaint(args: argparse.Namespace) -> int:
         raise CLIError(f"--eta applies to --sampler ddim only (got --sampler {args.sampler})")
     if args.eta > 1:
         raise CLIError(f"--eta must be between 0 and 1, got {args.eta}")
+    if not 0 <= args.model_weight <= 1:
+        raise CLIError(f"--model-weight must be between 0 and 1, got {args.model_weight}")
+    if not 0 <= args.guidance_threshold <= 1000:
+        raise CLIError(f"--guidance-threshold must be between 0 and 1000, got {args.guidance_threshold}")
+    model, reference = resolve_model_and_reference(args)
     # Fail before work: read every input and check every output before loading the model.
     imaging.load_scene_and_mask(args.scene, args.mask, args.box)
-    imaging.open_image(args.reference, "reference")
+    imaging.open_image(reference, "reference")
     if args.reference_box:
         imaging.parse_box(args.reference_box)
     outputs = output_paths(args.out, args.num_images)
-    check_outputs(outputs, [args.scene, args.mask, args.reference], args.overwrite)
+    check_outputs(outputs, [args.scene, args.mask, reference], args.overwrite)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
 
-    _say(args, f"loading {args.model} on {device} ({str(dtype).removeprefix('torch.')})")
+    _say(args, f"loading {model} on {device} ({str(dtype).removeprefix('torch.')})")
     pipe = SubjectInpaintPipeline.from_pretrained(
-        args.model, device=device, dtype=dtype, ldm_config=args.ldm_config, vision_config=args.vision_config
+        model, device=device, dtype=dtype, ldm_config=args.ldm_config, vision_config=args.vision_config
     )
+    if args.subject:
+        _say(args, f"subject {args.subject} (model weight {args.model_weight:g})")
+        pipe.load_subject(args.subject)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     if args.seed is None:
         _say(args, f"seed {seed}")
     result = pipe(
         scene=args.scene,
-        reference=args.reference,
+        reference=reference,
         mask=args.mask,
         box=args.box,
         reference_box=args.reference_box,
@@ -278,6 +330,8 @@ def run_inpaint(args: argparse.Namespace) -> int:
         feather=args.feather,
         region=args.region,
         context=args.context,
+        model_weight=args.model_weight,
+        guidance_threshold=args.guidance_threshold,
         progress=not args.quiet,
     )
     for image, path in zip(result.images, outputs, strict=True):
@@ -303,6 +357,20 @@ def add_convert_parser(sub) -> None:
     )
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write (must not exist unless --overwrite)")
     _add_original_config_args(p)
+    sd = p.add_argument_group("initialising from Stable Diffusion (base training)")
+    sd.add_argument(
+        "--from-sd",
+        action="store_true",
+        help="SOURCE is an SD-v1.x checkpoint: widen its UNet to 9 input channels (5 zero-initialised), keep its "
+        "VAE, add a CLIP vision tower and a fresh class mapper, projection and unconditional vector",
+    )
+    sd.add_argument(
+        "--vision-model",
+        metavar="PATH_OR_ID",
+        default="openai/clip-vit-large-patch14",
+        help="with --from-sd: the CLIP vision tower (default openai/clip-vit-large-patch14, from the hub)",
+    )
+    sd.add_argument("--seed", type=int, default=0, help="with --from-sd: seed of the new parts (default 0)")
     p.add_argument(
         "--dtype",
         choices=("float32", "float16", "bfloat16"),
@@ -326,13 +394,49 @@ def run_convert(args: argparse.Namespace) -> int:
     if Path(args.source).resolve() == out.resolve():
         raise CLIError(f"--out {out}: is the source; write the converted model elsewhere")
     _say(args, f"reading {args.source}")
-    components = load_components(args.source, ldm_config=args.ldm_config, vision_config=args.vision_config)
+    if args.from_sd:
+        from .convert.sd import load_from_sd
+
+        components = load_from_sd(args.source, args.vision_model, args.ldm_config, args.vision_config, args.seed)
+    else:
+        components = load_components(args.source, ldm_config=args.ldm_config, vision_config=args.vision_config)
     if args.dtype:
         for name in ("unet", "vae", "reference_encoder"):
             components[name].to(getattr(torch, args.dtype))
     save_components(components, out, overwrite=args.overwrite, extra={"converted_from": str(args.source)})
     print(out)
     return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# train, finetune
+# ---------------------------------------------------------------------------------------------------
+def add_training_parsers(sub) -> None:
+    from .training import finetune, train
+
+    train.build_parser(
+        sub.add_parser(
+            "train",
+            help="base training: the Paint-by-Example objective on images with boxes",
+            description=train.__doc__.split("\n\n")[0],
+        )
+    ).set_defaults(handler=_run_training(train.main))
+    finetune.build_parser(
+        sub.add_parser(
+            "finetune",
+            help="subject fine-tuning from 3-5 photos of one subject",
+            description=finetune.__doc__.split("\n\n")[0],
+        )
+    ).set_defaults(handler=_run_training(finetune.main))
+
+
+def _run_training(main_function):
+    def run(args: argparse.Namespace) -> int:
+        result = main_function(args)
+        print(result["out"])
+        return 0
+
+    return run
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -347,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=OneLineParser)
     add_inpaint_parser(sub)
     add_convert_parser(sub)
+    add_training_parsers(sub)
     return parser
 
 
@@ -375,10 +480,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_libraries()
     from .convert.checkpoint_io import CheckpointError
     from .imaging import InputError
+    from .training.loop import TrainingError
 
     try:
         return args.handler(args)
-    except (CLIError, InputError, CheckpointError, FileExistsError) as e:
+    except (CLIError, InputError, CheckpointError, TrainingError, FileExistsError) as e:
         print(f"subject-inpaint: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -302,6 +302,23 @@ def composite(scene: np.ndarray, generated: np.ndarray, mask: np.ndarray, radius
     return out
 
 
+def reference_to_image(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> Image.Image:
+    """A normalised reference ``(3, S, S)`` back to a picture (for previews and grids)."""
+    x = pixels.detach().float().cpu() * torch.tensor(list(std))[:, None, None] + torch.tensor(list(mean))[:, None, None]
+    return Image.fromarray(tensor_to_rgb(x[None])[0])
+
+
+def image_grid(rows: Sequence[Sequence[Image.Image]], cell: int, gap: int = 4) -> Image.Image:
+    """Lay out ``rows`` of pictures, each resized to ``cell × cell``, on a white sheet."""
+    n_cols = max(len(r) for r in rows)
+    sheet = Image.new("RGB", (n_cols * cell + (n_cols + 1) * gap, len(rows) * cell + (len(rows) + 1) * gap), "white")
+    for i, row in enumerate(rows):
+        for j, picture in enumerate(row):
+            tile = picture.convert("RGB").resize((cell, cell), Image.Resampling.LANCZOS)
+            sheet.paste(tile, (gap + j * (cell + gap), gap + i * (cell + gap)))
+    return sheet
+
+
 # ---------------------------------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------------------------------

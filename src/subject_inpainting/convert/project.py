@@ -114,6 +114,25 @@ def _apply_umask(folder: Path) -> None:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
+def publish_into(staged: Path, destination: Path, marker: str) -> Path:
+    """Move a finished model from the folder ``staged`` into ``destination``, which may hold other things
+    (a training run's checkpoints, previews and logs). ``marker`` — the file that makes a folder a model —
+    is removed first and moved last, so an interruption leaves no half-updated model that looks whole."""
+    staged, destination = Path(staged), Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    (destination / marker).unlink(missing_ok=True)
+    for entry in sorted(staged.iterdir()):
+        if entry.name == marker:
+            continue
+        target = destination / entry.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    os.replace(staged / marker, destination / marker)
+    shutil.rmtree(staged, ignore_errors=True)
+    return destination
+
+
 def save_components(
     components: Mapping[str, Any], folder: str | Path, overwrite: bool = False, extra: Mapping | None = None
 ) -> Path:

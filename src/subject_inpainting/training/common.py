@@ -1,0 +1,128 @@
+"""What base training and subject fine-tuning share: options, previews, publishing."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from .. import imaging
+from .config import MIXED_PRECISION, TrainConfig
+
+
+def add_training_args(p: argparse.ArgumentParser, mode: str) -> None:
+    """Options of the loop; their defaults (None) fall back to ``TrainConfig.for_mode(mode)``."""
+    d = TrainConfig.for_mode(mode)
+    g = p.add_argument_group("training")
+    g.add_argument("--lr", type=float, help=f"peak learning rate, AdamW (default {d.learning_rate:g})")
+    g.add_argument("--warmup-steps", type=int, help=f"linear warm-up steps (default {d.warmup_steps})")
+    g.add_argument(
+        "--warmup-start",
+        type=float,
+        help=f"warm-up starts at this share of the learning rate (default {d.warmup_start:g})",
+    )
+    g.add_argument("--batch-size", type=int, help=f"examples per step and process (default {d.batch_size})")
+    g.add_argument("--grad-accum", type=int, help="micro-batches per optimiser step (default 1)")
+    g.add_argument(
+        "--uncond-prob",
+        type=float,
+        help=f"share of examples trained with the unconditional vector (default {d.uncond_prob:g})",
+    )
+    g.add_argument("--max-grad-norm", type=float, help="clip gradients to this norm (default 0 = no clipping)")
+    g.add_argument("--mixed-precision", choices=MIXED_PRECISION, help="no, fp16 (CUDA) or bf16 (default no)")
+    g.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        default=None,
+        help="recompute UNet activations in the backward pass (less memory, slower)",
+    )
+    g.add_argument("--ema-decay", type=float, help="keep and publish an EMA of the weights (default 0 = off)")
+    g.add_argument("--seed", type=int, help="seed of everything random in the run (default 0)")
+    g.add_argument("--save-every", type=int, help=f"steps between resumable checkpoints (default {d.save_every})")
+    g.add_argument("--keep-checkpoints", type=int, help=f"checkpoints kept (default {d.keep_checkpoints})")
+    g.add_argument("--preview-every", type=int, help="steps between preview images in OUT/previews (default 0 = none)")
+    g.add_argument("--preview-steps", type=int, help=f"sampling steps of a preview (default {d.preview_steps})")
+    g.add_argument(
+        "--log-every", type=int, help=f"steps between TensorBoard points in OUT/logs (default {d.log_every})"
+    )
+    g.add_argument("--num-workers", type=int, help="data-loading processes (default 0)")
+    g.add_argument(
+        "--device",
+        default="auto",
+        help="single-process device: auto, cpu, cuda (several GPUs: `accelerate launch`) (default auto)",
+    )
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete OUT and start over (otherwise a run in OUT with the same settings is resumed)",
+    )
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace, mode: str, **extra: Any) -> TrainConfig:
+    """``TrainConfig`` from parsed options (the mode's defaults where an option is not given)."""
+    return TrainConfig.for_mode(
+        mode,
+        learning_rate=args.lr,
+        warmup_steps=args.warmup_steps,
+        warmup_start=args.warmup_start,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        uncond_prob=args.uncond_prob,
+        max_grad_norm=args.max_grad_norm,
+        mixed_precision=args.mixed_precision,
+        gradient_checkpointing=args.gradient_checkpointing,
+        ema_decay=args.ema_decay,
+        seed=args.seed,
+        save_every=args.save_every,
+        keep_checkpoints=args.keep_checkpoints,
+        preview_every=args.preview_every,
+        preview_steps=args.preview_steps,
+        log_every=args.log_every,
+        num_workers=args.num_workers,
+        **extra,
+    )
+
+
+def preview_function(dataset, mode: str, steps: int, count: int = 4):
+    """A preview: for the first ``count`` examples (of epoch 0, fixed), scene | hole | reference | result,
+    sampled with the model being trained (plain guidance; in subject mode the fine-tuned model alone)."""
+    from ..pipeline import SubjectInpaintPipeline
+
+    fixed = copy.copy(dataset)  # its own epoch: previews must not move the training data's epoch
+    fixed.set_epoch(0)
+    examples = [fixed[i] for i in range(min(count, len(fixed)))]
+
+    def preview(components: dict[str, Any], step: int) -> Image.Image:
+        pipe = SubjectInpaintPipeline(**components)
+        enc = pipe.reference_encoder
+        rows = []
+        for ex in examples:
+            scene = Image.fromarray(imaging.tensor_to_rgb((ex["pixel_values"][None] + 1) / 2)[0])
+            hole = Image.fromarray(((1 - ex["keep_mask"][0].numpy()) * 255).astype("uint8"))
+            result = pipe(scene, ex["reference"][None], mask=hole, num_inference_steps=steps, sampler="ddim",
+                          generator=torch.Generator().manual_seed(0), progress=False)  # fmt: skip
+            rows.append([scene, hole, imaging.reference_to_image(ex["reference"], enc.image_mean, enc.image_std),
+                         result.images[0]])  # fmt: skip
+        return imaging.image_grid(rows, cell=max(64, pipe.resolution))
+
+    return preview
+
+
+def staged_publish(out: Path, marker: str, write) -> None:
+    """Write the final artefacts with ``write(folder)`` into a temporary folder, then move them into ``out``
+    (``convert.project.publish_into``: the marker file last)."""
+    from ..convert.project import publish_into
+
+    staged = Path(tempfile.mkdtemp(prefix=".publish-", dir=out))
+    try:
+        write(staged)
+        publish_into(staged, out, marker)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)

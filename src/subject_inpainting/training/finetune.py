@@ -1,0 +1,186 @@
+"""Subject fine-tuning (``subject-inpaint finetune``): teach a base model one subject from 3–5 photos.
+
+As subject inpainting does: the reference is cut from each photo around the subject (a box, a mask, or a
+text-prompted detector finds it), the loss counts only the hole, and what trains is the UNet (whole, or a
+LoRA through ``peft``) and the detail (VDP) module; the vision tower, class mapper, class projection and
+unconditional vector stay frozen. The output folder holds only what was trained (safetensors + a config
+naming its base), the reference crops, previews, TensorBoard logs and resumable checkpoints.
+
+Usage from Python (or a test)::
+
+    args = parse_args(["--photos", "dog/", "--boxes", "boxes.json", "--base", "pbe", "--out", "dog-subject"])
+    main(args)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .common import add_training_args, config_from_args, preview_function, staged_publish
+from .config import TrainConfig
+
+DEFAULT_EPOCHS = 200  # the original: 200 epochs of the subject's photos
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(prog="subject-inpaint finetune", description=__doc__.split("\n\n")[0])
+    p.add_argument("--photos", required=True, metavar="DIR", help="folder of 3-5 photos of the subject")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--boxes", metavar="FILE", help='JSON {"photo.jpg": [x0, y0, x1, y1], ...}: where the subject is'
+    )
+    where.add_argument("--masks", metavar="DIR", help="one mask per photo (same file stem), white = subject")
+    where.add_argument(
+        "--prompt",
+        metavar="TEXT",
+        help="find the subject with a text-prompted detector + segmenter (hub weights; needs a connection "
+        "the first time), e.g. --prompt 'teddy bear'",
+    )
+    p.add_argument(
+        "--base", required=True, metavar="PATH_OR_ID", help="the pretrained Paint-by-Example model to start from"
+    )
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="subject folder to write (use it with inpaint --subject)"
+    )
+    p.add_argument("--epochs", type=int, default=None, help=f"passes over the photos (default {DEFAULT_EPOCHS})")
+    p.add_argument("--max-steps", type=int, default=None, help="optimiser steps in all (overrides --epochs)")
+    p.add_argument(
+        "--lora-rank",
+        type=int,
+        default=None,
+        help="train a rank-r LoRA of the UNet's attention instead of the whole UNet (default 0 = whole UNet)",
+    )
+    p.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: the rank)")
+    p.add_argument("--detail-layers", type=int, default=None, help="detail mapper blocks (default 5, the original)")
+    p.add_argument("--detail-heads", type=int, default=None, help="detail mapper heads (default 8, the original)")
+    p.add_argument(
+        "--detail-grid",
+        type=int,
+        default=None,
+        help="k: k×k pooled detail tokens (default 1: the original's single mean-pooled token)",
+    )
+    add_training_args(p, "subject")
+    p.set_defaults(handler=main)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def find_records(args: argparse.Namespace):
+    """The subject's photos and where the subject is in each."""
+    from ..data.datasets import NoSubjectLocation, read_photo_folder
+
+    try:
+        return read_photo_folder(args.photos, args.boxes, args.masks)
+    except NoSubjectLocation as e:
+        if not args.prompt:
+            raise NoSubjectLocation(
+                f"{e}; give --boxes FILE, --masks DIR, or --prompt TEXT to find it with a detector"
+            ) from None
+    from ..data.detect import find_subject
+
+    return find_subject(args.photos, args.prompt)
+
+
+def load_base(spec: str) -> dict[str, Any]:
+    """The base model, refusing what cannot be fine-tuned into a subject."""
+    from ..convert import load_components
+    from ..convert.checkpoint_io import CheckpointError
+    from ..convert.subject import is_subject_folder
+
+    if Path(spec).is_dir() and is_subject_folder(Path(spec)):
+        raise CheckpointError(f"--base {spec}: is a fine-tuned subject, not a base model; give the Paint-by-Example "
+                              "model it was fine-tuned from")  # fmt: skip
+    components = load_components(spec)
+    if components["reference_encoder"].has_detail:
+        raise CheckpointError(f"--base {spec}: already has a detail module (a subject model); fine-tune from the "
+                              "pretrained Paint-by-Example model")  # fmt: skip
+    return components
+
+
+def subject_encoder(base_encoder, layers: int, heads: int, grid: int, seed: int):
+    """The base encoder plus a freshly initialised detail module (the class path stays the base's)."""
+    import torch
+
+    from ..models.build import build_component
+
+    config = {k: v for k, v in dict(base_encoder.config).items() if not k.startswith("_")}
+    config.update(detail_mapper_layers=layers, detail_mapper_heads=heads, detail_grid=grid)
+    torch.manual_seed(seed)
+    encoder = build_component("reference_encoder", config)
+    missing, unexpected = encoder.load_state_dict(base_encoder.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("detail_") for k in missing), (missing, unexpected)
+    return encoder.to(base_encoder.device, base_encoder.dtype)
+
+
+def save_references(records, folder: Path, margin: int) -> None:
+    """The un-augmented reference crops (subject cut with the margin), for ``inpaint --subject`` without
+    ``--reference``."""
+    from .. import imaging
+    from ..data.boxes import reference_box
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, record in enumerate(records):
+        rgb, _ = imaging.to_rgb(imaging.open_image(record.image, "subject photo"))
+        x0, y0, x1, y1 = reference_box(record.boxes[0], (rgb.shape[1], rgb.shape[0]), margin)
+        imaging.save_image_atomic(imaging.Image.fromarray(rgb[y0:y1, x0:x1]), folder / f"{i:02d}.png")
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    """Fine-tune; returns the loop's summary (``step``, ``losses``, ``out``)."""
+    from ..convert.subject import add_lora, base_fingerprint, lora_config, save_subject
+    from ..data.augment import AugmentConfig
+    from ..data.datasets import InpaintingExamples
+    from ..pipeline import SubjectInpaintPipeline
+    from .loop import Run, make_accelerator, prepare_output, train
+
+    out = Path(args.out)
+    records = find_records(args)
+    components = load_base(args.base)
+    pipe = SubjectInpaintPipeline(**components)  # checks that the parts fit together
+    base_encoder = pipe.reference_encoder
+    fingerprint_value = base_fingerprint(pipe.unet, base_encoder)  # before the weights change
+    batch_size = args.batch_size or TrainConfig.for_mode("subject").batch_size
+    steps_per_epoch = max(1, len(records) // batch_size)
+    max_steps = args.max_steps or (args.epochs or DEFAULT_EPOCHS) * steps_per_epoch
+    config = config_from_args(args, "subject", max_steps=max_steps, lora_rank=args.lora_rank,
+                              lora_alpha=args.lora_alpha, detail_layers=args.detail_layers,
+                              detail_heads=args.detail_heads, detail_grid=args.detail_grid)  # fmt: skip
+    encoder = subject_encoder(base_encoder, config.detail_layers, config.detail_heads, config.detail_grid, config.seed)
+    unet = pipe.unet
+    lora = None
+    if config.lora_rank:
+        lora = {"rank": config.lora_rank, "alpha": config.lora_alpha}
+        add_lora(unet, lora_config(config.lora_rank, config.lora_alpha))
+    augment = AugmentConfig.subject()
+    dataset = InpaintingExamples(records, pipe.resolution, encoder.image_size, encoder.image_mean, encoder.image_std,
+                                 augment, seed=config.seed)  # fmt: skip
+    fingerprint = {
+        "base": fingerprint_value,
+        "photos": [str(r.image) for r in records],
+        "boxes": [list(r.boxes[0]) for r in records],
+    }
+    prepare_output(out, config, fingerprint, args.overwrite)
+    accelerator = make_accelerator(config, out, args.device)
+    trained = {**components, "reference_encoder": encoder, "unet": unet}
+
+    def publish(c: dict[str, Any], folder: Path) -> None:
+        def write(tmp: Path) -> None:
+            save_subject(tmp, c["reference_encoder"], c["unet"], base=str(args.base), fingerprint=fingerprint_value,
+                         lora=lora, extra={"photos": fingerprint["photos"], "train": config.to_dict()})  # fmt: skip
+            save_references(records, tmp / "references", augment.reference_margin)
+
+        staged_publish(folder, "subject_index.json", write)
+
+    preview = preview_function(dataset, "subject", config.preview_steps) if config.preview_every else None
+    return train(config, Run(trained, dataset, out, publish, fingerprint, preview), accelerator)
+
+
+if __name__ == "__main__":
+    main(parse_args(sys.argv[1:]))

@@ -1,0 +1,105 @@
+"""Base training (``subject-inpaint train``): the Paint-by-Example objective on images with boxes.
+
+Starts from a project-format model — typically an SD-v1.x checkpoint converted with
+``subject-inpaint convert --from-sd`` (5 zero-initialised input channels) — and trains the UNet, the class
+mapper, its LayerNorm, the projection and the unconditional vector, with the original's data pipeline
+(``subject_inpainting.data``). Run it on several GPUs or nodes with ``accelerate launch``.
+
+Usage from Python (or a test)::
+
+    args = parse_args(["--model", "init", "--manifest", "data.jsonl", "--out", "run", "--max-steps", "2"])
+    main(args)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .common import add_training_args, config_from_args, preview_function, staged_publish
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(prog="subject-inpaint train", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="PATH_OR_ID",
+        help="model to start from: a project folder (e.g. `convert --from-sd` output) or any model --model accepts",
+    )
+    data = p.add_argument_group("data (one of)")
+    source = data.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--manifest", metavar="JSONL", help='JSON Lines: {"image": path, "boxes": [[x0,y0,x1,y1], ...]}'
+    )
+    source.add_argument("--openimages", metavar="CSV", help="Open Images box annotations (with --images)")
+    source.add_argument("--coco", metavar="JSON", help="COCO instances annotations (with --images)")
+    data.add_argument("--images", metavar="DIR", help="image folder of --openimages / --coco")
+    data.add_argument("--min-area", type=float, default=0.02, help="keep boxes covering at least this share (0.02)")
+    data.add_argument("--max-area", type=float, default=0.8, help="and at most this share of the image (0.8)")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="run folder: the trained model (project format), checkpoints/, previews/, logs/",
+    )
+    p.add_argument("--max-steps", type=int, default=None, help="optimiser steps in all (default 1000)")
+    add_training_args(p, "base")
+    p.set_defaults(handler=main)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def load_records(args: argparse.Namespace):
+    from ..data import datasets
+
+    if args.manifest:
+        return datasets.read_manifest(args.manifest)
+    if not args.images:
+        raise ValueError("--images is needed with --openimages / --coco (the folder of the images)")
+    if args.openimages:
+        return datasets.read_openimages(args.openimages, args.images, args.min_area, args.max_area)
+    return datasets.read_coco(args.coco, args.images, args.min_area, args.max_area)
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    """Train; returns the loop's summary (``step``, ``losses``, ``out``)."""
+    from ..convert import load_components, save_components
+    from ..data.augment import AugmentConfig
+    from ..data.datasets import InpaintingExamples
+    from ..pipeline import SubjectInpaintPipeline
+    from .loop import Run, make_accelerator, prepare_output, train
+
+    out = Path(args.out)
+    config = config_from_args(args, "base", max_steps=args.max_steps)
+    records = load_records(args)
+    components = load_components(args.model)
+    pipe = SubjectInpaintPipeline(**components)  # checks that the parts fit together
+    enc = pipe.reference_encoder
+    if enc.has_detail:
+        raise ValueError(f"--model {args.model}: has a detail module (a subject model); base training trains "
+                         "Paint-by-Example models")  # fmt: skip
+    dataset = InpaintingExamples(records, pipe.resolution, enc.image_size, enc.image_mean, enc.image_std,
+                                 AugmentConfig.base(), seed=config.seed)  # fmt: skip
+    fingerprint = {"model": str(args.model), "data": [str(r.image) for r in records[:1000]], "examples": len(records)}
+    prepare_output(out, config, fingerprint, args.overwrite)
+    accelerator = make_accelerator(config, out, args.device)
+
+    def publish(c: dict[str, Any], folder: Path) -> None:
+        staged_publish(
+            folder, "model_index.json", lambda tmp: save_components(c, tmp, extra={"trained_from": str(args.model)})
+        )
+
+    run = Run(components, dataset, out, publish, fingerprint,
+              preview_function(dataset, "base", config.preview_steps) if config.preview_every else None)  # fmt: skip
+    return train(config, run, accelerator)
+
+
+if __name__ == "__main__":
+    main(parse_args(sys.argv[1:]))
