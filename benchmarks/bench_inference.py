@@ -7,38 +7,42 @@ Both implementations run on the SAME weights: the full-size Paint-by-Example arc
 UNet, KL-f8 VAE, CLIP ViT-L/14 reference encoder with its 5-block mapper), randomly initialised under a
 fixed seed, so nothing is downloaded. diffusers' pipeline is given the very same ``unet`` and ``vae``
 module objects, and its ``PaintByExampleImageEncoder`` is filled from our reference encoder with
-``to_diffusers_encoder`` (its tensors share our encoder's storage). Four cases:
+``to_diffusers_encoder`` (by assignment: its tensors are our encoder's). Two workloads:
 
-- ``ours-step`` / ``diffusers-step``: ONE guided denoising step at the 64×64 latent, one image, guidance
-  scale 5, i.e. one UNet call at batch 2 plus the classifier-free-guidance combination. Ours is
-  ``InpaintDenoiser(x, t)``; diffusers has no separate step function, so its case runs the body of the
-  denoising loop of ``PaintByExamplePipeline.__call__`` (everything but ``scheduler.step``). The inputs
-  (noisy latent, masked-scene latent, keep-mask, reference pixels) are the same random tensors for both;
-  each side encodes the reference with its own encoder. The two predicted noises are compared afterwards,
+- ``step``: ONE guided denoising step at the 64×64 latent, one image, guidance scale 5, i.e. one UNet call
+  at batch 2 plus the classifier-free-guidance combination. Ours is ``InpaintDenoiser(x, t)``; diffusers
+  has no separate step function, so its side runs the body of the denoising loop of
+  ``PaintByExamplePipeline.__call__`` (everything but ``scheduler.step``). The inputs (noisy latent,
+  masked-scene latent, keep-mask, reference pixels) are the same random tensors for both; each side
+  encodes the reference with its own encoder, outside the timing. The two predicted noises are compared,
   which checks that both really ran the same weights.
-- ``ours-image`` / ``diffusers-image``: one whole 512×512 image from PIL inputs (scene, mask, reference)
-  to PIL output with DDIM at ``--steps`` steps (same timesteps on both sides, same initial noise): reference
-  preprocessing and encoding, VAE encoding of the masked scene, ``--steps`` guided UNet calls, VAE decoding,
-  post-processing (ours also pastes the result back into the scene).
+- ``image``: one whole 512×512 image from PIL inputs (scene, mask, reference) to a PIL output with DDIM at
+  ``--steps`` steps (the same timesteps on both sides, the same initial noise): reference preprocessing
+  and encoding, VAE encoding of the masked scene, ``--steps`` guided UNet calls, VAE decoding and
+  post-processing (ours also pastes the result back into the scene with a feathered seam).
 
 How
 ---
-Every case runs in a fresh Python subprocess, so that each peak memory figure belongs to that case only.
-The subprocess builds the weights (same seed → same weights in every case; a float64 sum of every
-component's parameters is recorded and checked), runs one untimed warm-up call (a 1-step image for the
-image cases; ``--no-warmup`` skips it), then times ``--repeats`` (step) or ``--image-repeats`` (image) calls with
-``time.perf_counter`` and reports their median. Memory on the CPU: the resident-set high-water mark
-(``VmHWM``) is reset to the current RSS just before the timed calls (``/proc/self/clear_refs``, Linux), so
-``peak RSS`` is the process's largest resident set during the timed calls, weights included, and
-``peak − before`` is that peak minus the resident set just before the timed calls (pipeline built and
-warmed up): the working memory of inference on top of the weights. Where the reset is not possible a
-thread polls ``VmRSS`` every 2 ms instead. On CUDA the peak is ``torch.cuda.max_memory_allocated``.
+Each workload runs in a fresh Python process that builds the weights once (same seed in every process; a
+float64 sum of every component's parameters is recorded and compared) and both pipelines on them. After
+one untimed warm-up call of each implementation (a 1-step image for ``image``; ``--no-warmup`` skips it),
+the timed calls alternate, A B then B A and so on (``--repeats`` rounds for ``step``, ``--image-repeats``
+for ``image``), so that a machine whose speed drifts, as small cloud VMs do, slows both sides alike. The
+table gives the median of each side's calls, ``time.perf_counter``, with the range in brackets.
+
+Memory, CPU: before each timed call freed heap memory is returned to the system (``malloc_trim``) and the
+resident-set high-water mark ``VmHWM`` is reset to the current RSS (``/proc/self/clear_refs``, Linux); the
+mark read after the call is that call's peak. ``peak RSS`` is that peak, the (shared) weights included;
+``peak − before`` is the peak minus the resident set just before the call: the working memory of
+inference. Where the reset is not possible a thread polls ``VmRSS`` every 2 ms instead. CUDA:
+``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, and the same minus the memory
+allocated before the call.
 
 Usage::
 
-    python benchmarks/bench_inference.py                    # full size (about 15 min on 2 CPU cores)
-    python benchmarks/bench_inference.py --quick            # tiny sizes, a few seconds: checks the script
-    python benchmarks/bench_inference.py --steps 5 --repeats 3 --out benchmarks/results.json
+    python benchmarks/bench_inference.py --out benchmarks/results.json   # full size, ~15-25 min on 2 cores
+    python benchmarks/bench_inference.py --quick                         # tiny sizes: checks the script
+    python benchmarks/bench_inference.py --workloads step --repeats 5
 
 Random weights give noise images: only time and memory mean anything here.
 """
@@ -46,9 +50,12 @@ Random weights give noise images: only time and memory mean anything here.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import datetime
 import gc
 import json
+import math
 import os
 import platform
 import statistics
@@ -70,7 +77,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np
 import torch
 
-CASES = ("ours-step", "diffusers-step", "ours-image", "diffusers-image")
+WORKLOADS = ("step", "image")
+IMPLEMENTATIONS = ("ours", "diffusers")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 GUIDANCE_SCALE = 5.0  # the paper's and both pipelines' default
 GIB = 1024**3
@@ -354,159 +362,199 @@ def count_unet_calls(unet: torch.nn.Module) -> list[int]:
     return counter
 
 
-def measure(
-    run: Callable[[], Any], warmup: Callable[[], Any] | None, repeats: int, device: torch.device, unet_calls: list[int]
-) -> tuple[dict[str, Any], Any]:
-    """Warm up, then time ``repeats`` calls of ``run`` under the memory monitor."""
-    with torch.no_grad():
-        if warmup is not None:
-            warmup()
+def release_free_memory() -> None:
+    """Give freed heap memory back to the system, so that a call's peak RSS is its own.
+
+    glibc keeps freed blocks below its mmap threshold in the heap, still resident: without a trim, the
+    implementation measured second would find the pages the first one faulted in and look smaller.
+    """
+    gc.collect()
+    # Not glibc: nothing to trim, and a peak may then reuse pages an earlier call left resident.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def measure_call(run: Callable[[], Any], device: torch.device, unet_calls: list[int]) -> tuple[dict[str, Any], Any]:
+    """Time one call of ``run`` and its peak memory over what was resident just before it."""
+    release_free_memory()
+    before = (proc_status_kib("VmRSS") or 0) * 1024
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        cuda_before = torch.cuda.memory_allocated(device)
+    calls = unet_calls[0]
+    with PeakRSS() as peak:
+        start = time.perf_counter()
+        out = run()
         synchronize(device)
-        gc.collect()
-        built_bytes = (proc_status_kib("VmRSS") or 0) * 1024
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        seconds, out = [], None
-        calls_before = unet_calls[0]
-        with PeakRSS() as peak:
-            for _ in range(repeats):
-                out = None  # the previous result is not kept alive during the next call
-                start = time.perf_counter()
-                out = run()
-                synchronize(device)
-                seconds.append(time.perf_counter() - start)
-    result = {
+        seconds = time.perf_counter() - start
+    record = {
         "seconds": seconds,
-        "median_s": statistics.median(seconds),
-        "unet_calls_per_run": (unet_calls[0] - calls_before) / repeats,
-        "rss_before_timed_gib": built_bytes / GIB,
+        "unet_calls": unet_calls[0] - calls,
+        "rss_before_gib": before / GIB,
         "peak_rss_gib": peak.peak_bytes / GIB,
-        "peak_over_before_timed_gib": (peak.peak_bytes - built_bytes) / GIB,
+        "peak_over_before_gib": (peak.peak_bytes - before) / GIB,
         "peak_method": peak.method,
     }
     if device.type == "cuda":
-        result["cuda_peak_gib"] = torch.cuda.max_memory_allocated(device) / GIB
-    return result, out
+        record["cuda_peak_gib"] = torch.cuda.max_memory_allocated(device) / GIB
+        record["cuda_peak_over_before_gib"] = (torch.cuda.max_memory_allocated(device) - cuda_before) / GIB
+    return record, out
 
 
-def run_case(case: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """Build, warm up and measure one case in this process; save its output for the comparison."""
-    from subject_inpainting.pipeline import SubjectInpaintPipeline
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    seconds = [r["seconds"] for r in records]
+    summary = {
+        "median_s": statistics.median(seconds),
+        "min_s": min(seconds),
+        "max_s": max(seconds),
+        "unet_calls_per_run": records[0]["unet_calls"],
+        "peak_rss_gib": max(r["peak_rss_gib"] for r in records),
+        "peak_over_before_gib": max(r["peak_over_before_gib"] for r in records),
+        "calls": records,
+    }
+    for key in ("cuda_peak_gib", "cuda_peak_over_before_gib"):
+        if key in records[0]:
+            summary[key] = max(r[key] for r in records)
+    return summary
+
+
+def step_runners(ours: Any, theirs: Any, inp: StepInputs, steps: int, device: torch.device) -> dict[str, Callable]:
+    """One guided step of each implementation, inputs prepared (reference encoded) outside the timing."""
     from subject_inpainting.sampling.guidance import InpaintDenoiser
+
+    cond, uncond = ours.encode_reference(inp.reference.to(device))
+    denoiser = InpaintDenoiser(ours.unet, cond, uncond, GUIDANCE_SCALE, inp.z_masked.to(device), inp.keep.to(device))
+    x, t_ours = inp.x.to(device), torch.full((1,), inp.t, device=device, dtype=torch.long)
+
+    embeddings = theirs._encode_image(inp.reference, device, 1, True)  # [uncond; cond]
+    act = embeddings.dtype
+    # As prepare_mask_latents leaves them under guidance: duplicated, in the activations' dtype.
+    masked_latents = torch.cat([inp.z_masked] * 2).to(device, act)
+    mask = torch.cat([inp.keep] * 2).to(device, act)
+    latents = inp.x.to(device, act)
+    scheduler, unet = theirs.scheduler, theirs.unet
+    scheduler.set_timesteps(steps, device=device)
+    t_theirs = torch.tensor(inp.t, device=device)
+
+    def run_theirs() -> torch.Tensor:
+        # The body of PaintByExamplePipeline.__call__'s denoising loop, minus scheduler.step.
+        model_input = torch.cat([latents] * 2)
+        model_input = scheduler.scale_model_input(model_input, t_theirs)
+        model_input = torch.cat([model_input, masked_latents, mask], dim=1)
+        noise_pred = unet(model_input, t_theirs, encoder_hidden_states=embeddings).sample
+        uncond_pred, cond_pred = noise_pred.chunk(2)
+        return uncond_pred + GUIDANCE_SCALE * (cond_pred - uncond_pred)
+
+    return {"ours": lambda: denoiser(x, t_ours), "diffusers": run_theirs}
+
+
+def image_runners(ours: Any, theirs: Any, resolution: int, reference_side: int, seed: int) -> dict[str, Callable]:
+    """One whole image of each implementation, PIL in → PIL out, ``steps`` DDIM steps, same initial noise."""
+    scene, mask, reference = image_inputs(resolution, reference_side, seed + 2)
+    side, channels = int(ours.unet.config.sample_size), int(ours.vae.config.latent_channels)
+    noise = torch.randn((1, channels, side, side), generator=torch.Generator().manual_seed(seed + 3))
+
+    def run_ours(steps: int) -> Any:
+        return ours(
+            scene,
+            reference,
+            mask=mask,
+            num_inference_steps=steps,
+            guidance_scale=GUIDANCE_SCALE,
+            sampler="ddim",
+            generator=torch.Generator().manual_seed(seed),
+            progress=False,
+            latents=noise,
+        ).images[0]
+
+    def run_theirs(steps: int) -> Any:
+        return theirs(
+            example_image=reference,
+            image=scene,
+            mask_image=mask,
+            num_inference_steps=steps,
+            guidance_scale=GUIDANCE_SCALE,
+            generator=torch.Generator().manual_seed(seed),
+            # diffusers moves given latents to the device but does not cast them
+            latents=noise.to(theirs.unet.device, theirs.unet.dtype),
+        ).images[0]
+
+    return {"ours": run_ours, "diffusers": run_theirs}
+
+
+def run_workload(workload: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Build both pipelines on shared weights, warm up, then time alternating calls (A B B A ...)."""
+    from subject_inpainting.pipeline import SubjectInpaintPipeline
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    impl, workload = case.split("-")
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     sizes = model_sizes(args.quick)
     start = time.perf_counter()
     components = build_ours(sizes, args.seed)
     # Before any cast: under float16 our pipeline keeps the VAE in float32 and diffusers' does not.
-    prints = fingerprint({k: components[k] for k in ("unet", "vae", "reference_encoder")})
-    if impl == "ours":
-        pipe = SubjectInpaintPipeline(**components).to(device, dtype)
-    else:
-        pipe = build_diffusers(components)
-        prints["reference_encoder"] = fingerprint({"e": pipe.image_encoder})["e"]  # the converted copy's sum
-        pipe = pipe.to(device, dtype)
-    unet, vae, side = pipe.unet, pipe.vae, int(pipe.unet.config.sample_size)
-    reference_side = int(sizes.vision["image_size"])
-    del components  # diffusers' pipeline holds what it needs; nothing else of the build stays alive
-    gc.collect()
+    prints = {"ours": fingerprint({k: components[k] for k in ("unet", "vae", "reference_encoder")})}
+    theirs = build_diffusers(components)
+    prints["diffusers"] = fingerprint(
+        {"unet": theirs.unet, "vae": theirs.vae, "reference_encoder": theirs.image_encoder}
+    )
+    ours = SubjectInpaintPipeline(**components).to(device, dtype)
+    theirs = theirs.to(device, dtype)
+    del components
     build_s = time.perf_counter() - start
-    calls = count_unet_calls(unet)
-    latent_channels = int(vae.config.latent_channels)
-    resolution = side * 2 ** (len(vae.config.block_out_channels) - 1)
+    shared = theirs.unet is ours.unet and theirs.vae is ours.vae
+    unet_calls = count_unet_calls(ours.unet)
+    side = int(ours.unet.config.sample_size)
+    resolution = side * ours.vae_scale_factor
+    reference_side = ours.reference_encoder.image_size
 
+    with torch.no_grad():
+        if workload == "step":
+            num_train = int(sizes.schedule["num_train_timesteps"])
+            inp = step_inputs(int(ours.vae.config.latent_channels), side, reference_side, num_train, args.seed + 1)
+            runners = step_runners(ours, theirs, inp, args.steps, device)
+            warmups = runners
+            repeats = args.repeats
+        else:
+            images = image_runners(ours, theirs, resolution, reference_side, args.seed)
+            runners = {k: (lambda f=f: f(args.steps)) for k, f in images.items()}
+            # A 1-step image goes through every stage once (encoders, VAE both ways, UNet) at a fraction of the cost.
+            warmups = {k: (lambda f=f: f(1)) for k, f in images.items()}
+            repeats = args.image_repeats
+        if args.warmup:
+            for name in IMPLEMENTATIONS:
+                warmups[name]()
+                synchronize(device)
+        records: dict[str, list[dict[str, Any]]] = {name: [] for name in IMPLEMENTATIONS}
+        outputs: dict[str, Any] = {}
+        order: list[str] = []
+        for i in range(repeats):
+            # Alternating which goes first (A B, B A, ...) spreads slow drifts of the machine over both.
+            for name in IMPLEMENTATIONS if i % 2 == 0 else IMPLEMENTATIONS[::-1]:
+                outputs.pop(name, None)  # the previous result is not kept alive during the call
+                record, outputs[name] = measure_call(runners[name], device, unet_calls)
+                records[name].append(record)
+                order.append(name)
+                print(f"  [{workload}] {name}: {record['seconds']:.2f} s", file=sys.stderr, flush=True)
+
+    checks: dict[str, Any] = {"shared_unet_and_vae": shared}
+    checks["same_weights"] = all(
+        math.isclose(prints["ours"][k], prints["diffusers"][k], rel_tol=1e-9, abs_tol=1e-9) for k in prints["ours"]
+    )
     if workload == "step":
-        inp = step_inputs(
-            latent_channels, side, reference_side, int(sizes.schedule["num_train_timesteps"]), args.seed + 1
-        )
-        with torch.no_grad():
-            if impl == "ours":
-                cond, uncond = pipe.encode_reference(inp.reference.to(device))
-                denoiser = InpaintDenoiser(
-                    unet, cond, uncond, GUIDANCE_SCALE, inp.z_masked.to(device), inp.keep.to(device)
-                )
-                x, t = inp.x.to(device), torch.full((1,), inp.t, device=device, dtype=torch.long)
-
-                def run() -> torch.Tensor:
-                    return denoiser(x, t)
-
-            else:
-                embeddings = pipe._encode_image(inp.reference, device, 1, True)  # [uncond; cond]
-                act = embeddings.dtype
-                # As prepare_mask_latents leaves them for guidance: duplicated, in the activations' dtype.
-                masked_latents = torch.cat([inp.z_masked] * 2).to(device, act)
-                mask = torch.cat([inp.keep] * 2).to(device, act)
-                latents = inp.x.to(device, act)
-                scheduler = pipe.scheduler
-                scheduler.set_timesteps(args.steps, device=device)
-                t = torch.tensor(inp.t, device=device)
-
-                def run() -> torch.Tensor:
-                    # The body of PaintByExamplePipeline.__call__'s denoising loop, minus scheduler.step.
-                    model_input = torch.cat([latents] * 2)
-                    model_input = scheduler.scale_model_input(model_input, t)
-                    model_input = torch.cat([model_input, masked_latents, mask], dim=1)
-                    noise_pred = unet(model_input, t, encoder_hidden_states=embeddings).sample
-                    uncond_pred, cond_pred = noise_pred.chunk(2)
-                    return uncond_pred + GUIDANCE_SCALE * (cond_pred - uncond_pred)
-
-        warmup = run if args.warmup else None
-        repeats = args.repeats
-    else:
-        scene, mask_image, reference = image_inputs(resolution, reference_side, args.seed + 2)
-        noise = torch.randn((1, latent_channels, side, side), generator=torch.Generator().manual_seed(args.seed + 3))
-
-        def image(steps: int) -> Any:
-            generator = torch.Generator().manual_seed(args.seed)
-            if impl == "ours":
-                return pipe(
-                    scene,
-                    reference,
-                    mask=mask_image,
-                    num_inference_steps=steps,
-                    guidance_scale=GUIDANCE_SCALE,
-                    sampler="ddim",
-                    generator=generator,
-                    progress=False,
-                    latents=noise,
-                ).images[0]
-            return pipe(
-                example_image=reference,
-                image=scene,
-                mask_image=mask_image,
-                num_inference_steps=steps,
-                guidance_scale=GUIDANCE_SCALE,
-                generator=generator,
-                latents=noise.to(device, unet.dtype),  # diffusers moves given latents but does not cast them
-            ).images[0]
-
-        def run() -> Any:
-            return image(args.steps)
-
-        # A 1-step image goes through every stage once (encoder, VAE both ways, UNet) at a fraction of the cost.
-        warmup = (lambda: image(1)) if args.warmup else None
-        repeats = args.image_repeats
-
-    result, out = measure(run, warmup, repeats, device, calls)
-    output_path = workdir / f"{case}.{'pt' if workload == 'step' else 'png'}"
-    if workload == "step":
-        torch.save(out.detach().to("cpu", torch.float32), output_path)
-    else:
-        out.save(output_path)
+        a, b = outputs["ours"].float().cpu(), outputs["diffusers"].float().cpu()
+        checks["eps_max_abs_diff"] = (a - b).abs().max().item()
+        checks["eps_max_abs"] = b.abs().max().item()
     return {
-        "case": case,
-        "implementation": impl,
         "workload": workload,
+        "resolution": resolution,
         "build_s": build_s,
         "repeats": repeats,
         "warmup": bool(args.warmup),
+        "order": order,
         "weights_fingerprint": prints,
-        "output": str(output_path),
-        "peak_rss_total_gib": (proc_status_kib("VmHWM") or 0) * 1024 / GIB,
-        **result,
+        "checks": checks,
+        "results": {name: summarise(records[name]) for name in IMPLEMENTATIONS},
     }
 
 
@@ -549,6 +597,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable,
         "torch_threads": torch.get_num_threads(),
+        "threading_env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "GOMP_", "KMP_", "MKL_"))},
         "ram_gib": round(mem_kib / 1024**2, 1) if mem_kib else None,
         "os": platform.platform(),
         "python": platform.python_version(),
@@ -576,77 +625,67 @@ def git_state() -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
-def compare_outputs(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Same weights in every case, and the same predicted noise from both implementations' guided step."""
-    checks: dict[str, Any] = {}
-    prints = [r["weights_fingerprint"] for r in results.values()]
-    if prints:
-        same = all(abs(p[k] - prints[0][k]) <= 1e-9 * max(1.0, abs(prints[0][k])) for p in prints for k in prints[0])
-        checks["same_weights_in_every_case"] = same
-    if "ours-step" in results and "diffusers-step" in results:
-        ours = torch.load(results["ours-step"]["output"], weights_only=True)
-        theirs = torch.load(results["diffusers-step"]["output"], weights_only=True)
-        diff = (ours - theirs).abs().max().item()
-        checks["step_eps_max_abs_diff"] = diff
-        checks["step_eps_max_abs"] = theirs.abs().max().item()
-    return checks
+def fmt(value: float | None, pattern: str = "{:.2f}") -> str:
+    return "—" if value is None else pattern.format(value)
 
 
 def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}" if a is not None and b else "—"
 
 
-def format_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
+def format_table(workloads: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     """Markdown: one row per workload, ours and diffusers side by side, ratios ours / diffusers."""
-    memory = "CUDA peak" if args.device.startswith("cuda") else "peak RSS"
+    cuda = args.device.startswith("cuda")
+    peak, over = ("cuda_peak_gib", "cuda_peak_over_before_gib") if cuda else ("peak_rss_gib", "peak_over_before_gib")
+    memory = "CUDA peak" if cuda else "peak RSS"
     rows = [
-        f"| workload | ours s | diffusers s | s ratio | ours {memory} GiB | diffusers {memory} GiB | ratio "
-        f"| ours peak − before GiB | diffusers peak − before GiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| workload | ours s | diffusers s | ratio | ours {memory} GiB | diffusers {memory} GiB | ratio "
+        "| ours peak − before GiB | diffusers peak − before GiB | ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    names = {
-        "step": "one guided step (UNet batch 2)",
-        "image": f"whole {{res}}×{{res}} image, DDIM {args.steps} steps",
-    }
-    for workload in ("step", "image"):
-        ours, theirs = results.get(f"ours-{workload}"), results.get(f"diffusers-{workload}")
-        if ours is None and theirs is None:
-            continue
+    for name, w in workloads.items():
+        o, d = w["results"]["ours"], w["results"]["diffusers"]
+        res = w["resolution"]
+        label = (
+            "one guided step (UNet at batch 2)"
+            if name == "step"
+            else f"whole {res}×{res} image, DDIM {args.steps} steps"
+        )
+        label += f", {w['repeats']} run{'s' * (w['repeats'] > 1)} each"
 
-        def get(r: dict[str, Any] | None, key: str) -> float | None:
-            return None if r is None else r.get(key)
+        def seconds(r: dict[str, Any]) -> str:
+            spread = f" ({r['min_s']:.2f}–{r['max_s']:.2f})" if len(r["calls"]) > 1 else ""
+            return f"{r['median_s']:.2f}{spread}"
 
-        mem_key = "cuda_peak_gib" if args.device.startswith("cuda") else "peak_rss_gib"
-        res = (ours or theirs).get("resolution", "?")
         cells = [
-            names[workload].format(res=res),
-            fmt(get(ours, "median_s"), "{:.2f}"),
-            fmt(get(theirs, "median_s"), "{:.2f}"),
-            ratio(get(ours, "median_s"), get(theirs, "median_s")),
-            fmt(get(ours, mem_key), "{:.2f}"),
-            fmt(get(theirs, mem_key), "{:.2f}"),
-            ratio(get(ours, mem_key), get(theirs, mem_key)),
-            fmt(get(ours, "peak_over_before_timed_gib"), "{:.2f}"),
-            fmt(get(theirs, "peak_over_before_timed_gib"), "{:.2f}"),
+            label,
+            seconds(o),
+            seconds(d),
+            ratio(o["median_s"], d["median_s"]),
+            fmt(o.get(peak)),
+            fmt(d.get(peak)),
+            ratio(o.get(peak), d.get(peak)),
+            fmt(o.get(over)),
+            fmt(d.get(over)),
+            ratio(o.get(over), d.get(over)),
         ]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
-def fmt(value: float | None, pattern: str) -> str:
-    return "—" if value is None else pattern.format(value)
-
-
 def format_machine(info: dict[str, Any], args: argparse.Namespace) -> str:
     v = info["versions"]
-    return (
-        f"- CPU: {info['cpu']} ({info['cpu_id']}; {', '.join(info['simd']) or 'no AVX2'}), "
-        f"{info['usable_cpus']} usable of {info['logical_cpus']} logical CPUs, torch threads {info['torch_threads']}\n"
-        f"- RAM: {info['ram_gib']} GiB; {info['os']}" + (f"; GPU: {info['gpu']}" if "gpu" in info else "") + "\n"
+    lines = [
+        f"- CPU: {info['cpu']} ({info['cpu_id']}; {', '.join(info['simd']) or 'no AVX2'}), {info['usable_cpus']} "
+        f"usable of {info['logical_cpus']} logical CPUs, torch threads {info['torch_threads']}",
+        f"- RAM: {info['ram_gib']} GiB; {info['os']}" + (f"; GPU: {info['gpu']}" if "gpu" in info else ""),
         f"- Python {info['python']}, torch {v['torch']}, diffusers {v['diffusers']}, transformers "
-        f"{v['transformers']}, accelerate {v['accelerate']}\n"
-        f"- device {args.device}, dtype {args.dtype}; date {info['date_utc']}; repository {info['git']}"
-    )
+        f"{v['transformers']}, accelerate {v['accelerate']}",
+        f"- device {args.device}, dtype {args.dtype}; threading environment "
+        f"{info['threading_env'] or 'default (no OMP_/GOMP_/KMP_/MKL_ variables)'}",
+        f"- date {info['date_utc']}; repository {info['git']}",
+    ]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -655,26 +694,33 @@ def format_machine(info: dict[str, Any], args: argparse.Namespace) -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Time and peak memory of one guided step and one whole image: ours vs diffusers' "
-        "PaintByExamplePipeline, same random weights, each case in a fresh subprocess."
+        "PaintByExamplePipeline on the same random weights, calls alternating, one fresh process per workload."
     )
-    parser.add_argument("--steps", type=int, default=5, help="DDIM steps of the whole-image case (default 5)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed guided steps per case (default 3)")
-    parser.add_argument("--image-repeats", type=int, default=1, help="timed whole images per case (default 1)")
+    parser.add_argument("--steps", type=int, default=5, help="DDIM steps of the whole-image workload (default 5)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed guided steps per implementation (default 3)")
     parser.add_argument(
-        "--no-warmup", dest="warmup", action="store_false", help="skip the untimed warm-up call of each case"
+        "--image-repeats", type=int, default=2, help="timed whole images per implementation (default 2)"
     )
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script in seconds")
+    parser.add_argument(
+        "--no-warmup", dest="warmup", action="store_false", help="skip the untimed warm-up call of each implementation"
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script in under a minute")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="weights' dtype (default float32)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs (default 0)")
     parser.add_argument(
-        "--cases", nargs="+", default=list(CASES), choices=CASES, metavar="CASE", help=f"subset of {', '.join(CASES)}"
+        "--workloads",
+        nargs="+",
+        default=list(WORKLOADS),
+        choices=WORKLOADS,
+        metavar="WORKLOAD",
+        help="step and/or image (default both)",
     )
-    parser.add_argument("--out", type=Path, help="also write the results and machine as JSON here")
-    # Internal: run one case in this process and write its result into the folder.
-    parser.add_argument("--case", dest="child_case", choices=CASES, help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", dest="child_workdir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help="also write the results and the machine as JSON here")
+    # Internal: run one workload in this process and write its result as JSON.
+    parser.add_argument("--child", dest="child", choices=WORKLOADS, help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", dest="child_out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for name in ("steps", "repeats", "image_repeats"):
         if getattr(args, name) < 1:
@@ -685,81 +731,79 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         device = torch.device(args.device)
     except RuntimeError:
         parser.error(f"--device {args.device!r} is not a torch device (e.g. cpu, cuda, cuda:1)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error(f"--device {args.device}: CUDA is not available on this machine")
     if device.type not in ("cpu", "cuda"):
         parser.error(f"--device {args.device}: only cpu and cuda are supported (memory is measured per kind)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available on this machine")
     if args.out is not None and not args.out.parent.is_dir():
         parser.error(f"--out {args.out}: folder {args.out.parent} does not exist")
-    if args.child_case and args.child_workdir is None:
-        parser.error("--case needs --workdir")
+    if args.child and args.child_out is None:
+        parser.error("--child needs --child-out")
     return args
 
 
-def child_command(args: argparse.Namespace, case: str, workdir: Path) -> list[str]:
-    """This script's command line for one case in a fresh interpreter."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--case", case, "--workdir", str(workdir)]
+def child_command(args: argparse.Namespace, workload: str, out: Path) -> list[str]:
+    """This script's command line for one workload in a fresh interpreter."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", workload, "--child-out", str(out)]
     cmd += ["--steps", str(args.steps), "--repeats", str(args.repeats), "--image-repeats", str(args.image_repeats)]
     cmd += ["--device", args.device, "--dtype", args.dtype, "--threads", str(args.threads), "--seed", str(args.seed)]
-    cmd += ["--quick"] * args.quick + ["--no-warmup"] * (not args.warmup)
-    return cmd
+    return cmd + ["--quick"] * args.quick + ["--no-warmup"] * (not args.warmup)
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.child_case:
-        result = run_case(args.child_case, args, args.child_workdir)
-        (args.child_workdir / f"{args.child_case}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    if args.child:
+        result = run_workload(args.child, args)
+        args.child_out.write_text(json.dumps(result, indent=2), encoding="utf-8")
         return 0
 
     sizes = model_sizes(args.quick)
     side = int(sizes.unet["sample_size"]) * 2 ** (len(sizes.vae["block_out_channels"]) - 1)
     print(f"model: {sizes.name}; image {side}×{side}; device {args.device}, dtype {args.dtype}", flush=True)
-    results: dict[str, dict[str, Any]] = {}
+    workloads: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_inference_") as tmp:
-        workdir = Path(tmp)
-        for case in args.cases:
-            print(f"[{case}] running in a fresh process ...", flush=True)
+        for workload in args.workloads:
+            out = Path(tmp) / f"{workload}.json"
+            print(f"[{workload}] building both pipelines in a fresh process ...", flush=True)
             start = time.perf_counter()
-            proc = subprocess.run(child_command(args, case, workdir), check=False)
+            proc = subprocess.run(child_command(args, workload, out), check=False)
             if proc.returncode != 0:
-                print(f"error: case {case} failed (exit code {proc.returncode}); see its output above", file=sys.stderr)
+                print(f"error: workload {workload} failed (exit code {proc.returncode}); see above", file=sys.stderr)
                 return 1
-            result = json.loads((workdir / f"{case}.json").read_text(encoding="utf-8"))
-            result["resolution"] = side
-            results[case] = result
-            print(
-                f"[{case}] {result['median_s']:.3f} s (median of {result['repeats']}), peak RSS "
-                f"{result['peak_rss_gib']:.2f} GiB, {result['unet_calls_per_run']:g} UNet calls per run; "
-                f"process {time.perf_counter() - start:.0f} s",
-                flush=True,
-            )
-        checks = compare_outputs(results)
-    for r in results.values():
-        r.pop("output", None)  # the temporary folder is gone
+            workloads[workload] = json.loads(out.read_text(encoding="utf-8"))
+            print(f"[{workload}] done in {time.perf_counter() - start:.0f} s", flush=True)
 
+    checks = {name: w["checks"] for name, w in workloads.items()}
+    prints = [w["weights_fingerprint"]["ours"] for w in workloads.values()]
+    checks["same_weights_in_every_process"] = all(
+        math.isclose(p[k], prints[0][k], rel_tol=1e-9, abs_tol=1e-9) for p in prints for k in p
+    )
     info = machine_info(torch.device(args.device))
-    table = format_table(results, args)
+    table = format_table(workloads, args)
     print()
     print(table)
     print()
     print(format_machine(info, args))
-    if checks:
-        print(f"- checks: {json.dumps(checks)}")
-    if checks.get("same_weights_in_every_case") is False:
-        print("error: the cases did not run on the same weights (fingerprints differ)", file=sys.stderr)
-        return 1
+    print(f"- checks: {json.dumps(checks)}")
     if args.out is not None:
         report = {
             "model": sizes.name,
-            "resolution": side,
-            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "out"},
+            "command": "python benchmarks/bench_inference.py " + " ".join(sys.argv[1:]),
+            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "machine": info,
             "checks": checks,
-            "results": results,
+            "workloads": workloads,
             "table_markdown": table,
         }
         args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"- wrote {args.out}")
+    failed = [
+        name
+        for name, c in checks.items()
+        if c is False or (isinstance(c, dict) and not (c.get("same_weights") and c.get("shared_unet_and_vae")))
+    ]
+    if failed:
+        print(f"error: the implementations did not run on the same weights ({', '.join(failed)})", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -18,10 +18,22 @@ def inpaint_args(scene_files, tiny_model_dir, tmp_path):
     def make(*extra, out=None):
         out = out or tmp_path / "out" / "result.png"
         return [
-            "inpaint", "--scene", str(scene_files["scene"]), "--reference", str(scene_files["reference"]),
-            "--model", str(tiny_model_dir), "--out", str(out), "--steps", "2", "--seed", "0", "--quiet",
+            "inpaint",
+            "--scene",
+            str(scene_files["scene"]),
+            "--reference",
+            str(scene_files["reference"]),
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--seed",
+            "0",
+            "--quiet",
             *extra,
-        ]  # fmt: skip
+        ]
 
     return make
 
@@ -57,9 +69,24 @@ def test_original_checkpoint_folder_and_conversion(reference_dir, scene_files, t
     assert (converted / "model_index.json").is_file()
     for model in (reference_dir / "pbe-tiny", converted):
         out = tmp_path / f"from-{model.name}.png"
-        args = ["inpaint", "--scene", str(scene_files["scene"]), "--mask", str(scene_files["mask"]),
-                "--reference", str(scene_files["reference"]), "--model", str(model), "--out", str(out),
-                "--steps", "2", "--seed", "3", "--quiet"]  # fmt: skip
+        args = [
+            "inpaint",
+            "--scene",
+            str(scene_files["scene"]),
+            "--mask",
+            str(scene_files["mask"]),
+            "--reference",
+            str(scene_files["reference"]),
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--seed",
+            "3",
+            "--quiet",
+        ]
         assert cli.main(args) == 0
     capsys.readouterr()
     a = np.asarray(Image.open(tmp_path / "from-pbe-tiny.png"))
@@ -170,11 +197,29 @@ def test_installed_command(scene_files, tiny_model_dir, tmp_path):
     out = tmp_path / "cmd.png"
     exe = os.path.join(os.path.dirname(sys.executable), "subject-inpaint")
     proc = subprocess.run(
-        [exe, "inpaint", "--scene", str(scene_files["scene"]), "--box", "5,5,20,20", "--reference",
-         str(scene_files["reference"]), "--model", str(tiny_model_dir), "--out", str(out), "--steps", "2",
-         "--seed", "1"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
+        [
+            exe,
+            "inpaint",
+            "--scene",
+            str(scene_files["scene"]),
+            "--box",
+            "5,5,20,20",
+            "--reference",
+            str(scene_files["reference"]),
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--seed",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(out)
     assert "Traceback" not in proc.stderr

@@ -29,6 +29,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import imaging
+from .models.build import move
 from .sampling.guidance import InpaintDenoiser, ModifiedGuidanceDenoiser
 from .sampling.samplers import SAMPLERS, num_denoiser_steps, sample
 
@@ -124,14 +125,16 @@ class SubjectInpaintPipeline:
         self.unload_subject()
         self.subject = load_subject(subject, self.components, check_base=check_base)
         if self.subject.unet is not None:
-            self.subject.unet.to(self.device, self.dtype).eval()
-        self.subject.encoder.to(self.reference_encoder.device, self.reference_encoder.dtype).eval()
+            move(self.subject.unet, self.device, self.dtype).eval()
+        move(self.subject.encoder, self.reference_encoder.device, self.reference_encoder.dtype).eval()
         return self.subject
 
     def unload_subject(self) -> None:
         """Back to the plain pretrained model (removes a LoRA adapter from the UNet)."""
+        from .convert.subject import remove_lora
+
         if self.subject is not None and self.subject.adapter is not None:
-            self.unet.delete_adapters([self.subject.adapter])
+            remove_lora(self.unet, self.subject.adapter)
         self.subject = None
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
@@ -139,9 +142,11 @@ class SubjectInpaintPipeline:
         activations overflow float16, the known SD-VAE problem)."""
         vae_dtype = torch.float32 if dtype == torch.float16 else dtype
         for module, dt in ((self.unet, dtype), (self.reference_encoder, dtype), (self.vae, vae_dtype)):
-            kwargs = {k: v for k, v in (("device", device), ("dtype", dt)) if v is not None}
-            if kwargs:
-                module.to(**kwargs)
+            move(module, device, dt)
+        if self.subject is not None:
+            move(self.subject.encoder, device, dtype)
+            if self.subject.unet is not None:
+                move(self.subject.unet, device, dtype)
         return self
 
     @property

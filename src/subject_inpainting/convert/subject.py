@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from ..models.build import build_component, fill_component
+from ..models.build import build_component, fill_component, move
 from ..models.reference_encoder import ReferenceEncoder
 from .checkpoint_io import CheckpointError, read_json, read_state_dict
 from .project import WEIGHTS_NAME, _write_json, atomic_folder
@@ -87,9 +87,19 @@ def lora_config(rank: int, alpha: float | None = None, targets=DEFAULT_LORA_TARG
 
 def add_lora(unet: torch.nn.Module, config, name: str = ADAPTER_NAME) -> None:
     """Inject a LoRA adapter into ``unet`` (replacing an adapter of the same name)."""
-    if name in getattr(unet, "peft_config", {}):
-        unet.delete_adapters([name])
+    remove_lora(unet, name)
     unet.add_adapter(config, adapter_name=name)
+
+
+def remove_lora(unet: torch.nn.Module, name: str = ADAPTER_NAME) -> None:
+    """Remove adapter ``name``; with no adapter left, the UNet gets back its plain layers (and key names)."""
+    adapters = getattr(unet, "peft_config", None) or {}
+    if name not in adapters:
+        return
+    if len(adapters) == 1:
+        unet.unload_lora()
+    else:
+        unet.delete_adapters([name])
 
 
 def lora_state_dict(unet: torch.nn.Module, name: str = ADAPTER_NAME) -> dict[str, torch.Tensor]:
@@ -199,7 +209,7 @@ def _load_subject_folder(folder: Path, base: dict[str, Any], check_base: bool) -
         fill_component(encoder, state, f"{folder / 'reference_encoder'}")
     except ValueError as e:
         raise CheckpointError(str(e)) from None
-    encoder.to(base_encoder.device, base_encoder.dtype)
+    move(encoder, base_encoder.device, base_encoder.dtype)
     if index.get("unet") == "lora":
         from peft import set_peft_model_state_dict
 
@@ -218,5 +228,5 @@ def _load_subject_folder(folder: Path, base: dict[str, Any], check_base: bool) -
 
     if not (folder / "unet").is_dir():
         raise CheckpointError(f"{folder}: the subject folder is missing its unet part")
-    unet = load_module("unet", folder / "unet", str(folder / "unet")).to(base_unet.device, base_unet.dtype)
+    unet = move(load_module("unet", folder / "unet", str(folder / "unet")), base_unet.device, base_unet.dtype)
     return Subject(encoder, unet, None, str(folder), index)

@@ -43,7 +43,9 @@ class AugmentConfig:
             4 px at 224 px (≈ 2% of the side) bends outlines visibly yet keeps logos and patterns
             readable, which is what the subject's identity rests on.
         elastic_sigma: smoothness of the elastic field (Gaussian standard deviation, pixels). 12 px at
-            224 px makes bends about the size of an object part rather than a pixel-level ripple.
+            224 px makes bends about the size of an object part rather than a pixel-level ripple. (The
+            original's albumentations ``ElasticTransform`` defaults, alpha 1 and sigma 50 plus a random
+            affine part of up to 50 px, were at 224 px mostly an affine warp; this is a true elastic one.)
         box_extension: the largest share of the free space each side of the box is extended by (0.4).
         bezier_p: probability of the irregular Bézier hole instead of the extended box (original: 0.5).
         bezier_jitter: the largest move of each point of the Bézier outline, in pixels of the source
@@ -85,7 +87,11 @@ class AugmentConfig:
 
     @classmethod
     def base(cls) -> AugmentConfig:
-        """The Paint-by-Example training settings: flip, rotation ±20°, 40% box extension, Bézier p 0.5."""
+        """The Paint-by-Example training settings: flip, rotation ±20°, 40% box extension, Bézier p 0.5.
+
+        As the design's settings table. The released ``open-images.py`` also blurs and deforms the base
+        training references (p 0.3 each); use ``subject()``'s reference settings to match that code.
+        """
         return cls()
 
     @classmethod
@@ -182,6 +188,6 @@ def _warp(rgb: np.ndarray, angle: float, displacement: torch.Tensor | None) -> n
         src_x = src_x + displacement[0]
         src_y = src_y + displacement[1]
     grid = torch.stack((2 * src_x / w, 2 * src_y / h), dim=-1)[None]  # (1, h, w, 2), align_corners=False
-    image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
+    image = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None]  # a writable copy
     out = F.grid_sample(image, grid, mode="bicubic", padding_mode="reflection", align_corners=False)
     return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()

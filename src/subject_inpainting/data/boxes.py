@@ -78,8 +78,7 @@ def check_box(box: Sequence[float], size: Sequence[int]) -> Box:
     x0, y0, x1, y1 = as_box(box)
     if x1 > width or y1 > height:
         raise ValueError(
-            f"box ({x0}, {y0}, {x1}, {y1}): outside the {width}×{height} image "
-            f"(need x1 ≤ {width} and y1 ≤ {height})"
+            f"box ({x0}, {y0}, {x1}, {y1}): outside the {width}×{height} image (need x1 ≤ {width} and y1 ≤ {height})"
         )
     return x0, y0, x1, y1
 
@@ -89,9 +88,7 @@ def contains(outer: Sequence[int], inner: Sequence[int]) -> bool:
     return outer[0] <= inner[0] and outer[1] <= inner[1] and outer[2] >= inner[2] and outer[3] >= inner[3]
 
 
-def extend_box(
-    box: Sequence[float], size: Sequence[int], max_share: float = 0.4, *, generator: torch.Generator
-) -> Box:
+def extend_box(box: Sequence[float], size: Sequence[int], max_share: float = 0.4, *, generator: torch.Generator) -> Box:
     """Extend each side of ``box`` outward by a random share of the free space between it and the border.
 
     As the original (Paint-by-Example, Yang et al. 2022): each of the four sides moves out by
@@ -111,9 +108,10 @@ def extend_box(
     width, height = check_size(size)
     if isinstance(max_share, bool) or not isinstance(max_share, numbers.Real) or not 0 <= max_share <= 1:
         raise ValueError(f"max_share {max_share!r}: must be a number in [0, 1]")
-    left, top, right, bottom = (int(u * max_share * free) for u, free in zip(
-        uniform(generator, 4), (x0, y0, width - x1, height - y1), strict=True
-    ))
+    left, top, right, bottom = (
+        int(u * max_share * free)
+        for u, free in zip(uniform(generator, 4), (x0, y0, width - x1, height - y1), strict=True)
+    )
     return x0 - left, y0 - top, x1 + right, y1 + bottom
 
 
@@ -123,7 +121,7 @@ def square_crop(box: Sequence[float], size: Sequence[int], *, generator: torch.G
     The side is an integer uniform between the box's longer side and ``min(W, H)``; the position is
     uniform among those that hold the box and stay inside the image. The original (Paint-by-Example)
     instead took a square of side ``min(W, H)`` and shrank it by up to 60% of the smallest free margin;
-    drawing the side directly covers the same range of scales, from the box alone to the whole short side.
+    drawing the side directly covers a wider range of scales, from the box alone to the whole short side.
 
     Fallback: when the box's longer side exceeds ``min(W, H)`` no square inside the image can hold it.
     The crop is then the most nearly square one that does: the box's longer side by the image's whole

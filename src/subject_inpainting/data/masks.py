@@ -83,8 +83,12 @@ def bezier_mask(
     # Corners clockwise from the top left (y grows downwards), each as indices into the box arrays.
     corner_axes = ((0, 1), (2, 1), (2, 3), (0, 3))
     shares = np.array(uniform(generator, 8)).reshape(4, 2)
-    corners = np.array([[b[i] + s[0] * (e[i] - b[i]), b[j] + s[1] * (e[j] - b[j])]
-                        for (i, j), s in zip(corner_axes, shares, strict=True)])
+    corners = np.array(
+        [
+            [b[i] + s[0] * (e[i] - b[i]), b[j] + s[1] * (e[j] - b[j])]
+            for (i, j), s in zip(corner_axes, shares, strict=True)
+        ]
+    )
 
     draws = np.array(uniform(generator, 8)).reshape(4, 2)
     t = np.arange(points_per_side, dtype=np.float64)[:, None] / points_per_side

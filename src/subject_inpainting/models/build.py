@@ -70,3 +70,13 @@ def fill_component(module: nn.Module, state_dict: Mapping[str, torch.Tensor], wh
         raise ValueError(f"{what} does not fit the architecture: {'; '.join(problems)}")
     module.load_state_dict(dict(state_dict), strict=True, assign=True)
     return module.eval()
+
+
+def move(module: nn.Module, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> nn.Module:
+    """``module.to(...)`` with only what changes (diffusers warns about every dtype argument)."""
+    kwargs = {}
+    if device is not None and torch.device(device) != next(module.parameters()).device:
+        kwargs["device"] = device
+    if dtype is not None and dtype != next(module.parameters()).dtype:
+        kwargs["dtype"] = dtype
+    return module.to(**kwargs) if kwargs else module

@@ -106,10 +106,23 @@ def preview_function(dataset, mode: str, steps: int, count: int = 4):
         for ex in examples:
             scene = Image.fromarray(imaging.tensor_to_rgb((ex["pixel_values"][None] + 1) / 2)[0])
             hole = Image.fromarray(((1 - ex["keep_mask"][0].numpy()) * 255).astype("uint8"))
-            result = pipe(scene, ex["reference"][None], mask=hole, num_inference_steps=steps, sampler="ddim",
-                          generator=torch.Generator().manual_seed(0), progress=False)  # fmt: skip
-            rows.append([scene, hole, imaging.reference_to_image(ex["reference"], enc.image_mean, enc.image_std),
-                         result.images[0]])  # fmt: skip
+            result = pipe(
+                scene,
+                ex["reference"][None],
+                mask=hole,
+                num_inference_steps=steps,
+                sampler="ddim",
+                generator=torch.Generator().manual_seed(0),
+                progress=False,
+            )
+            rows.append(
+                [
+                    scene,
+                    hole,
+                    imaging.reference_to_image(ex["reference"], enc.image_mean, enc.image_std),
+                    result.images[0],
+                ]
+            )
         return imaging.image_grid(rows, cell=max(64, pipe.resolution))
 
     return preview

@@ -95,12 +95,16 @@ def load_base(spec: str) -> dict[str, Any]:
     from ..convert.subject import is_subject_folder
 
     if Path(spec).is_dir() and is_subject_folder(Path(spec)):
-        raise CheckpointError(f"--base {spec}: is a fine-tuned subject, not a base model; give the Paint-by-Example "
-                              "model it was fine-tuned from")  # fmt: skip
+        raise CheckpointError(
+            f"--base {spec}: is a fine-tuned subject, not a base model; give the Paint-by-Example "
+            "model it was fine-tuned from"
+        )
     components = load_components(spec)
     if components["reference_encoder"].has_detail:
-        raise CheckpointError(f"--base {spec}: already has a detail module (a subject model); fine-tune from the "
-                              "pretrained Paint-by-Example model")  # fmt: skip
+        raise CheckpointError(
+            f"--base {spec}: already has a detail module (a subject model); fine-tune from the "
+            "pretrained Paint-by-Example model"
+        )
     return components
 
 
@@ -149,9 +153,16 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     batch_size = args.batch_size or TrainConfig.for_mode("subject").batch_size
     steps_per_epoch = max(1, len(records) // batch_size)
     max_steps = args.max_steps or (args.epochs or DEFAULT_EPOCHS) * steps_per_epoch
-    config = config_from_args(args, "subject", max_steps=max_steps, lora_rank=args.lora_rank,
-                              lora_alpha=args.lora_alpha, detail_layers=args.detail_layers,
-                              detail_heads=args.detail_heads, detail_grid=args.detail_grid)  # fmt: skip
+    config = config_from_args(
+        args,
+        "subject",
+        max_steps=max_steps,
+        lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha,
+        detail_layers=args.detail_layers,
+        detail_heads=args.detail_heads,
+        detail_grid=args.detail_grid,
+    )
     encoder = subject_encoder(base_encoder, config.detail_layers, config.detail_heads, config.detail_grid, config.seed)
     unet = pipe.unet
     lora = None
@@ -159,8 +170,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         lora = {"rank": config.lora_rank, "alpha": config.lora_alpha}
         add_lora(unet, lora_config(config.lora_rank, config.lora_alpha))
     augment = AugmentConfig.subject()
-    dataset = InpaintingExamples(records, pipe.resolution, encoder.image_size, encoder.image_mean, encoder.image_std,
-                                 augment, seed=config.seed)  # fmt: skip
+    dataset = InpaintingExamples(
+        records, pipe.resolution, encoder.image_size, encoder.image_mean, encoder.image_std, augment, seed=config.seed
+    )
     fingerprint = {
         "base": fingerprint_value,
         "photos": [str(r.image) for r in records],
@@ -172,14 +184,21 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
     def publish(c: dict[str, Any], folder: Path) -> None:
         def write(tmp: Path) -> None:
-            save_subject(tmp, c["reference_encoder"], c["unet"], base=str(args.base), fingerprint=fingerprint_value,
-                         lora=lora, extra={"photos": fingerprint["photos"], "train": config.to_dict()})  # fmt: skip
+            save_subject(
+                tmp,
+                c["reference_encoder"],
+                c["unet"],
+                base=str(args.base),
+                fingerprint=fingerprint_value,
+                lora=lora,
+                extra={"photos": fingerprint["photos"], "train": config.to_dict()},
+            )
             save_references(records, tmp / "references", augment.reference_margin)
 
         staged_publish(folder, "subject_index.json", write)
 
     preview = preview_function(dataset, "subject", config.preview_steps) if config.preview_every else None
-    return train(config, Run(trained, dataset, out, publish, fingerprint, preview), accelerator)
+    return train(config, Run(trained, dataset, out, publish, fingerprint, preview, not args.quiet), accelerator)
 
 
 if __name__ == "__main__":

@@ -112,6 +112,7 @@ class Run:
     publish: Callable[[dict[str, Any], Path], None]  # writes the final model/subject into OUT
     fingerprint: dict[str, Any]  # what identifies the run's data and base (must match on resumption)
     preview: Callable[[dict[str, Any], int], Image.Image | None] | None = None
+    progress: bool = True
 
 
 def prepare_output(out: Path, config: TrainConfig, fingerprint: dict[str, Any], overwrite: bool) -> None:
@@ -201,8 +202,13 @@ def train(config: TrainConfig, run: Run, accelerator=None) -> dict[str, Any]:
     n = len(run.dataset)
     batches_per_epoch = len(epoch_batches(n, global_batch, config.seed, 0))
     losses: list[float] = []
-    bar = tqdm(total=config.max_steps, initial=start, desc=f"training ({config.mode})", unit="step",
-               disable=not accelerator.is_main_process)  # fmt: skip
+    bar = tqdm(
+        total=config.max_steps,
+        initial=start,
+        desc=f"training ({config.mode})",
+        unit="step",
+        disable=not (accelerator.is_main_process and run.progress),
+    )
     step = start
     micro = start * config.grad_accum
     batches, batches_epoch = [], -1

@@ -83,10 +83,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     pipe = SubjectInpaintPipeline(**components)  # checks that the parts fit together
     enc = pipe.reference_encoder
     if enc.has_detail:
-        raise ValueError(f"--model {args.model}: has a detail module (a subject model); base training trains "
-                         "Paint-by-Example models")  # fmt: skip
-    dataset = InpaintingExamples(records, pipe.resolution, enc.image_size, enc.image_mean, enc.image_std,
-                                 AugmentConfig.base(), seed=config.seed)  # fmt: skip
+        raise ValueError(
+            f"--model {args.model}: has a detail module (a subject model); base training trains Paint-by-Example models"
+        )
+    dataset = InpaintingExamples(
+        records, pipe.resolution, enc.image_size, enc.image_mean, enc.image_std, AugmentConfig.base(), seed=config.seed
+    )
     fingerprint = {"model": str(args.model), "data": [str(r.image) for r in records[:1000]], "examples": len(records)}
     prepare_output(out, config, fingerprint, args.overwrite)
     accelerator = make_accelerator(config, out, args.device)
@@ -96,8 +98,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             folder, "model_index.json", lambda tmp: save_components(c, tmp, extra={"trained_from": str(args.model)})
         )
 
-    run = Run(components, dataset, out, publish, fingerprint,
-              preview_function(dataset, "base", config.preview_steps) if config.preview_every else None)  # fmt: skip
+    preview = preview_function(dataset, "base", config.preview_steps) if config.preview_every else None
+    run = Run(components, dataset, out, publish, fingerprint, preview, progress=not args.quiet)
     return train(config, run, accelerator)
 
 
