@@ -73,9 +73,11 @@ from typing import Any
 # Random weights only: nothing may be fetched from a hub, in this process or in the case subprocesses.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Read before torch loads: with OMP_PROC_BIND set, OpenMP pins this thread to one core as it starts.
+USABLE_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
-import numpy as np
-import torch
+import numpy as np  # noqa: E402 (after the environment and the CPU set above)
+import torch  # noqa: E402
 
 WORKLOADS = ("step", "image")
 IMPLEMENTATIONS = ("ours", "diffusers")
@@ -351,15 +353,54 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def count_unet_calls(unet: torch.nn.Module) -> list[int]:
-    """A counter of UNet forward calls (both pipelines call the module, so a hook sees every call)."""
-    counter = [0]
+STAGES = ("unet", "vae_encode", "vae_decode", "reference_encoder")
 
-    def hook(*_: object) -> None:
-        counter[0] += 1
 
-    unet.register_forward_pre_hook(hook)
-    return counter
+class StageTimer:
+    """Wall time spent inside the big components during a call, and the number of UNet calls.
+
+    Forward hooks on the UNet and on both reference encoders; ``vae.encode``/``vae.decode`` are wrapped on the
+    (shared) VAE instance, which both pipelines call. Whatever is left of a call's time is the pipelines' own
+    work: preprocessing, sampler arithmetic, post-processing.
+    """
+
+    def __init__(self, device: torch.device, unet: Any, vae: Any, encoders: Sequence[torch.nn.Module]) -> None:
+        self.device = device
+        self.totals = dict.fromkeys(STAGES, 0.0)
+        self.unet_calls = 0
+        self._open: dict[str, float] = {}
+        self._hook(unet, "unet")
+        for encoder in encoders:
+            self._hook(encoder, "reference_encoder")
+        vae.encode = self._wrap(vae.encode, "vae_encode")
+        vae.decode = self._wrap(vae.decode, "vae_decode")
+
+    def reset(self) -> None:
+        self.totals = dict.fromkeys(STAGES, 0.0)
+        self.unet_calls = 0
+
+    def _start(self, stage: str) -> None:
+        synchronize(self.device)
+        self._open[stage] = time.perf_counter()
+        self.unet_calls += stage == "unet"
+
+    def _stop(self, stage: str) -> None:
+        synchronize(self.device)
+        self.totals[stage] += time.perf_counter() - self._open.pop(stage)
+
+    def _hook(self, module: torch.nn.Module, stage: str) -> None:
+        module.register_forward_pre_hook(lambda *_: self._start(stage))
+        module.register_forward_hook(lambda *_: self._stop(stage))
+
+    def _wrap(self, method: Callable[..., Any], stage: str) -> Callable[..., Any]:
+        def timed(*a: Any, **k: Any) -> Any:
+            self._start(stage)
+            try:
+                return method(*a, **k)
+            finally:
+                self._stop(stage)
+
+        return timed
 
 
 def release_free_memory() -> None:
@@ -374,14 +415,14 @@ def release_free_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def measure_call(run: Callable[[], Any], device: torch.device, unet_calls: list[int]) -> tuple[dict[str, Any], Any]:
+def measure_call(run: Callable[[], Any], device: torch.device, stages: StageTimer) -> tuple[dict[str, Any], Any]:
     """Time one call of ``run`` and its peak memory over what was resident just before it."""
     release_free_memory()
     before = (proc_status_kib("VmRSS") or 0) * 1024
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         cuda_before = torch.cuda.memory_allocated(device)
-    calls = unet_calls[0]
+    stages.reset()
     with PeakRSS() as peak:
         start = time.perf_counter()
         out = run()
@@ -389,7 +430,8 @@ def measure_call(run: Callable[[], Any], device: torch.device, unet_calls: list[
         seconds = time.perf_counter() - start
     record = {
         "seconds": seconds,
-        "unet_calls": unet_calls[0] - calls,
+        "unet_calls": stages.unet_calls,
+        "stages_s": {**stages.totals, "rest": seconds - sum(stages.totals.values())},
         "rss_before_gib": before / GIB,
         "peak_rss_gib": peak.peak_bytes / GIB,
         "peak_over_before_gib": (peak.peak_bytes - before) / GIB,
@@ -410,6 +452,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         "unet_calls_per_run": records[0]["unet_calls"],
         "peak_rss_gib": max(r["peak_rss_gib"] for r in records),
         "peak_over_before_gib": max(r["peak_over_before_gib"] for r in records),
+        "stages_median_s": {k: statistics.median(r["stages_s"][k] for r in records) for k in records[0]["stages_s"]},
         "calls": records,
     }
     for key in ("cuda_peak_gib", "cuda_peak_over_before_gib"):
@@ -503,7 +546,7 @@ def run_workload(workload: str, args: argparse.Namespace) -> dict[str, Any]:
     del components
     build_s = time.perf_counter() - start
     shared = theirs.unet is ours.unet and theirs.vae is ours.vae
-    unet_calls = count_unet_calls(ours.unet)
+    stages = StageTimer(device, ours.unet, ours.vae, [ours.reference_encoder, theirs.image_encoder])
     side = int(ours.unet.config.sample_size)
     resolution = side * ours.vae_scale_factor
     reference_side = ours.reference_encoder.image_size
@@ -532,7 +575,7 @@ def run_workload(workload: str, args: argparse.Namespace) -> dict[str, Any]:
             # Alternating which goes first (A B, B A, ...) spreads slow drifts of the machine over both.
             for name in IMPLEMENTATIONS if i % 2 == 0 else IMPLEMENTATIONS[::-1]:
                 outputs.pop(name, None)  # the previous result is not kept alive during the call
-                record, outputs[name] = measure_call(runners[name], device, unet_calls)
+                record, outputs[name] = measure_call(runners[name], device, stages)
                 records[name].append(record)
                 order.append(name)
                 print(f"  [{workload}] {name}: {record['seconds']:.2f} s", file=sys.stderr, flush=True)
@@ -580,10 +623,6 @@ def machine_info(device: torch.device) -> dict[str, Any]:
             mem_kib = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
     except (OSError, StopIteration):
         pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
     versions = {}
     for package in ("torch", "diffusers", "transformers", "accelerate", "numpy", "pillow"):
         try:
@@ -595,7 +634,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "cpu_id": f"{cpu.get('vendor_id', '?')} family {cpu.get('cpu family', '?')} model {cpu.get('model', '?')}",
         "simd": [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags],
         "logical_cpus": os.cpu_count(),
-        "usable_cpus": usable,
+        "usable_cpus": USABLE_CPUS,
         "torch_threads": torch.get_num_threads(),
         "threading_env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "GOMP_", "KMP_", "MKL_"))},
         "ram_gib": round(mem_kib / 1024**2, 1) if mem_kib else None,
@@ -673,6 +712,27 @@ def format_table(workloads: dict[str, dict[str, Any]], args: argparse.Namespace)
     return "\n".join(rows)
 
 
+def format_stages(workloads: dict[str, dict[str, Any]]) -> str:
+    """Markdown: where each implementation's time goes (medians over its calls, seconds)."""
+    rows = [
+        "| workload | implementation | total s | UNet s (calls) | VAE encode s | VAE decode s | reference encoder s "
+        "| rest s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, w in workloads.items():
+        for impl in IMPLEMENTATIONS:
+            r = w["results"][impl]
+            st = r.get("stages_median_s")
+            if st is None:
+                continue
+            rows.append(
+                f"| {name} | {impl} | {r['median_s']:.2f} | {st['unet']:.2f} ({r['unet_calls_per_run']}) "
+                f"| {st['vae_encode']:.2f} | {st['vae_decode']:.2f} | {st['reference_encoder']:.2f} "
+                f"| {st['rest']:.2f} |"
+            )
+    return "\n".join(rows)
+
+
 def format_machine(info: dict[str, Any], args: argparse.Namespace) -> str:
     v = info["versions"]
     lines = [
@@ -682,7 +742,7 @@ def format_machine(info: dict[str, Any], args: argparse.Namespace) -> str:
         f"- Python {info['python']}, torch {v['torch']}, diffusers {v['diffusers']}, transformers "
         f"{v['transformers']}, accelerate {v['accelerate']}",
         f"- device {args.device}, dtype {args.dtype}; threading environment "
-        f"{info['threading_env'] or 'default (no OMP_/GOMP_/KMP_/MKL_ variables)'}",
+        f"{' '.join(f'{k}={v}' for k, v in info['threading_env'].items()) or 'default (no OMP_/GOMP_/KMP_/MKL_ variables)'}",
         f"- date {info['date_utc']}; repository {info['git']}",
     ]
     return "\n".join(lines)
@@ -779,8 +839,11 @@ def main(args: argparse.Namespace) -> int:
     )
     info = machine_info(torch.device(args.device))
     table = format_table(workloads, args)
+    stage_table = format_stages(workloads)
     print()
     print(table)
+    print()
+    print(stage_table)
     print()
     print(format_machine(info, args))
     print(f"- checks: {json.dumps(checks)}")
@@ -793,6 +856,7 @@ def main(args: argparse.Namespace) -> int:
             "checks": checks,
             "workloads": workloads,
             "table_markdown": table,
+            "stages_markdown": stage_table,
         }
         args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"- wrote {args.out}")

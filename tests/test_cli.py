@@ -185,11 +185,14 @@ def test_convert_refuses_to_overwrite(reference_dir, tmp_path, capsys):
 
 
 def test_every_option_has_help():
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    for name, p in sub.choices.items():
-        for action in p._actions:
+    def check(parser, name):
+        for action in parser._actions:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+            if action.__class__.__name__ == "_SubParsersAction":
+                for sub_name, sub in action.choices.items():
+                    check(sub, f"{name} {sub_name}")
+
+    check(cli.build_parser(), "subject-inpaint")
 
 
 def test_installed_command(scene_files, tiny_model_dir, tmp_path):

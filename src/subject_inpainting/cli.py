@@ -70,7 +70,8 @@ def _add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         required=required,
         metavar="PATH_OR_ID",
         help="model to use: a project-format folder, a diffusers Paint-by-Example folder, an original "
-        "model.ckpt (or a folder holding it), or a hub id such as Fantasy-Studio/Paint-by-Example",
+        "model.ckpt (or a folder holding it), or a hub id such as Fantasy-Studio/Paint-by-Example "
+        "(default: the base a --subject names, else the embedded toy model)",
     )
     _add_original_config_args(p)
 
@@ -265,9 +266,7 @@ def resolve_model_and_reference(args: argparse.Namespace) -> tuple[str, str]:
     if subject is not None and not subject.exists():
         raise CLIError(f"--subject {subject}: no such folder or file")
     folder = subject if subject is not None and subject.is_dir() and is_subject_folder(subject) else None
-    model = args.model or (read_subject_index(folder).get("base") if folder else None)
-    if not model:
-        raise CLIError("--model is required (the model to paint with: a folder, checkpoint or hub id)")
+    model = args.model or (read_subject_index(folder).get("base") if folder else None) or default_model_or_error()
     reference = args.reference
     if reference is None:
         crops = sorted((folder / "references").glob("*.png")) if folder else []
@@ -440,6 +439,84 @@ def _run_training(main_function):
 
 
 # ---------------------------------------------------------------------------------------------------
+# demo, toy
+# ---------------------------------------------------------------------------------------------------
+def add_demo_parser(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="paint held-out toy subjects with the embedded model and write a grid picture",
+        description="Run the whole pipeline on the embedded toy-world model (or --model) for a few held-out "
+        "cases and write a grid: scene | region | reference | result | truth.",
+    )
+    p.add_argument(
+        "--out", metavar="FILE", help="grid picture to write (default subject-inpaint-demo.png, numbered if taken)"
+    )
+    p.add_argument("--model", metavar="PATH_OR_ID", help="model (default: the embedded toy model)")
+    p.add_argument("--cases", type=_positive_int, default=4, help="rows of the grid (default 4)")
+    p.add_argument("--steps", type=_positive_int, default=20, help="sampling steps (default 20)")
+    p.add_argument("--sampler", default="dpmsolver++", help="sampler (default dpmsolver++)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the cases and the noise (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(handler=run_demo)
+
+
+def free_path(name: str) -> Path:
+    """``name``, or ``stem-2.suffix``, ``stem-3.suffix`` … whichever does not exist yet."""
+    path = Path(name)
+    k = 2
+    while path.exists():
+        path = Path(f"{Path(name).stem}-{k}{Path(name).suffix}")
+        k += 1
+    return path
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .demo import demo
+    from .sampling.samplers import SAMPLERS
+
+    if args.sampler not in SAMPLERS:
+        raise CLIError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {args.sampler!r}")
+    model = args.model or default_model_or_error()
+    if args.out:
+        out = Path(args.out)
+        check_outputs([out], [], args.overwrite)
+    else:
+        out = free_path("subject-inpaint-demo.png")
+    result = demo(model, out, args.cases, args.steps, args.sampler, args.seed, resolve_device(args.device))
+    if result["scores"] is not None:
+        scores = ", ".join(f"{s:.2f}" for s in result["scores"])
+        print(f"identity scores of the results against the truth (1 = same subject): {scores}", file=sys.stderr)
+    print(out)
+    return 0
+
+
+def default_model_or_error() -> str:
+    from .weights import default_model
+
+    model = default_model()
+    if model is None:
+        raise CLIError("this installation has no embedded model; name one with --model")
+    return str(model)
+
+
+def add_toy_parsers(sub) -> None:
+    from .training import toy as toy_training
+
+    p = sub.add_parser("toy", help="the toy world: train the embedded model, write datasets")
+    toy_sub = p.add_subparsers(
+        title="toy commands", metavar="COMMAND", required=True, parser_class=OneLineParser, help="what to do"
+    )
+    toy_training.build_parser(
+        toy_sub.add_parser(
+            "train",
+            help="train every component of the toy model on the CPU",
+            description=toy_training.__doc__.split("\n\n")[0],
+        )
+    ).set_defaults(handler=_run_training(toy_training.main))
+
+
+# ---------------------------------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
@@ -448,10 +525,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Subject inpainting: paint a subject, given by photos, into a region of a scene.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True, parser_class=OneLineParser)
+    sub = parser.add_subparsers(
+        title="commands", metavar="COMMAND", required=True, parser_class=OneLineParser, help="what to do"
+    )
     add_inpaint_parser(sub)
+    add_demo_parser(sub)
     add_convert_parser(sub)
     add_training_parsers(sub)
+    add_toy_parsers(sub)
     return parser
 
 

@@ -92,11 +92,13 @@ class SubjectInpaintPipeline:
         vision_config: str | os.PathLike | dict | None = None,
     ) -> SubjectInpaintPipeline:
         """Load from a project folder, a diffusers Paint-by-Example folder, an original checkpoint, or a
-        hub id (see ``subject_inpainting.convert.load_components``)."""
+        hub id (see ``subject_inpainting.convert.load_components``), on ``device`` in ``dtype`` (default
+        float32)."""
         from .convert import load_components
 
         components = load_components(model, ldm_config=ldm_config, vision_config=vision_config)
-        return cls(**components).to(device, dtype)
+        # Weights may be stored in half precision (the embedded model is); compute in float32 unless asked.
+        return cls(**components).to(device, dtype or torch.float32)
 
     def save_pretrained(self, folder: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the project's format (safetensors + JSON configs), atomically."""
@@ -302,8 +304,10 @@ class SubjectInpaintPipeline:
         enc = self.subject.encoder
         class_state, patches = enc.tower_states(pixel_values.to(enc.device, enc.dtype))
         class_ctx = self.reference_encoder.class_proj(enc.class_features(class_state).to(self.reference_encoder.dtype))
-        detail_ctx = enc.detail_proj(enc.detail_features(patches))
         uncond = enc.unconditional(class_ctx.shape[0])
+        if not enc.has_detail:  # a subject fine-tuned without the detail module
+            return class_ctx, class_ctx, uncond
+        detail_ctx = enc.detail_proj(enc.detail_features(patches))
         return torch.cat([class_ctx, detail_ctx.to(class_ctx.dtype)], dim=1), class_ctx, uncond
 
     @torch.no_grad()

@@ -119,13 +119,14 @@ def run_finetune(base, tmp_path, *extra, photos=("00.jpg", "01.jpg"), out_name="
     return finetune.main(finetune.parse_args(argv)), out
 
 
-@pytest.mark.parametrize("lora", [False, True])
-def test_finetune_saves_only_what_it_trained_and_loads_back(tiny_model_dir, tmp_path, scene_files, lora):
-    extra = ["--max-steps", "2", "--detail-layers", "1", "--detail-heads", "4"] + (["--lora-rank", "4"] if lora else [])
+@pytest.mark.parametrize(("lora", "detail"), [(False, 1), (True, 1), (False, 0)])
+def test_finetune_saves_only_what_it_trained_and_loads_back(tiny_model_dir, tmp_path, scene_files, lora, detail):
+    extra = ["--max-steps", "2", "--detail-layers", str(detail), "--detail-heads", "4"]
+    extra += ["--lora-rank", "4"] if lora else []
     result, out = run_finetune(tiny_model_dir, tmp_path, *extra)
     assert result["step"] == 2
     index = json.loads((out / "subject_index.json").read_text())
-    assert index["base"] == str(tiny_model_dir) and index["unet"] == ("lora" if lora else "full")
+    assert index["base"] == str(tiny_model_dir.resolve()) and index["unet"] == ("lora" if lora else "full")
     assert (out / "lora" if lora else out / "unet").is_dir() and not (out / ("unet" if lora else "lora")).exists()
     assert sorted(p.name for p in (out / "references").iterdir()) == ["00.png", "01.png"]
     assert not (out / "vae").exists()  # frozen parts are not saved
@@ -138,7 +139,8 @@ def test_finetune_saves_only_what_it_trained_and_loads_back(tiny_model_dir, tmp_
     enc = state(subject.encoder)
     for k, v in base_encoder.items():  # the class path, tower and unconditional vector are the base's
         assert torch.equal(enc[k], v), k
-    assert any(k.startswith("detail_mapper.") for k in enc)
+    assert any(k.startswith("detail_mapper.") for k in enc) == bool(detail)
+    assert (out / "reference_encoder" / "detail.safetensors").is_file() == bool(detail)
     if not lora:
         assert changed(base_unet, state(subject.unet), "conv_out")
     calls = []

@@ -47,8 +47,8 @@ class Subject:
     """A subject ready for modified guidance.
 
     Attributes:
-        encoder: reference encoder with the detail module (its class path is the base's when fine-tuned
-            by this project).
+        encoder: reference encoder, normally with the detail module (its class path is the base's when
+            fine-tuned by this project; without a detail module the subject is a fine-tuned UNet alone).
         unet: the fine-tuned UNet, or None when the subject is the LoRA ``adapter`` of the base UNet.
         adapter: name of the LoRA adapter injected into the base UNet.
         source: where it was loaded from.
@@ -127,8 +127,6 @@ def save_subject(
         fingerprint: ``base_fingerprint`` of the base.
         lora: ``{"rank", "alpha", "targets"}`` for a LoRA subject, None for a full UNet.
     """
-    if not encoder.has_detail:
-        raise ValueError("a subject's reference encoder must have the detail module")
     folder = Path(folder)
     with atomic_folder(folder, overwrite) as tmp:
         index = {
@@ -148,7 +146,8 @@ def save_subject(
         detail = {
             k: v.detach().contiguous().cpu() for k, v in encoder.state_dict().items() if k.startswith(DETAIL_PREFIXES)
         }
-        save_file(detail, str(enc_dir / DETAIL_WEIGHTS))
+        if detail:  # a subject fine-tuned without the detail module has none
+            save_file(detail, str(enc_dir / DETAIL_WEIGHTS))
         if lora:
             (tmp / "lora").mkdir()
             state = {k: v.detach().contiguous().cpu() for k, v in lora_state_dict(unet).items()}
@@ -204,7 +203,8 @@ def _load_subject_folder(folder: Path, base: dict[str, Any], check_base: bool) -
     enc_config = read_json(folder / "reference_encoder" / "config.json", "subject encoder config")
     encoder = build_component("reference_encoder", enc_config, empty=True)
     state = {k: v for k, v in base_encoder.state_dict().items() if not k.startswith(DETAIL_PREFIXES)}
-    state.update(read_state_dict(folder / "reference_encoder" / DETAIL_WEIGHTS))
+    if encoder.has_detail:
+        state.update(read_state_dict(folder / "reference_encoder" / DETAIL_WEIGHTS))
     try:
         fill_component(encoder, state, f"{folder / 'reference_encoder'}")
     except ValueError as e:

@@ -563,6 +563,7 @@ def make_example(
     image_std: Sequence[float],
     augment: AugmentConfig,
     generator: torch.Generator,
+    reference_from: tuple[np.ndarray, Sequence[float]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """One Paint-by-Example training example from a scene and an object box in it.
 
@@ -586,6 +587,9 @@ def make_example(
         image_mean, image_std: the vision tower's normalisation (three numbers each).
         augment: the randomisation settings.
         generator: the source of every draw.
+        reference_from: ``(rgb, box)`` of ANOTHER photo of the same object to cut the reference from (step
+            4), instead of the scene itself — as a user's reference is at inference; None = the original's
+            self-supervised choice.
 
     Returns:
         ``pixel_values`` ``(3, R, R)`` float in [-1, 1]; ``keep_mask`` ``(1, R, R)`` float, 1 = keep,
@@ -616,9 +620,11 @@ def make_example(
     scene = resize_rgb(rgb[cy0:cy1, cx0:cx1], (resolution, resolution))
     hole = resize_mask(hole, (resolution, resolution))
 
-    rx0, ry0, rx1, ry1 = reference_box(box, size, augment.reference_margin)
+    ref_rgb, ref_box = (rgb, box) if reference_from is None else reference_from
+    ref_size = (ref_rgb.shape[1], ref_rgb.shape[0])
+    rx0, ry0, rx1, ry1 = reference_box(check_box(ref_box, ref_size), ref_size, augment.reference_margin)
     square = (reference_size, reference_size)
-    reference = np.asarray(Image.fromarray(rgb[ry0:ry1, rx0:rx1]).resize(square, Image.Resampling.BICUBIC))
+    reference = np.asarray(Image.fromarray(ref_rgb[ry0:ry1, rx0:rx1]).resize(square, Image.Resampling.BICUBIC))
     reference = augment_reference(reference, augment, generator)
     return {
         "pixel_values": rgb_to_tensor(scene)[0],

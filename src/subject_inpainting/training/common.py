@@ -34,6 +34,7 @@ def add_training_args(p: argparse.ArgumentParser, mode: str) -> None:
         type=float,
         help=f"share of examples trained with the unconditional vector (default {d.uncond_prob:g})",
     )
+    g.add_argument("--snr-gamma", type=float, help="Min-SNR-γ loss weighting, e.g. 5 (default 0 = off, the original)")
     g.add_argument("--max-grad-norm", type=float, help="clip gradients to this norm (default 0 = no clipping)")
     g.add_argument("--mixed-precision", choices=MIXED_PRECISION, help="no, fp16 (CUDA) or bf16 (default no)")
     g.add_argument(
@@ -75,6 +76,7 @@ def config_from_args(args: argparse.Namespace, mode: str, **extra: Any) -> Train
         batch_size=args.batch_size,
         grad_accum=args.grad_accum,
         uncond_prob=args.uncond_prob,
+        snr_gamma=args.snr_gamma,
         max_grad_norm=args.max_grad_norm,
         mixed_precision=args.mixed_precision,
         gradient_checkpointing=args.gradient_checkpointing,

@@ -21,6 +21,7 @@ class TrainConfig:
         warmup_steps, warmup_start: linear warm-up from ``warmup_start × lr`` to ``lr``.
         batch_size: per process. max_steps: optimiser steps in all.
         uncond_prob: share of examples whose context is replaced by the learned unconditional vector.
+        snr_gamma: 0 = the original's unweighted loss; γ > 0 = Min-SNR-γ weighting (faster from scratch).
         lora_rank: subject mode: 0 trains the whole UNet, r > 0 a rank-r LoRA on its attention layers.
         detail_layers, detail_heads, detail_grid: the detail module added when the base has none.
         ema_decay: 0 = no EMA; else the EMA of the trained weights is what gets saved.
@@ -36,6 +37,7 @@ class TrainConfig:
     max_steps: int = 1000
     grad_accum: int = 1
     uncond_prob: float = 0.2
+    snr_gamma: float = 0.0
     max_grad_norm: float = 0.0
     mixed_precision: str = "no"
     gradient_checkpointing: bool = False
@@ -89,6 +91,8 @@ class TrainConfig:
                 f"warm-up needs warmup_steps >= 0 and 0 < warmup_start <= 1, "
                 f"got {self.warmup_steps}, {self.warmup_start}"
             )
+        if self.snr_gamma < 0:
+            raise ValueError(f"snr_gamma must be >= 0, got {self.snr_gamma}")
         if not 0 <= self.uncond_prob <= 1:
             raise ValueError(f"uncond_prob must be in [0, 1], got {self.uncond_prob}")
         if not 0 <= self.ema_decay < 1:
@@ -97,6 +101,11 @@ class TrainConfig:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
         if self.lora_rank < 0 or (self.lora_rank and self.mode != "subject"):
             raise ValueError(f"lora_rank applies to subject fine-tuning and must be >= 0, got {self.lora_rank}")
+        if self.detail_layers < 0 or self.detail_heads < 1 or self.detail_grid < 1:
+            raise ValueError(
+                f"detail module: layers >= 0, heads >= 1, grid >= 1; got {self.detail_layers}, "
+                f"{self.detail_heads}, {self.detail_grid}"
+            )
         if self.preview_every < 0 or self.num_workers < 0 or self.max_grad_norm < 0:
             raise ValueError("preview_every, num_workers and max_grad_norm must be >= 0")
 
@@ -119,6 +128,7 @@ class TrainConfig:
         "batch_size",
         "grad_accum",
         "uncond_prob",
+        "snr_gamma",
         "lora_rank",
         "lora_alpha",
         "detail_layers",

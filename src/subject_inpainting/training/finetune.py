@@ -55,7 +55,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="train a rank-r LoRA of the UNet's attention instead of the whole UNet (default 0 = whole UNet)",
     )
     p.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: the rank)")
-    p.add_argument("--detail-layers", type=int, default=None, help="detail mapper blocks (default 5, the original)")
+    p.add_argument(
+        "--detail-layers",
+        type=int,
+        default=None,
+        help="detail mapper blocks (default 5, the original; 0 = no detail module)",
+    )
     p.add_argument("--detail-heads", type=int, default=None, help="detail mapper heads (default 8, the original)")
     p.add_argument(
         "--detail-grid",
@@ -114,6 +119,8 @@ def subject_encoder(base_encoder, layers: int, heads: int, grid: int, seed: int)
 
     from ..models.build import build_component
 
+    if layers == 0:  # fine-tune the UNet alone, with the base's class token
+        return base_encoder
     config = {k: v for k, v in dict(base_encoder.config).items() if not k.startswith("_")}
     config.update(detail_mapper_layers=layers, detail_mapper_heads=heads, detail_grid=grid)
     torch.manual_seed(seed)
@@ -134,6 +141,13 @@ def save_references(records, folder: Path, margin: int) -> None:
         rgb, _ = imaging.to_rgb(imaging.open_image(record.image, "subject photo"))
         x0, y0, x1, y1 = reference_box(record.boxes[0], (rgb.shape[1], rgb.shape[0]), margin)
         imaging.save_image_atomic(imaging.Image.fromarray(rgb[y0:y1, x0:x1]), folder / f"{i:02d}.png")
+
+
+def model_spec(spec: str) -> str:
+    """How a subject names its base: an absolute path for a local model (usable from any folder), else the
+    hub id as given."""
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:

@@ -45,11 +45,14 @@ class Trainable(nn.Module):
     ``forward`` returns the loss for a batch whose random draws were made by the loop.
     """
 
-    def __init__(self, unet: nn.Module, encoder: nn.Module, hole_only: bool, alphas: torch.Tensor):
+    def __init__(
+        self, unet: nn.Module, encoder: nn.Module, hole_only: bool, alphas: torch.Tensor, snr_gamma: float = 0.0
+    ):
         super().__init__()
         self.unet = unet
         self.encoder = encoder
         self.hole_only = hole_only
+        self.snr_gamma = snr_gamma
         self.register_buffer("alphas", alphas, persistent=False)
 
     def forward(self, x_start, t, noise, reference, drop) -> torch.Tensor:
@@ -67,7 +70,7 @@ class Trainable(nn.Module):
                 context = torch.where(keep, context, padded)
                 mask = torch.ones(context.shape[:2], device=context.device, dtype=context.dtype)
                 mask[drop, 1:] = 0
-        return inpainting_loss(self.unet, x_start, t, noise, context, self.alphas, self.hole_only, mask)
+        return inpainting_loss(self.unet, x_start, t, noise, context, self.alphas, self.hole_only, mask, self.snr_gamma)
 
 
 def trainable_parameters(unet: nn.Module, encoder: nn.Module, mode: str, lora: bool) -> dict[str, nn.Parameter]:
@@ -172,7 +175,7 @@ def train(config: TrainConfig, run: Run, accelerator=None) -> dict[str, Any]:
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     vae.requires_grad_(False).eval()
-    model = Trainable(unet, encoder, config.mode == "subject", alphas_cumprod(c["scheduler"]))
+    model = Trainable(unet, encoder, config.mode == "subject", alphas_cumprod(c["scheduler"]), config.snr_gamma)
     model.train()
     encoder.vision_model.eval()  # frozen tower: no dropout statistics to update
     optimizer = torch.optim.AdamW(list(params.values()), lr=config.lr_at(0))
@@ -200,7 +203,9 @@ def train(config: TrainConfig, run: Run, accelerator=None) -> dict[str, Any]:
     world, rank = accelerator.num_processes, accelerator.process_index
     global_batch = config.batch_size * world
     n = len(run.dataset)
-    batches_per_epoch = len(epoch_batches(n, global_batch, config.seed, 0))
+    # A procedural dataset (every index a new example) is read in order, one pass; a finite one in epochs.
+    procedural = getattr(run.dataset, "procedural", False)
+    batches_per_epoch = n // global_batch if procedural else len(epoch_batches(n, global_batch, config.seed, 0))
     losses: list[float] = []
     bar = tqdm(
         total=config.max_steps,
@@ -214,10 +219,13 @@ def train(config: TrainConfig, run: Run, accelerator=None) -> dict[str, Any]:
     batches, batches_epoch = [], -1
     while step < config.max_steps:
         epoch, position = divmod(micro, batches_per_epoch)
-        if epoch != batches_epoch:
-            run.dataset.set_epoch(epoch)
-            batches, batches_epoch = epoch_batches(n, global_batch, config.seed, epoch), epoch
-        batch_ids = batches[position]
+        if procedural:
+            batch_ids = list(range(micro * global_batch, (micro + 1) * global_batch))
+        else:
+            if epoch != batches_epoch:
+                run.dataset.set_epoch(epoch)
+                batches, batches_epoch = epoch_batches(n, global_batch, config.seed, epoch), epoch
+            batch_ids = batches[position]
         local = batch_ids[rank * config.batch_size : (rank + 1) * config.batch_size]
         batch = _collate([run.dataset[i] for i in local], accelerator.device)
         g = step_generator(config.seed, micro, rank)

@@ -27,6 +27,7 @@ def inpainting_loss(
     alphas_cumprod: torch.Tensor,
     hole_only: bool = False,
     context_mask: torch.Tensor | None = None,
+    snr_gamma: float = 0.0,
 ) -> torch.Tensor:
     """Mean squared error between the UNet's noise prediction and the noise.
 
@@ -38,6 +39,8 @@ def inpainting_loss(
         alphas_cumprod: the training schedule's ``ᾱ``.
         hole_only: subject fine-tuning counts only the hole: the squared error is multiplied by
             ``1 − keep_mask`` before the mean over ALL elements (as the subject-inpainting code does).
+        snr_gamma: 0 = the original's plain mean; γ > 0 weights each example by ``min(SNR_t, γ) / SNR_t``
+            (Min-SNR weighting, Hang et al. 2023), which converges several times faster from scratch.
 
     Returns:
         The scalar loss.
@@ -49,4 +52,8 @@ def inpainting_loss(
     err = (eps.float() - noise.float()) ** 2
     if hole_only:
         err = err * (1 - x_start[:, -1:].float())
+    if snr_gamma > 0:
+        a = alphas_cumprod.to(err.device)[t].float()
+        snr = a / (1 - a)
+        err = err * (torch.clamp(snr, max=snr_gamma) / snr).view(-1, 1, 1, 1)
     return err.mean()

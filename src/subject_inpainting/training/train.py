@@ -37,6 +37,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     source.add_argument("--openimages", metavar="CSV", help="Open Images box annotations (with --images)")
     source.add_argument("--coco", metavar="JSON", help="COCO instances annotations (with --images)")
+    source.add_argument(
+        "--toy-world",
+        action="store_true",
+        help="procedural toy-world scenes made on the fly (the world seed is --seed)",
+    )
     data.add_argument("--images", metavar="DIR", help="image folder of --openimages / --coco")
     data.add_argument("--min-area", type=float, default=0.02, help="keep boxes covering at least this share (0.02)")
     data.add_argument("--max-area", type=float, default=0.8, help="and at most this share of the image (0.8)")
@@ -78,7 +83,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
     out = Path(args.out)
     config = config_from_args(args, "base", max_steps=args.max_steps)
-    records = load_records(args)
+    records = None if args.toy_world else load_records(args)
     components = load_components(args.model)
     pipe = SubjectInpaintPipeline(**components)  # checks that the parts fit together
     enc = pipe.reference_encoder
@@ -86,10 +91,38 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(
             f"--model {args.model}: has a detail module (a subject model); base training trains Paint-by-Example models"
         )
-    dataset = InpaintingExamples(
-        records, pipe.resolution, enc.image_size, enc.image_mean, enc.image_std, AugmentConfig.base(), seed=config.seed
-    )
-    fingerprint = {"model": str(args.model), "data": [str(r.image) for r in records[:1000]], "examples": len(records)}
+    if args.toy_world:
+        from ..data import toy
+
+        identities = toy.split_identities(config.seed, "train")
+        length = config.max_steps * config.batch_size * config.grad_accum * 64  # room for 64 processes
+        dataset = toy.ToyWorldExamples(
+            identities,
+            pipe.resolution,
+            pipe.resolution,
+            enc.image_size,
+            enc.image_mean,
+            enc.image_std,
+            toy.toy_augment(),
+            seed=config.seed,
+            length=length,
+        )
+        fingerprint = {"model": str(args.model), "data": "toy-world", "identities": len(identities)}
+    else:
+        dataset = InpaintingExamples(
+            records,
+            pipe.resolution,
+            enc.image_size,
+            enc.image_mean,
+            enc.image_std,
+            AugmentConfig.base(),
+            seed=config.seed,
+        )
+        fingerprint = {
+            "model": str(args.model),
+            "data": [str(r.image) for r in records[:1000]],
+            "examples": len(records),
+        }
     prepare_output(out, config, fingerprint, args.overwrite)
     accelerator = make_accelerator(config, out, args.device)
 

@@ -1,0 +1,50 @@
+"""The toy world's model sizes: small enough to train on a CPU in about an hour, big enough to paint
+recognisable subjects at 64 × 64 pixels.
+
+The VAE downsamples by 4 (16 × 16 × 4 latents); the UNet has cross-attention at every level; the vision
+tower is a small ViT with 4-pixel patches on 32-pixel references (an 8 × 8 grid of patch tokens, so that the
+detail module has fine detail to pool).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TOY_RESOLUTION = 64
+
+TOY_VAE: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 3,
+    "up_block_types": ["UpDecoderBlock2D"] * 3,
+    "block_out_channels": [32, 64, 64],
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "norm_num_groups": 16,
+    "sample_size": TOY_RESOLUTION,
+    "scaling_factor": 1.0,  # replaced by 1 / std of the trained VAE's latents
+}
+TOY_UNET: dict[str, Any] = {
+    "sample_size": TOY_RESOLUTION // 4,
+    "in_channels": 9,
+    "out_channels": 4,
+    "block_out_channels": [64, 128, 128],
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "layers_per_block": 1,
+    "attention_head_dim": 4,
+    "cross_attention_dim": 128,
+    "norm_num_groups": 32,
+}
+TOY_VISION: dict[str, Any] = {
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "image_size": 32,
+    "patch_size": 4,
+    "projection_dim": 128,
+}
+TOY_CLASS_MAPPER = {"layers": 2, "heads": 1}
+TOY_DETAIL_MAPPER = {"layers": 2, "heads": 4}
+TOY_EVALUATOR: dict[str, Any] = {"image_size": 32, "channels": [32, 64, 128], "embed_dim": 128}

@@ -1,0 +1,307 @@
+"""Training every component of the toy-world model on the CPU (``subject-inpaint toy train``).
+
+Stages, each resumable (checkpoints inside a stage; a finished stage is skipped on a rerun):
+
+1. ``vae``        — the KL autoencoder on toy scenes (L1 + MSE reconstruction, a light KL term); its scaling
+                    factor is set to 1 / std of the latents afterwards, as SD's 0.18215 was;
+2. ``tower``      — the reference encoder's vision tower, trained to tell the training identities apart
+                    from their renders (so renders of one identity map close together);
+3. ``evaluator``  — the evaluator identity encoder, on the evaluator identities only (never the others);
+4. ``init``       — the starting model: the trained VAE and tower, a fresh UNet and class mapper;
+5. ``base``       — Paint-by-Example base training on toy scenes with the project's training loop.
+
+The result ``OUT/model`` is a project-format model and ``OUT/evaluator`` the scoring encoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..data import toy
+from ..models.reference_encoder import CLIP_IMAGE_MEAN, CLIP_IMAGE_STD
+from ..models.toy import TOY_CLASS_MAPPER, TOY_EVALUATOR, TOY_RESOLUTION, TOY_UNET, TOY_VAE, TOY_VISION
+from .fit import fit
+
+STAGES = ("vae", "tower", "evaluator", "init", "base")
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(prog="subject-inpaint toy train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder (stages, checkpoints, the model)")
+    p.add_argument("--seed", type=int, default=0, help="world and training seed (default 0)")
+    p.add_argument("--vae-steps", type=int, default=1500, help="VAE training steps (default 1500)")
+    p.add_argument("--tower-steps", type=int, default=1500, help="vision-tower training steps (default 1500)")
+    p.add_argument("--evaluator-steps", type=int, default=1000, help="evaluator training steps (default 1000)")
+    p.add_argument("--base-steps", type=int, default=3000, help="base inpainting training steps (default 3000)")
+    p.add_argument("--base-batch", type=int, default=32, help="base training batch (default 32)")
+    p.add_argument("--base-lr", type=float, default=3e-4, help="base training learning rate (default 3e-4)")
+    p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stages to run (default all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=main)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def examples(split: str, seed: int, reference_size: int = TOY_VISION["image_size"]) -> toy.ToyWorldExamples:
+    """Procedural training examples of a split's identities at the toy resolution."""
+    return toy.ToyWorldExamples(
+        toy.split_identities(seed, split),
+        TOY_RESOLUTION,
+        TOY_RESOLUTION,
+        reference_size,
+        CLIP_IMAGE_MEAN,
+        CLIP_IMAGE_STD,
+        toy.toy_augment(),
+        seed=seed,
+    )
+
+
+def _batch(data, step: int, size: int, key: str) -> torch.Tensor:
+    return torch.stack([data[step * size + j][key] for j in range(size)])
+
+
+def _done(folder: Path) -> bool:
+    return (folder / "DONE").is_file()
+
+
+def _finish(folder: Path, info: dict[str, Any]) -> None:
+    import json
+
+    (folder / "DONE").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def stage_vae(out: Path, args: argparse.Namespace) -> Path:
+    """Train the VAE; returns its folder (diffusers layout)."""
+    from diffusers import AutoencoderKL
+
+    folder = out / "vae"
+    if _done(folder):
+        return folder
+    torch.manual_seed(args.seed)
+    vae = AutoencoderKL(**TOY_VAE)
+    data = examples("train", args.seed)
+    batch = 16
+
+    def loss_fn(step: int, g: torch.Generator) -> torch.Tensor:
+        x = _batch(data, step, batch, "pixel_values")
+        posterior = vae.encode(x).latent_dist
+        rec = vae.decode(posterior.sample(generator=g)).sample
+        kl = posterior.kl().mean() / posterior.mean[0].numel()  # per latent element
+        return F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-4 * kl
+
+    params = dict(vae.named_parameters())
+    fit(
+        params,
+        loss_fn,
+        args.vae_steps,
+        1e-3,
+        folder / "train",
+        args.seed,
+        warmup=100,
+        label="vae",
+        progress=not args.quiet,
+    )
+    with torch.no_grad():  # the scaling factor makes the latents unit-variance, as SD's 0.18215 does
+        x = torch.cat([_batch(data, 10**6 + i, 16, "pixel_values") for i in range(8)])
+        std = vae.encode(x).latent_dist.mean.std().item()
+        rec = vae.decode(vae.encode(x).latent_dist.mean).sample
+        error = F.l1_loss(rec, x).item()
+    vae.register_to_config(scaling_factor=round(1.0 / std, 5))
+    vae.save_pretrained(folder, safe_serialization=True)
+    _finish(folder, {"latent_std": std, "l1_reconstruction": error})
+    return folder
+
+
+def _identity_stage(out: Path, name: str, split: str, model, embed, steps: int, args, to_input) -> None:
+    """Train ``model`` (via ``embed(model, pixels) -> (B, D)``) to classify the identities of ``split``
+    with a cosine-softmax head; inputs are the examples' references passed through ``to_input``."""
+    data = examples(split, args.seed)
+    n_ids = len(data.identities)
+    dim = embed(model, to_input(_batch(data, 0, 2, "reference"))).shape[-1]
+    torch.manual_seed(args.seed + 1)
+    head = torch.nn.Parameter(torch.randn(n_ids, dim) * dim**-0.5)
+    batch = 64
+
+    def loss_fn(step: int, g: torch.Generator) -> torch.Tensor:
+        items = [data[step * batch + j] for j in range(batch)]
+        pixels = to_input(torch.stack([it["reference"] for it in items]))
+        labels = torch.stack([it["identity"] for it in items])
+        emb = F.normalize(embed(model, pixels), dim=-1)
+        logits = 16.0 * emb @ F.normalize(head, dim=-1).T
+        return F.cross_entropy(logits, labels)
+
+    params = {**{f"model.{k}": p for k, p in model.named_parameters()}, "head": head}
+    losses = fit(
+        params, loss_fn, steps, 1e-3, out / name / "train", args.seed, warmup=100, label=name, progress=not args.quiet
+    )
+    return losses
+
+
+def stage_tower(out: Path, args: argparse.Namespace) -> Path:
+    """Train the reference encoder's vision tower to tell the training identities apart."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    folder = out / "tower"
+    if _done(folder):
+        return folder
+    torch.manual_seed(args.seed)
+    tower = CLIPVisionModel(CLIPVisionConfig(**TOY_VISION))
+    losses = _identity_stage(
+        out, "tower", "train", tower, lambda m, x: m(pixel_values=x).pooler_output, args.tower_steps, args, lambda x: x
+    )
+    tower.save_pretrained(folder, safe_serialization=True)
+    _finish(folder, {"final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])) if losses else None})
+    return folder
+
+
+def to_unit_range(reference: torch.Tensor) -> torch.Tensor:
+    """CLIP-normalised references → [-1, 1] pictures (the evaluator's input)."""
+    mean = torch.tensor(CLIP_IMAGE_MEAN)[:, None, None]
+    std = torch.tensor(CLIP_IMAGE_STD)[:, None, None]
+    return (reference * std + mean) * 2 - 1
+
+
+def stage_evaluator(out: Path, args: argparse.Namespace) -> Path:
+    """Train the evaluator identity encoder on the evaluator identities only."""
+    from ..evaluation.identity import IdentityEncoder
+
+    folder = out / "evaluator"
+    if _done(folder):
+        return folder
+    torch.manual_seed(args.seed + 2)
+    evaluator = IdentityEncoder(**TOY_EVALUATOR)
+    losses = _identity_stage(
+        out, "evaluator", "evaluator", evaluator, lambda m, x: m(x), args.evaluator_steps, args, to_unit_range
+    )
+    evaluator.save_pretrained(folder, safe_serialization=True)
+    _finish(folder, {"final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])) if losses else None})
+    return folder
+
+
+def stage_init(out: Path, args: argparse.Namespace) -> Path:
+    """The starting model: trained VAE and tower, a fresh UNet, class mapper, projection, vector."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPVisionModel
+
+    from ..convert import save_components
+    from ..models.build import build_component
+    from ..models.configs import RELEASED_LDM_PARAMS, reference_encoder_config, scheduler_config_from_ldm
+
+    folder = out / "init"
+    if (folder / "model_index.json").is_file():
+        return folder
+    torch.manual_seed(args.seed + 3)
+    unet = build_component("unet", TOY_UNET)
+    enc_cfg = reference_encoder_config(
+        TOY_VISION,
+        TOY_UNET["cross_attention_dim"],
+        class_mapper_layers=TOY_CLASS_MAPPER["layers"],
+        class_mapper_heads=TOY_CLASS_MAPPER["heads"],
+    )
+    encoder = build_component("reference_encoder", enc_cfg)
+    tower = CLIPVisionModel.from_pretrained(out / "tower")
+    state = dict(encoder.state_dict())
+    state.update(
+        encoder.to_installed_keys(
+            {"vision_model." + k.removeprefix("vision_model."): v for k, v in tower.state_dict().items()}
+        )
+    )
+    encoder.load_state_dict(state)
+    vae = AutoencoderKL.from_pretrained(out / "vae")
+    components = {
+        "unet": unet,
+        "vae": vae,
+        "reference_encoder": encoder,
+        "scheduler": scheduler_config_from_ldm(RELEASED_LDM_PARAMS),
+    }
+    save_components(components, folder, overwrite=True, extra={"toy_world_seed": args.seed})
+    return folder
+
+
+def stage_base(out: Path, args: argparse.Namespace) -> Path:
+    """Base training with the project's loop on procedural toy scenes."""
+    from . import train
+
+    folder = out / "model"
+    if (folder / "model_index.json").is_file() and _done(folder):
+        return folder
+    argv = [
+        "--model",
+        str(out / "init"),
+        "--toy-world",
+        "--out",
+        str(folder),
+        "--max-steps",
+        str(args.base_steps),
+        "--batch-size",
+        str(args.base_batch),
+        "--lr",
+        str(args.base_lr),
+        "--warmup-steps",
+        "100",
+        "--warmup-start",
+        "0.01",
+        "--seed",
+        str(args.seed),
+        "--save-every",
+        "250",
+        "--preview-every",
+        "500",
+        "--preview-steps",
+        "20",
+        "--device",
+        "cpu",
+    ] + (["--quiet"] if args.quiet else [])
+    train.main(train.parse_args(argv))
+    _finish(folder, {"steps": args.base_steps})
+    return folder
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the requested stages in order; returns ``{"out", "seconds": {stage: s}}``."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    functions = {
+        "vae": stage_vae,
+        "tower": stage_tower,
+        "evaluator": stage_evaluator,
+        "init": stage_init,
+        "base": stage_base,
+    }
+    seconds = {}
+    for stage in STAGES:
+        if stage in args.stages:
+            start = time.perf_counter()
+            functions[stage](out, args)
+            seconds[stage] = round(time.perf_counter() - start, 1)
+    return {"out": out, "seconds": seconds}
+
+
+def export(run: Path, destination: Path) -> None:
+    """Copy the trained model and evaluator into ``destination`` (the package's embedded weights)."""
+    for name in ("model", "evaluator"):
+        target = destination / name
+        if target.exists():
+            shutil.rmtree(target)
+    shutil.copytree(
+        run / "model",
+        destination / "model",
+        ignore=shutil.ignore_patterns("checkpoints", "previews", "logs", ".*", "DONE"),
+    )
+    shutil.copytree(run / "evaluator", destination / "evaluator", ignore=shutil.ignore_patterns("train", "DONE"))
+
+
+if __name__ == "__main__":
+    main(parse_args(sys.argv[1:]))
