@@ -735,6 +735,7 @@ def format_stages(workloads: dict[str, dict[str, Any]]) -> str:
 
 def format_machine(info: dict[str, Any], args: argparse.Namespace) -> str:
     v = info["versions"]
+    threading_env = " ".join(f"{k}={val}" for k, val in info["threading_env"].items())
     lines = [
         f"- CPU: {info['cpu']} ({info['cpu_id']}; {', '.join(info['simd']) or 'no AVX2'}), {info['usable_cpus']} "
         f"usable of {info['logical_cpus']} logical CPUs, torch threads {info['torch_threads']}",
@@ -742,7 +743,7 @@ def format_machine(info: dict[str, Any], args: argparse.Namespace) -> str:
         f"- Python {info['python']}, torch {v['torch']}, diffusers {v['diffusers']}, transformers "
         f"{v['transformers']}, accelerate {v['accelerate']}",
         f"- device {args.device}, dtype {args.dtype}; threading environment "
-        f"{' '.join(f'{k}={v}' for k, v in info['threading_env'].items()) or 'default (no OMP_/GOMP_/KMP_/MKL_ variables)'}",
+        f"{threading_env or 'default (no OMP_/GOMP_/KMP_/MKL_ variables)'}",
         f"- date {info['date_utc']}; repository {info['git']}",
     ]
     return "\n".join(lines)

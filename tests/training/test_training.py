@@ -350,3 +350,59 @@ def test_convert_from_stable_diffusion(reference_dir, tmp_path, capsys):
         == 2
     )
     assert "already a Paint-by-Example checkpoint" in capsys.readouterr().err
+
+
+def test_two_processes_with_accelerate_launch(tiny_model_dir, tmp_path):
+    """The data-parallel path (gloo on the CPU): two processes share the batch and the run saves once."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    folder, boxes = photo_folder(tmp_path, ("00.jpg", "01.jpg", "02.jpg", "03.jpg"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    cmd = [
+        launcher,
+        "launch",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--cpu",
+        "--main_process_port",
+        str(port),
+        "-m",
+        "subject_inpainting.cli",
+        "finetune",
+        "--photos",
+        str(folder),
+        "--boxes",
+        str(boxes),
+        "--base",
+        str(tiny_model_dir),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "1",
+        "--detail-layers",
+        "1",
+        "--detail-heads",
+        "4",
+        "--quiet",
+    ]
+    env = {**os.environ, "SI_NO_TENSORBOARD": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "ddp" / "subject_index.json").is_file()
+    assert [p.name for p in loop.ckpt.list_checkpoints(tmp_path / "ddp")] == ["step-00000002"]
+    pipe = SubjectInpaintPipeline.from_pretrained(tiny_model_dir)
+    assert pipe.load_subject(tmp_path / "ddp").encoder.has_detail

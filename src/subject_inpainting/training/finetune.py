@@ -192,8 +192,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "photos": [str(r.image) for r in records],
         "boxes": [list(r.boxes[0]) for r in records],
     }
-    prepare_output(out, config, fingerprint, args.overwrite)
     accelerator = make_accelerator(config, out, args.device)
+    prepare_output(out, config, fingerprint, args.overwrite, accelerator)
     trained = {**components, "reference_encoder": encoder, "unet": unet}
 
     def publish(c: dict[str, Any], folder: Path) -> None:

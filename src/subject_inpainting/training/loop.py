@@ -118,8 +118,16 @@ class Run:
     progress: bool = True
 
 
-def prepare_output(out: Path, config: TrainConfig, fingerprint: dict[str, Any], overwrite: bool) -> None:
-    """Check that ``out`` is new, or a run of the same settings to resume; start over with ``overwrite``."""
+def prepare_output(
+    out: Path, config: TrainConfig, fingerprint: dict[str, Any], overwrite: bool, accelerator=None
+) -> None:
+    """Check that ``out`` is new, or a run of the same settings to resume; start over with ``overwrite``.
+    With several processes, the main one does it while the others wait."""
+    if accelerator is not None and accelerator.num_processes > 1:
+        if accelerator.is_main_process:
+            prepare_output(out, config, fingerprint, overwrite)
+        accelerator.wait_for_everyone()
+        return
     out = Path(out)
     run = {"config": {k: getattr(config, k) for k in TrainConfig.RESUME_KEYS}, **fingerprint}
     previous = ckpt.read_run(out)

@@ -123,8 +123,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "data": [str(r.image) for r in records[:1000]],
             "examples": len(records),
         }
-    prepare_output(out, config, fingerprint, args.overwrite)
     accelerator = make_accelerator(config, out, args.device)
+    prepare_output(out, config, fingerprint, args.overwrite, accelerator)
 
     def publish(c: dict[str, Any], folder: Path) -> None:
         staged_publish(
