@@ -347,7 +347,7 @@ def render_scene(ident: Identity, size: int, seed: int, occlusion_p: float = 0.3
     light = _lighting(r)
     image = np.clip(np.asarray(canvas).astype(np.float32) * light, 0, 255).astype(np.uint8)
     background = np.clip(background.astype(np.float32) * light, 0, 255).astype(np.uint8)
-    mask = alpha > 0.5
+    mask = alpha > 0  # every pixel the subject touches, its soft edge included
     ys, xs = np.nonzero(mask)
     box = (
         (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)

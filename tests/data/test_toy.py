@@ -1,0 +1,77 @@
+"""The toy world: deterministic by seed, consistent ground truth, disjoint splits."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from subject_inpainting.data import toy
+from subject_inpainting.models.reference_encoder import CLIP_IMAGE_MEAN, CLIP_IMAGE_STD
+
+
+def attributes(ident: toy.Identity) -> tuple:
+    return tuple(v for k, v in dataclasses.asdict(ident).items() if k != "index")
+
+
+def test_identities_are_deterministic_and_splits_disjoint():
+    assert toy.identity(3, 17) == toy.identity(3, 17)
+    assert toy.identity(3, 17) != toy.identity(4, 17)
+    splits = {name: toy.split_identities(0, name) for name in toy.SPLITS}
+    indices = [{i.index for i in ids} for ids in splits.values()]
+    assert all(a.isdisjoint(b) for k, a in enumerate(indices) for b in indices[k + 1 :])
+    train = {attributes(i) for i in splits["train"]}
+    heldout = [attributes(i) for i in splits["heldout"]]
+    # held-out subjects are new combinations (a few coincidences at most in a space of ~200k)
+    assert sum(a in train for a in heldout) <= 2
+    for ident in splits["train"][:50]:
+        assert len({ident.body, ident.pattern_color, ident.marking_color}) == 3
+    with pytest.raises(ValueError, match="holds 100 identities"):
+        toy.split_identities(0, "heldout", 101)
+
+
+def test_renders_are_deterministic_and_varied():
+    ident = toy.identity(0, 5)
+    a, b, c = (toy.render_scene(ident, 64, seed=s) for s in (1, 1, 2))
+    assert np.array_equal(a.image, b.image) and a.box == b.box
+    assert not np.array_equal(a.image, c.image)
+    assert a.image.shape == (64, 64, 3) and a.image.dtype == np.uint8
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_ground_truth_is_consistent(seed):
+    r = toy.render_scene(toy.identity(0, seed), 64, seed=seed, occlusion_p=0.5)
+    x0, y0, x1, y1 = r.box
+    ys, xs = np.nonzero(r.mask)
+    assert r.mask.any() and xs.min() == x0 and xs.max() + 1 == x1 and ys.min() == y0 and ys.max() + 1 == y1
+    # the subject changes the picture only where its mask says; elsewhere image == background exactly
+    assert np.array_equal(r.image[~r.mask], r.background[~r.mask])
+    assert np.abs(r.image[r.mask].astype(int) - r.background[r.mask]).mean() > 5
+
+
+def test_cases_and_photos():
+    ident = toy.split_identities(0, "heldout", 1)[0]
+    case = toy.make_case(ident, seed=3)
+    assert np.array_equal(case.scene[~case.mask], case.truth[~case.mask])
+    x0, y0, x1, y1 = case.box
+    assert case.mask[y0:y1, x0:x1].all()
+    assert case.identity == ident and case.reference.ndim == 3
+    again = toy.make_case(ident, seed=3)
+    assert np.array_equal(again.truth, case.truth) and np.array_equal(again.reference, case.reference)
+    photos = toy.subject_photos(ident, 4, seed=1)
+    assert len({p.image.tobytes() for p in photos}) == 4
+    assert all(p.identity == ident for p in photos)
+
+
+def test_training_examples_use_another_render_as_reference():
+    ids = toy.split_identities(0, "train", 10)
+    data = toy.ToyWorldExamples(ids, 64, 64, 32, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, toy.toy_augment(), seed=0)
+    a, b = data[7], data[7]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert int(a["identity"]) == 7
+    assert a["pixel_values"].shape == (3, 64, 64) and a["reference"].shape == (3, 32, 32)
+    assert (a["keep_mask"] == 0).any() and (a["keep_mask"] == 1).any()
+    assert not torch.equal(data[8]["pixel_values"], a["pixel_values"])
+    assert data.procedural
