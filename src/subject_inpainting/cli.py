@@ -516,6 +516,54 @@ def add_toy_parsers(sub) -> None:
     ).set_defaults(handler=_run_training(toy_training.main))
 
 
+def add_bench_parser(sub) -> None:
+    p = sub.add_parser("bench", help="offline benchmarks of the method")
+    bench_sub = p.add_subparsers(
+        title="benchmarks", metavar="NAME", required=True, parser_class=OneLineParser, help="which benchmark"
+    )
+    t = bench_sub.add_parser(
+        "toy",
+        help="the toy world: base vs fine-tuned subjects, detail module, model weight, samplers",
+        description="Fine-tune held-out toy subjects and paint held-out cases under each setting; report the "
+        "identity score, the PSNR outside the hole and the Fréchet distance of evaluator features.",
+    )
+    t.add_argument("--out", default="bench-toy", metavar="DIR", help="results folder (default bench-toy)")
+    t.add_argument("--model", metavar="PATH", help="base model (default: the embedded toy model)")
+    t.add_argument("--evaluator", metavar="PATH", help="evaluator identity encoder (default: the embedded one)")
+    t.add_argument("--quick", action="store_true", help="a few cases and steps (for CI)")
+    t.add_argument("--subjects", type=_positive_int, help="held-out subjects (default 8)")
+    t.add_argument("--cases", type=_positive_int, help="test cases per subject (default 4)")
+    t.add_argument("--finetune-steps", type=_positive_int, help="fine-tuning steps per subject (default 150)")
+    t.add_argument("--seed", type=_seed, default=0, help="seed of the cases and the sampling (default 0)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(handler=run_bench_toy)
+
+
+def run_bench_toy(args: argparse.Namespace) -> int:
+    from .evaluation.toy_bench import ToyBenchConfig, run_toy_bench
+    from .weights import default_evaluator
+
+    config = ToyBenchConfig.quick() if args.quick else ToyBenchConfig()
+    for name, value in (
+        ("subjects", args.subjects),
+        ("cases_per_subject", args.cases),
+        ("finetune_steps", args.finetune_steps),
+    ):
+        if value is not None:
+            setattr(config, name, value)
+    config.seed = args.seed
+    model = args.model or default_model_or_error()
+    evaluator = args.evaluator or default_evaluator()
+    if evaluator is None:
+        raise CLIError("no evaluator identity encoder: give --evaluator (toy train writes one to OUT/evaluator)")
+    result = run_toy_bench(model, evaluator, Path(args.out), config, progress=not args.quiet)
+    from .evaluation.toy_bench import markdown_table
+
+    print(markdown_table(result["results"]))
+    print(Path(args.out) / "results.json")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------------------------------
@@ -533,6 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_convert_parser(sub)
     add_training_parsers(sub)
     add_toy_parsers(sub)
+    add_bench_parser(sub)
     return parser
 
 
