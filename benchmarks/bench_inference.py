@@ -70,7 +70,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-# Random weights only: nothing may be fetched from a hub, in this process or in the case subprocesses.
+# Random weights only: nothing may be fetched from a hub, in this process or in the workload subprocesses.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Read before torch loads: with OMP_PROC_BIND set, OpenMP pins this thread to one core as it starts.
