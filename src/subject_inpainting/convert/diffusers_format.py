@@ -96,6 +96,12 @@ def to_diffusers_encoder(encoder) -> tuple[dict[str, Any], dict[str, torch.Tenso
     cfg = encoder.config
     if encoder.has_detail or cfg.class_token != "pooled" or cfg.class_mapper_heads != 1:
         raise ValueError("diffusers' PaintByExampleImageEncoder holds only a plain Paint-by-Example encoder")
+    depth = (int(cfg.vision_config["num_hidden_layers"]) + 1) // 5  # diffusers derives its mapper depth so
+    if cfg.class_mapper_layers != depth:
+        raise ValueError(
+            f"diffusers' PaintByExampleImageEncoder builds (tower layers + 1) // 5 = {depth} mapper blocks; this "
+            f"encoder has {cfg.class_mapper_layers}"
+        )
     inverse = {v: k for k, v in _BLOCK_RENAMES.items()}
     # diffusers' encoder holds the same CLIPVisionModel class as ours: same nesting in this installation.
     tower = "model.vision_model." if encoder.tower_nested() else "model."

@@ -44,6 +44,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--base-steps", type=int, default=3000, help="base inpainting training steps (default 3000)")
     p.add_argument("--base-batch", type=int, default=32, help="base training batch (default 32)")
     p.add_argument("--base-lr", type=float, default=3e-4, help="base training learning rate (default 3e-4)")
+    p.add_argument("--base-snr-gamma", type=float, default=5.0, help="Min-SNR-γ weighting of the base loss (default 5)")
+    p.add_argument("--base-ema", type=float, default=0.999, help="EMA decay of the base weights (default 0.999)")
     p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stages to run (default all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=main)
@@ -255,6 +257,10 @@ def stage_base(out: Path, args: argparse.Namespace) -> Path:
         "0.01",
         "--seed",
         str(args.seed),
+        "--snr-gamma",
+        str(args.base_snr_gamma),
+        "--ema-decay",
+        str(args.base_ema),
         "--save-every",
         "250",
         "--preview-every",
