@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Inference benchmark: ``SubjectInpaintPipeline`` side by side with diffusers' ``PaintByExamplePipeline``.
+"""Inference benchmark: ``SubjectInpaintPipeline`` side by side with diffusers' ``PaintByExamplePipeline``,
+and the cost of the project's modified classifier-free guidance against plain guidance.
 
 What is measured
 ----------------
@@ -7,7 +8,8 @@ Both implementations run on the SAME weights: the full-size Paint-by-Example arc
 UNet, KL-f8 VAE, CLIP ViT-L/14 reference encoder with its 5-block mapper), randomly initialised under a
 fixed seed, so nothing is downloaded. diffusers' pipeline is given the very same ``unet`` and ``vae``
 module objects, and its ``PaintByExampleImageEncoder`` is filled from our reference encoder with
-``to_diffusers_encoder`` (by assignment: its tensors are our encoder's). Two workloads:
+``to_diffusers_encoder`` (by assignment: its tensors are our encoder's). Three workloads (``step`` and
+``image`` by default; ``guidance`` on request):
 
 - ``step``: ONE guided denoising step at the 64×64 latent, one image, guidance scale 5, i.e. one UNet call
   at batch 2 plus the classifier-free-guidance combination. Ours is ``InpaintDenoiser(x, t)``; diffusers
@@ -20,15 +22,44 @@ module objects, and its ``PaintByExampleImageEncoder`` is filled from our refere
   ``--steps`` steps (the same timesteps on both sides, the same initial noise): reference preprocessing
   and encoding, VAE encoding of the masked scene, ``--steps`` guided UNet calls, VAE decoding and
   post-processing (ours also pastes the result back into the scene with a feathered seam).
+- ``guidance``: ours only, no diffusers. ONE guided denoising step at the 64×64 latent, one image, guidance
+  scale 5, at a timestep below the guidance threshold (the pipeline's default 1000, so modified guidance
+  applies), in three variants on the same base weights and the same random inputs (those of ``step``):
+
+  1. ``plain``: classifier-free guidance with the base model alone, ``InpaintDenoiser``: one UNet call at
+     batch 2 (unconditional and conditional rows) — the baseline, ratio 1.00;
+  2. ``full``: modified guidance, ``ModifiedGuidanceDenoiser`` with weight w = 0.8 and a fully fine-tuned
+     UNet: two UNet calls, the fine-tuned UNet at batch 1 (subject context) and the pretrained one at
+     batch 2 (unconditional and class rows);
+  3. ``lora``: modified guidance, w = 0.8, with a LoRA subject (rank ``--lora-rank``, default 4, on the
+     attention projections, the project's ``lora_config``): ONE UNet call at batch 3 in which peft's
+     per-row adapter names apply the adapter to the subject row only.
+
+  Each denoiser is built the way ``SubjectInpaintPipeline.__call__`` builds it, from a pipeline holding
+  the subject the way ``load_subject`` leaves it (subjects are made in memory, not read from disk): both
+  subjects carry the reference encoder with the original's detail module (5 blocks, 8 heads, one detail
+  token, randomly initialised), whose class path holds the base encoder's tensors, so the subject context
+  is ``[class, detail]`` (2 tokens, padded and masked next to the 1-token rows); the full subject's UNet is
+  a deep copy of the base UNet with its weights perturbed under the seed (a second UNet in memory, as a
+  full subject is); the LoRA adapter (``lora_B`` seeded random, as peft starts it at zero) goes into a
+  structural copy of the base UNet that holds the base's very tensors, so that the other two variants run
+  a UNet without LoRA layers, as theirs would, with no third copy of the weights. Every context is
+  encoded before the timer starts. A forward pre-hook on every UNet module counts the UNet calls of each
+  step and their batch sizes, and the run fails unless they are 1, 2 and 1. All three variants' weights
+  are resident in the process during every call, so ``peak RSS`` includes them all; ``peak − before`` is
+  each step's own working memory, and ``weights held`` (computed from the tensors' sizes, shared storage
+  counted once, not measured) is what a user of that variant holds: UNet(s), VAE and encoder(s).
 
 How
 ---
 Each workload runs in a fresh Python process that builds the weights once (same seed in every process; a
-float64 sum of every component's parameters is recorded and compared) and both pipelines on them. After
-one untimed warm-up call of each implementation (a 1-step image for ``image``; ``--no-warmup`` skips it),
-the timed calls alternate, A B then B A and so on (``--repeats`` rounds for ``step``, ``--image-repeats``
-for ``image``), so that a machine whose speed drifts, as small cloud VMs do, slows both sides alike. The
-table gives the median of each side's calls, ``time.perf_counter``, with the range in brackets.
+float64 sum of every component's parameters is recorded and compared) and both pipelines on them (for
+``guidance``: our pipeline and its two subjects). After one untimed warm-up call of each implementation or
+variant (a 1-step image for ``image``; ``--no-warmup`` skips it), the timed calls alternate, A B then B A
+and so on, A B C then C B A for ``guidance`` (``--repeats`` rounds for ``step`` and ``guidance``,
+``--image-repeats`` for ``image``), so that a machine whose speed drifts, as small cloud VMs do, slows
+every side alike. The table gives the median of each side's calls, ``time.perf_counter``, with the range in
+brackets.
 
 Memory, CPU: before each timed call freed heap memory is returned to the system (``malloc_trim``) and the
 resident-set high-water mark ``VmHWM`` is reset to the current RSS (``/proc/self/clear_refs``, Linux); the
@@ -43,6 +74,7 @@ Usage::
     python benchmarks/bench_inference.py --out benchmarks/results.json   # full size, ~15-25 min on 2 cores
     python benchmarks/bench_inference.py --quick                         # tiny sizes: checks the script
     python benchmarks/bench_inference.py --workloads step --repeats 5
+    python benchmarks/bench_inference.py --workloads guidance --out benchmarks/results-guidance.json
 
 Random weights give noise images: only time and memory mean anything here.
 """
@@ -51,9 +83,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import ctypes
 import datetime
 import gc
+import itertools
 import json
 import math
 import os
@@ -79,11 +113,21 @@ USABLE_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") e
 import numpy as np  # noqa: E402 (after the environment and the CPU set above)
 import torch  # noqa: E402
 
-WORKLOADS = ("step", "image")
+WORKLOADS = ("step", "image", "guidance")
+DEFAULT_WORKLOADS = ("step", "image")  # guidance on request: it compares our guidance variants, not diffusers
 IMPLEMENTATIONS = ("ours", "diffusers")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 GUIDANCE_SCALE = 5.0  # the paper's and both pipelines' default
 GIB = 1024**3
+
+# The guidance workload: the pipeline's defaults for w and T (T above the step's timestep: modified guidance).
+MODEL_WEIGHT = 0.8
+GUIDANCE_THRESHOLD = 1000
+DEFAULT_LORA_RANK = 4
+DETAIL_GRID = 1  # one detail token, as the original (its mapper depth and heads: RELEASED_DETAIL_MAPPER)
+# The batch size of each UNet call one guided step makes, per variant (counted by a forward pre-hook).
+EXPECTED_UNET_BATCHES = {"plain": [2], "full": [1, 2], "lora": [3]}
+GUIDANCE_VARIANTS = tuple(EXPECTED_UNET_BATCHES)
 
 # --quick: the test suite's tiny sizes (tests/conftest.py), copied so the script does not import tests.
 # The tower has 4 layers because diffusers derives its mapper depth from it: (4 + 1) // 5 = 1 block.
@@ -244,6 +288,113 @@ def fingerprint(modules: dict[str, torch.nn.Module]) -> dict[str, float]:
         }
 
 
+def build_pipelines(sizes: Sizes, seed: int, device: torch.device, dtype: torch.dtype, diffusers: bool):
+    """Our pipeline (and diffusers' on the same weights) on ``device`` in ``dtype``, and the weights' sums.
+
+    Returns ``(ours, theirs or None, {"ours": sums, "diffusers": sums})``.
+    """
+    from subject_inpainting.pipeline import SubjectInpaintPipeline
+
+    components = build_ours(sizes, seed)
+    # Before any cast: under float16 our pipeline keeps the VAE in float32 and diffusers' does not.
+    prints = {"ours": fingerprint({k: components[k] for k in ("unet", "vae", "reference_encoder")})}
+    theirs = None
+    if diffusers:
+        theirs = build_diffusers(components)
+        prints["diffusers"] = fingerprint(
+            {"unet": theirs.unet, "vae": theirs.vae, "reference_encoder": theirs.image_encoder}
+        )
+    ours = SubjectInpaintPipeline(**components).to(device, dtype)
+    if theirs is not None:
+        theirs = theirs.to(device, dtype)
+    return ours, theirs, prints
+
+
+def shared_weight_view(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``module``'s structure whose parameters and buffers ARE ``module``'s (no weight memory).
+
+    Modules injected into the copy (LoRA layers) leave ``module`` itself as it was.
+    """
+    memo = {id(t): t for t in itertools.chain(module.parameters(), module.buffers())}
+    return copy.deepcopy(module, memo)
+
+
+def guidance_pipelines(ours: Any, lora_rank: int, seed: int) -> dict[str, Any]:
+    """Three pipelines over ``ours``' weights: no subject, a fully fine-tuned subject, a LoRA subject.
+
+    Each holds its subject as ``SubjectInpaintPipeline.load_subject`` leaves it (``Subject``: encoder with the
+    detail module, fine-tuned UNet or adapter name), made here in memory with random weights instead of
+    read from a subject folder; one subject encoder serves both subjects, so both get the same context.
+    """
+    from subject_inpainting.convert.subject import (
+        ADAPTER_NAME,
+        DETAIL_PREFIXES,
+        Subject,
+        add_lora,
+        lora_config,
+    )
+    from subject_inpainting.models.build import build_component, fill_component
+    from subject_inpainting.models.configs import RELEASED_DETAIL_MAPPER
+    from subject_inpainting.pipeline import SubjectInpaintPipeline
+    from subject_inpainting.training.finetune import subject_encoder
+
+    base_encoder = ours.reference_encoder
+    # The encoder as fine-tuning makes it (base + a fresh detail module), then held as load_subject holds it:
+    # built empty, the class path assigned the base encoder's tensors (no copy), the detail weights its own.
+    trained = subject_encoder(
+        base_encoder, RELEASED_DETAIL_MAPPER["layers"], RELEASED_DETAIL_MAPPER["heads"], DETAIL_GRID, seed + 10
+    )
+    state = {k: v for k, v in base_encoder.state_dict().items() if not k.startswith(DETAIL_PREFIXES)}
+    state.update({k: v for k, v in trained.state_dict().items() if k.startswith(DETAIL_PREFIXES)})
+    config = {k: v for k, v in dict(trained.config).items() if not k.startswith("_")}
+    del trained
+    encoder = fill_component(build_component("reference_encoder", config, empty=True), state, "subject encoder")
+
+    # Full subject: a second UNet, the base's weights slightly perturbed (random weights: only cost matters).
+    full_unet = copy.deepcopy(ours.unet)
+    g = torch.Generator().manual_seed(seed + 11)
+    with torch.no_grad():
+        for p in full_unet.parameters():
+            if p.numel() > 1:
+                noise = torch.randn(p.shape, generator=g)
+                p.add_((noise * (0.01 * p.float().std())).to(p.device, p.dtype))
+
+    # LoRA subject: the adapter injected into (a view of) the base UNet, as load_subject injects it.
+    lora_unet = shared_weight_view(ours.unet)
+    torch.manual_seed(seed + 12)  # lora_A's initialisation
+    add_lora(lora_unet, lora_config(lora_rank))
+    g = torch.Generator().manual_seed(seed + 13)
+    with torch.no_grad():  # peft starts lora_B at zero; give the adapter an effect
+        for name, p in lora_unet.named_parameters():
+            if "lora_B" in name:
+                p.copy_((torch.randn(p.shape, generator=g) * 0.01).to(p.device, p.dtype))
+
+    pipes = {"plain": ours}
+    pipes["full"] = SubjectInpaintPipeline(**ours.components)
+    pipes["full"].subject = Subject(encoder, full_unet, None, "benchmark: full fine-tuned UNet (random)")
+    pipes["lora"] = SubjectInpaintPipeline(**{**ours.components, "unet": lora_unet})
+    pipes["lora"].subject = Subject(encoder, None, ADAPTER_NAME, f"benchmark: LoRA rank {lora_rank} (random)")
+    return pipes
+
+
+def held_modules(pipe: Any) -> list[torch.nn.Module]:
+    """The modules a user of ``pipe`` holds in memory: its components and its subject's."""
+    modules = [pipe.unet, pipe.vae, pipe.reference_encoder]
+    if pipe.subject is not None:
+        modules += [pipe.subject.encoder] + ([pipe.subject.unet] if pipe.subject.unet is not None else [])
+    return modules
+
+
+def weights_gib(modules: Sequence[torch.nn.Module]) -> float:
+    """Bytes of the modules' parameters and buffers, in GiB, each storage counted once (shared tensors)."""
+    storages = {}
+    for module in modules:
+        for t in itertools.chain(module.parameters(), module.buffers()):
+            storage = t.untyped_storage()
+            storages[(str(t.device), storage.data_ptr())] = storage.nbytes()
+    return sum(storages.values()) / GIB
+
+
 # ---------------------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------------------
@@ -357,19 +508,28 @@ STAGES = ("unet", "vae_encode", "vae_decode", "reference_encoder")
 
 
 class StageTimer:
-    """Wall time spent inside the big components during a call, and the number of UNet calls.
+    """Wall time spent inside the big components during a call, and the UNet calls (number, batch sizes).
 
-    Forward hooks on the UNet and on both reference encoders; ``vae.encode``/``vae.decode`` are wrapped on the
-    (shared) VAE instance, which both pipelines call. Whatever is left of a call's time is the pipelines' own
-    work: preprocessing, sampler arithmetic, post-processing.
+    Forward hooks on the UNet(s) and on the reference encoders; ``vae.encode``/``vae.decode`` are wrapped on
+    the (shared) VAE instance, which both pipelines call. Whatever is left of a call's time is the pipelines'
+    own work: preprocessing, sampler arithmetic, post-processing.
     """
 
-    def __init__(self, device: torch.device, unet: Any, vae: Any, encoders: Sequence[torch.nn.Module]) -> None:
+    def __init__(
+        self,
+        device: torch.device,
+        unets: Sequence[torch.nn.Module],
+        vae: Any,
+        encoders: Sequence[torch.nn.Module],
+    ) -> None:
         self.device = device
         self.totals = dict.fromkeys(STAGES, 0.0)
         self.unet_calls = 0
+        self.unet_batches: list[int] = []
         self._open: dict[str, float] = {}
-        self._hook(unet, "unet")
+        for unet in unets:
+            unet.register_forward_pre_hook(self._count_unet_call, with_kwargs=True)
+            self._hook(unet, "unet")
         for encoder in encoders:
             self._hook(encoder, "reference_encoder")
         vae.encode = self._wrap(vae.encode, "vae_encode")
@@ -378,6 +538,11 @@ class StageTimer:
     def reset(self) -> None:
         self.totals = dict.fromkeys(STAGES, 0.0)
         self.unet_calls = 0
+        self.unet_batches = []
+
+    def _count_unet_call(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        sample = args[0] if args else kwargs["sample"]
+        self.unet_batches.append(int(sample.shape[0]))
 
     def _start(self, stage: str) -> None:
         synchronize(self.device)
@@ -431,6 +596,7 @@ def measure_call(run: Callable[[], Any], device: torch.device, stages: StageTime
     record = {
         "seconds": seconds,
         "unet_calls": stages.unet_calls,
+        "unet_batches": stages.unet_batches,
         "stages_s": {**stages.totals, "rest": seconds - sum(stages.totals.values())},
         "rss_before_gib": before / GIB,
         "peak_rss_gib": peak.peak_bytes / GIB,
@@ -450,6 +616,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         "min_s": min(seconds),
         "max_s": max(seconds),
         "unet_calls_per_run": records[0]["unet_calls"],
+        "unet_batches_per_run": records[0]["unet_batches"],
         "peak_rss_gib": max(r["peak_rss_gib"] for r in records),
         "peak_over_before_gib": max(r["peak_over_before_gib"] for r in records),
         "stages_median_s": {k: statistics.median(r["stages_s"][k] for r in records) for k in records[0]["stages_s"]},
@@ -461,13 +628,40 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def guided_denoiser(pipe: Any, inp: StepInputs, device: torch.device) -> Any:
+    """The denoiser ``SubjectInpaintPipeline.__call__`` makes for one image, made as it makes it: plain
+    classifier-free guidance without a subject, modified guidance with one. The reference is encoded here,
+    outside any timing."""
+    from subject_inpainting.sampling.guidance import InpaintDenoiser, ModifiedGuidanceDenoiser
+
+    reference, z_masked, keep = inp.reference.to(device), inp.z_masked.to(device), inp.keep.to(device)
+    if pipe.subject is None:
+        cond, uncond = pipe.encode_reference(reference)
+        return InpaintDenoiser(pipe.unet, cond, uncond, GUIDANCE_SCALE, z_masked, keep)
+    subject_ctx, class_ctx, uncond = pipe.encode_subject_reference(reference)
+    return ModifiedGuidanceDenoiser(
+        pipe.unet,
+        pipe.subject.unet if pipe.subject.unet is not None else pipe.unet,
+        subject_ctx,
+        class_ctx,
+        uncond,
+        GUIDANCE_SCALE,
+        MODEL_WEIGHT,
+        GUIDANCE_THRESHOLD,
+        z_masked,
+        keep,
+        subject_adapter=pipe.subject.adapter,
+    )
+
+
+def step_timestep(inp: StepInputs, device: torch.device) -> torch.Tensor:
+    return torch.full((1,), inp.t, device=device, dtype=torch.long)
+
+
 def step_runners(ours: Any, theirs: Any, inp: StepInputs, steps: int, device: torch.device) -> dict[str, Callable]:
     """One guided step of each implementation, inputs prepared (reference encoded) outside the timing."""
-    from subject_inpainting.sampling.guidance import InpaintDenoiser
-
-    cond, uncond = ours.encode_reference(inp.reference.to(device))
-    denoiser = InpaintDenoiser(ours.unet, cond, uncond, GUIDANCE_SCALE, inp.z_masked.to(device), inp.keep.to(device))
-    x, t_ours = inp.x.to(device), torch.full((1,), inp.t, device=device, dtype=torch.long)
+    denoiser = guided_denoiser(ours, inp, device)
+    x, t_ours = inp.x.to(device), step_timestep(inp, device)
 
     embeddings = theirs._encode_image(inp.reference, device, 1, True)  # [uncond; cond]
     act = embeddings.dtype
@@ -525,28 +719,51 @@ def image_runners(ours: Any, theirs: Any, resolution: int, reference_side: int, 
     return {"ours": run_ours, "diffusers": run_theirs}
 
 
-def run_workload(workload: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Build both pipelines on shared weights, warm up, then time alternating calls (A B B A ...)."""
-    from subject_inpainting.pipeline import SubjectInpaintPipeline
+def timed_rounds(
+    workload: str,
+    runners: dict[str, Callable[[], Any]],
+    warmups: dict[str, Callable[[], Any]] | None,
+    repeats: int,
+    device: torch.device,
+    stages: StageTimer,
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any], list[str]]:
+    """One untimed warm-up call of each runner (unless ``warmups`` is None), then ``repeats`` timed rounds in
+    which every runner is called once, the order reversed every other round (A B C, C B A, ...).
 
+    Returns ``(records per runner, each runner's last output, the order of the timed calls)``.
+    """
+    names = list(runners)
+    if warmups is not None:
+        for name in names:
+            warmups[name]()
+            synchronize(device)
+    records: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    outputs: dict[str, Any] = {}
+    order: list[str] = []
+    for i in range(repeats):
+        # Alternating which goes first (A B, B A, ...) spreads slow drifts of the machine over all sides.
+        for name in names if i % 2 == 0 else names[::-1]:
+            outputs.pop(name, None)  # the previous result is not kept alive during the call
+            record, outputs[name] = measure_call(runners[name], device, stages)
+            records[name].append(record)
+            order.append(name)
+            print(f"  [{workload}] {name}: {record['seconds']:.2f} s", file=sys.stderr, flush=True)
+    return records, outputs, order
+
+
+def run_workload(workload: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Build the pipelines on shared weights, warm up, then time alternating calls (A B B A ...)."""
     if args.threads:
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     sizes = model_sizes(args.quick)
+    if workload == "guidance":
+        return run_guidance(args, sizes, device, dtype)
     start = time.perf_counter()
-    components = build_ours(sizes, args.seed)
-    # Before any cast: under float16 our pipeline keeps the VAE in float32 and diffusers' does not.
-    prints = {"ours": fingerprint({k: components[k] for k in ("unet", "vae", "reference_encoder")})}
-    theirs = build_diffusers(components)
-    prints["diffusers"] = fingerprint(
-        {"unet": theirs.unet, "vae": theirs.vae, "reference_encoder": theirs.image_encoder}
-    )
-    ours = SubjectInpaintPipeline(**components).to(device, dtype)
-    theirs = theirs.to(device, dtype)
-    del components
+    ours, theirs, prints = build_pipelines(sizes, args.seed, device, dtype, diffusers=True)
     build_s = time.perf_counter() - start
     shared = theirs.unet is ours.unet and theirs.vae is ours.vae
-    stages = StageTimer(device, ours.unet, ours.vae, [ours.reference_encoder, theirs.image_encoder])
+    stages = StageTimer(device, [ours.unet], ours.vae, [ours.reference_encoder, theirs.image_encoder])
     side = int(ours.unet.config.sample_size)
     resolution = side * ours.vae_scale_factor
     reference_side = ours.reference_encoder.image_size
@@ -564,21 +781,9 @@ def run_workload(workload: str, args: argparse.Namespace) -> dict[str, Any]:
             # A 1-step image goes through every stage once (encoders, VAE both ways, UNet) at a fraction of the cost.
             warmups = {k: (lambda f=f: f(1)) for k, f in images.items()}
             repeats = args.image_repeats
-        if args.warmup:
-            for name in IMPLEMENTATIONS:
-                warmups[name]()
-                synchronize(device)
-        records: dict[str, list[dict[str, Any]]] = {name: [] for name in IMPLEMENTATIONS}
-        outputs: dict[str, Any] = {}
-        order: list[str] = []
-        for i in range(repeats):
-            # Alternating which goes first (A B, B A, ...) spreads slow drifts of the machine over both.
-            for name in IMPLEMENTATIONS if i % 2 == 0 else IMPLEMENTATIONS[::-1]:
-                outputs.pop(name, None)  # the previous result is not kept alive during the call
-                record, outputs[name] = measure_call(runners[name], device, stages)
-                records[name].append(record)
-                order.append(name)
-                print(f"  [{workload}] {name}: {record['seconds']:.2f} s", file=sys.stderr, flush=True)
+        records, outputs, order = timed_rounds(
+            workload, runners, warmups if args.warmup else None, repeats, device, stages
+        )
 
     checks: dict[str, Any] = {"shared_unet_and_vae": shared}
     checks["same_weights"] = all(
@@ -598,6 +803,79 @@ def run_workload(workload: str, args: argparse.Namespace) -> dict[str, Any]:
         "weights_fingerprint": prints,
         "checks": checks,
         "results": {name: summarise(records[name]) for name in IMPLEMENTATIONS},
+    }
+
+
+def run_guidance(args: argparse.Namespace, sizes: Sizes, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """One guided step, plain CFG vs modified guidance (full fine-tuned UNet, LoRA), alternating calls."""
+    from peft.tuners.lora import LoraLayer
+
+    start = time.perf_counter()
+    ours, _, prints = build_pipelines(sizes, args.seed, device, dtype, diffusers=False)
+    pipes = guidance_pipelines(ours, args.lora_rank, args.seed)
+    build_s = time.perf_counter() - start
+    # Every UNet module a variant calls (the LoRA one is its own module object over the base's tensors).
+    unets = [ours.unet, pipes["full"].subject.unet, pipes["lora"].unet]
+    stages = StageTimer(device, unets, ours.vae, [ours.reference_encoder, pipes["full"].subject.encoder])
+    side = int(ours.unet.config.sample_size)
+    reference_side = ours.reference_encoder.image_size
+    num_train = int(sizes.schedule["num_train_timesteps"])
+    # The step workload's inputs (same seed): the same noisy latent, scene latent, mask and reference.
+    inp = step_inputs(int(ours.vae.config.latent_channels), side, reference_side, num_train, args.seed + 1)
+    assert inp.t < GUIDANCE_THRESHOLD, "the step must be one where modified guidance applies"
+
+    with torch.no_grad():
+        denoisers = {name: guided_denoiser(pipe, inp, device) for name, pipe in pipes.items()}
+        x, t = inp.x.to(device), step_timestep(inp, device)
+        runners = {name: (lambda d=d: d(x, t)) for name, d in denoisers.items()}
+        records, outputs, order = timed_rounds(
+            "guidance", runners, runners if args.warmup else None, args.repeats, device, stages
+        )
+
+    results = {name: summarise(records[name]) for name in GUIDANCE_VARIANTS}
+    for name, pipe in pipes.items():
+        results[name]["weights_held_gib"] = weights_gib(held_modules(pipe))
+    calls_per_variant = args.repeats + bool(args.warmup)
+    batches = {name: [r["unet_batches"] for r in records[name]] for name in GUIDANCE_VARIANTS}
+    base_tensors = {p.data_ptr() for p in ours.unet.parameters()}
+    lora_tensors = {p.data_ptr() for p in pipes["lora"].unet.parameters()}
+    eps = {name: outputs[name].float().cpu() for name in GUIDANCE_VARIANTS}
+    checks = {
+        "unet_batches_per_step": {name: results[name]["unet_batches_per_run"] for name in GUIDANCE_VARIANTS},
+        # The hooks' count in every timed call, and the denoisers' own count over all their calls.
+        "unet_calls_as_expected": all(
+            all(b == EXPECTED_UNET_BATCHES[name] for b in batches[name])
+            and denoisers[name].calls == len(EXPECTED_UNET_BATCHES[name]) * calls_per_variant
+            for name in GUIDANCE_VARIANTS
+        ),
+        "lora_shares_base_weights": base_tensors <= lora_tensors and pipes["lora"].unet is not ours.unet,
+        # The plain and full variants' pretrained UNet carries no LoRA layer (theirs would not).
+        "base_unet_without_lora": not any(isinstance(m, LoraLayer) for m in ours.unet.modules()),
+        "eps_finite": all(bool(e.isfinite().all()) for e in eps.values()),
+        "eps_max_abs_diff_to_plain": {
+            name: (eps[name] - eps["plain"]).abs().max().item() for name in GUIDANCE_VARIANTS if name != "plain"
+        },
+    }
+    return {
+        "workload": "guidance",
+        "resolution": side * ours.vae_scale_factor,
+        "build_s": build_s,
+        "repeats": args.repeats,
+        "warmup": bool(args.warmup),
+        "order": order,
+        "weights_fingerprint": prints,
+        "guidance_scale": GUIDANCE_SCALE,
+        "model_weight": MODEL_WEIGHT,
+        "guidance_threshold": GUIDANCE_THRESHOLD,
+        "timestep": inp.t,
+        "lora_rank": args.lora_rank,
+        "context_tokens": {
+            "plain": int(denoisers["plain"].context.shape[1]),
+            "subject": int(denoisers["full"].subject_context.shape[1]),
+        },
+        "expected_unet_batches": EXPECTED_UNET_BATCHES,
+        "checks": checks,
+        "results": results,
     }
 
 
@@ -672,17 +950,30 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}" if a is not None and b else "—"
 
 
+def memory_keys(args: argparse.Namespace) -> tuple[str, str, str]:
+    """The summary keys of the peak and of the peak over before, and the peak's name, for the device."""
+    if args.device.startswith("cuda"):
+        return "cuda_peak_gib", "cuda_peak_over_before_gib", "CUDA peak"
+    return "peak_rss_gib", "peak_over_before_gib", "peak RSS"
+
+
+def seconds(r: dict[str, Any]) -> str:
+    """A summary's median seconds, with the range in brackets when there were several calls."""
+    spread = f" ({r['min_s']:.2f}–{r['max_s']:.2f})" if len(r["calls"]) > 1 else ""
+    return f"{r['median_s']:.2f}{spread}"
+
+
 def format_table(workloads: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     """Markdown: one row per workload, ours and diffusers side by side, ratios ours / diffusers."""
-    cuda = args.device.startswith("cuda")
-    peak, over = ("cuda_peak_gib", "cuda_peak_over_before_gib") if cuda else ("peak_rss_gib", "peak_over_before_gib")
-    memory = "CUDA peak" if cuda else "peak RSS"
+    peak, over, memory = memory_keys(args)
     rows = [
         f"| workload | ours s | diffusers s | ratio | ours {memory} GiB | diffusers {memory} GiB | ratio "
         "| ours peak − before GiB | diffusers peak − before GiB | ratio |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, w in workloads.items():
+        if name not in ("step", "image"):
+            continue
         o, d = w["results"]["ours"], w["results"]["diffusers"]
         res = w["resolution"]
         label = (
@@ -691,11 +982,6 @@ def format_table(workloads: dict[str, dict[str, Any]], args: argparse.Namespace)
             else f"whole {res}×{res} image, DDIM {args.steps} steps"
         )
         label += f", {w['repeats']} run{'s' * (w['repeats'] > 1)} each"
-
-        def seconds(r: dict[str, Any]) -> str:
-            spread = f" ({r['min_s']:.2f}–{r['max_s']:.2f})" if len(r["calls"]) > 1 else ""
-            return f"{r['median_s']:.2f}{spread}"
-
         cells = [
             label,
             seconds(o),
@@ -712,6 +998,41 @@ def format_table(workloads: dict[str, dict[str, Any]], args: argparse.Namespace)
     return "\n".join(rows)
 
 
+def guidance_label(name: str, w: dict[str, Any]) -> str:
+    weight = f"w = {w['model_weight']:g}"
+    return {
+        "plain": "plain CFG, base model",
+        "full": f"modified guidance, full fine-tuned UNet, {weight}",
+        "lora": f"modified guidance, LoRA rank {w['lora_rank']}, {weight}",
+    }[name]
+
+
+def format_guidance(w: dict[str, Any], args: argparse.Namespace) -> str:
+    """Markdown: one guided step per guidance variant, ratios to plain classifier-free guidance."""
+    peak, over, memory = memory_keys(args)
+    runs = f"{w['repeats']} run{'s' * (w['repeats'] > 1)} each"
+    rows = [
+        f"| one guided step, guidance {w['guidance_scale']:g} ({runs}) | UNet calls (batch sizes) | s "
+        f"| ratio to plain | {memory} GiB | peak − before GiB | ratio to plain | weights held GiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    plain = w["results"]["plain"]
+    for name, r in w["results"].items():
+        batches = r["unet_batches_per_run"]
+        cells = [
+            guidance_label(name, w),
+            f"{len(batches)} ({' + '.join(map(str, batches))})",
+            seconds(r),
+            ratio(r["median_s"], plain["median_s"]),
+            fmt(r.get(peak)),
+            fmt(r.get(over)),
+            ratio(r.get(over), plain.get(over)),
+            fmt(r.get("weights_held_gib")),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def format_stages(workloads: dict[str, dict[str, Any]]) -> str:
     """Markdown: where each implementation's time goes (medians over its calls, seconds)."""
     rows = [
@@ -720,8 +1041,7 @@ def format_stages(workloads: dict[str, dict[str, Any]]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, w in workloads.items():
-        for impl in IMPLEMENTATIONS:
-            r = w["results"][impl]
+        for impl, r in w["results"].items():
             st = r.get("stages_median_s")
             if st is None:
                 continue
@@ -755,10 +1075,13 @@ def format_machine(info: dict[str, Any], args: argparse.Namespace) -> str:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Time and peak memory of one guided step and one whole image: ours vs diffusers' "
-        "PaintByExamplePipeline on the same random weights, calls alternating, one fresh process per workload."
+        "PaintByExamplePipeline on the same random weights, calls alternating, one fresh process per workload; "
+        "and (workload guidance) one step of plain vs modified guidance (full fine-tuned UNet, LoRA)."
     )
     parser.add_argument("--steps", type=int, default=5, help="DDIM steps of the whole-image workload (default 5)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed guided steps per implementation (default 3)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed guided steps per implementation or variant (default 3)"
+    )
     parser.add_argument(
         "--image-repeats", type=int, default=2, help="timed whole images per implementation (default 2)"
     )
@@ -773,17 +1096,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--workloads",
         nargs="+",
-        default=list(WORKLOADS),
+        default=list(DEFAULT_WORKLOADS),
         choices=WORKLOADS,
         metavar="WORKLOAD",
-        help="step and/or image (default both)",
+        help="any of step, image, guidance (default: step image)",
+    )
+    parser.add_argument(
+        "--lora-rank",
+        type=int,
+        default=DEFAULT_LORA_RANK,
+        help=f"rank of the LoRA subject of the guidance workload (default {DEFAULT_LORA_RANK})",
     )
     parser.add_argument("--out", type=Path, help="also write the results and the machine as JSON here")
     # Internal: run one workload in this process and write its result as JSON.
     parser.add_argument("--child", dest="child", choices=WORKLOADS, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", dest="child_out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for name in ("steps", "repeats", "image_repeats"):
+    for name in ("steps", "repeats", "image_repeats", "lora_rank"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.threads < 0:
@@ -808,7 +1137,16 @@ def child_command(args: argparse.Namespace, workload: str, out: Path) -> list[st
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", workload, "--child-out", str(out)]
     cmd += ["--steps", str(args.steps), "--repeats", str(args.repeats), "--image-repeats", str(args.image_repeats)]
     cmd += ["--device", args.device, "--dtype", args.dtype, "--threads", str(args.threads), "--seed", str(args.seed)]
+    cmd += ["--lora-rank", str(args.lora_rank)]
     return cmd + ["--quick"] * args.quick + ["--no-warmup"] * (not args.warmup)
+
+
+# What each workload's checks must all hold (the process-wide one is checked on its own).
+REQUIRED_CHECKS = {
+    "step": ("same_weights", "shared_unet_and_vae"),
+    "image": ("same_weights", "shared_unet_and_vae"),
+    "guidance": ("unet_calls_as_expected", "lora_shares_base_weights", "base_unet_without_lora"),
+}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -824,7 +1162,8 @@ def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_inference_") as tmp:
         for workload in args.workloads:
             out = Path(tmp) / f"{workload}.json"
-            print(f"[{workload}] building both pipelines in a fresh process ...", flush=True)
+            what = "our pipeline and two subjects" if workload == "guidance" else "both pipelines"
+            print(f"[{workload}] building {what} in a fresh process ...", flush=True)
             start = time.perf_counter()
             proc = subprocess.run(child_command(args, workload, out), check=False)
             if proc.returncode != 0:
@@ -839,12 +1178,13 @@ def main(args: argparse.Namespace) -> int:
         math.isclose(p[k], prints[0][k], rel_tol=1e-9, abs_tol=1e-9) for p in prints for k in p
     )
     info = machine_info(torch.device(args.device))
-    table = format_table(workloads, args)
+    table = format_table(workloads, args) if {"step", "image"} & set(workloads) else None
+    guidance_table = format_guidance(workloads["guidance"], args) if "guidance" in workloads else None
     stage_table = format_stages(workloads)
-    print()
-    print(table)
-    print()
-    print(stage_table)
+    for text in (table, guidance_table, stage_table):
+        if text is not None:
+            print()
+            print(text)
     print()
     print(format_machine(info, args))
     print(f"- checks: {json.dumps(checks)}")
@@ -859,13 +1199,26 @@ def main(args: argparse.Namespace) -> int:
             "table_markdown": table,
             "stages_markdown": stage_table,
         }
+        if guidance_table is not None:
+            report["guidance_markdown"] = guidance_table
         args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"- wrote {args.out}")
     failed = [
         name
         for name, c in checks.items()
-        if c is False or (isinstance(c, dict) and not (c.get("same_weights") and c.get("shared_unet_and_vae")))
+        if c is False or (isinstance(c, dict) and not all(c.get(k) for k in REQUIRED_CHECKS[name]))
     ]
+    if "guidance" in failed:
+        failed.remove("guidance")
+        print(
+            "error: the guidance variants did not run as expected (UNet calls per step, as batch sizes: "
+            f"{checks['guidance']['unet_batches_per_step']}, expected {EXPECTED_UNET_BATCHES}; "
+            f"LoRA over the base's tensors: {checks['guidance']['lora_shares_base_weights']}; "
+            f"base UNet without LoRA layers: {checks['guidance']['base_unet_without_lora']})",
+            file=sys.stderr,
+        )
+        if not failed:
+            return 1
     if failed:
         print(f"error: the implementations did not run on the same weights ({', '.join(failed)})", file=sys.stderr)
         return 1

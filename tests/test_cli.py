@@ -165,6 +165,7 @@ def test_bad_inputs(change, match, scene_files, tiny_model_dir, tmp_path, capsys
         (["inpaint", "--guidance", "-2"], "expected a finite number >= 0"),
         (["inpaint", "--sampler", "heun"], "invalid choice"),
         (["frobnicate"], "invalid choice"),
+        (["toy", "world", "--out", "w", "--cases", "-1"], "expected a number >= 0"),
     ],
 )
 def test_usage_errors_are_one_line(argv, match, capsys, tmp_path):
@@ -182,6 +183,19 @@ def test_convert_refuses_to_overwrite(reference_dir, tmp_path, capsys):
     assert cli.main(["convert", str(reference_dir / "pbe-tiny"), "--out", str(dest)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert (dest / "mine.txt").read_text() == "mine"
+
+
+def test_toy_world_writes_a_new_folder_only(tmp_path, capsys):
+    out = tmp_path / "world"
+    argv = ["toy", "world", "--out", str(out), "--train-images", "2", "--subjects", "1", "--cases", "1", "--quiet"]
+    assert cli.main(argv) == 0
+    assert str(out) in capsys.readouterr().out
+    assert len((out / "train" / "manifest.jsonl").read_text().splitlines()) == 2
+    assert len(list((out / "subjects").glob("*/photos/*.png"))) == 4
+    assert cli.main(argv) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert cli.main([*argv[:3], str(tmp_path / "small"), "--size", "16"]) == 2
+    assert "at least 32 pixels" in capsys.readouterr().err
 
 
 def test_every_option_has_help():

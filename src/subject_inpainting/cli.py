@@ -99,6 +99,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -514,6 +524,57 @@ def add_toy_parsers(sub) -> None:
             description=toy_training.__doc__.split("\n\n")[0],
         )
     ).set_defaults(handler=_run_training(toy_training.main))
+    w = toy_sub.add_parser(
+        "world",
+        help="write toy-world datasets: base-training images with boxes, subject photos, held-out test cases",
+        description="Write the toy world in the project's data formats: a JSON Lines manifest of training "
+        "renders with boxes, 3–5 photos per held-out subject with a boxes file (for finetune), and held-out "
+        "test cases (scene, mask, reference, truth). Deterministic by seed.",
+    )
+    w.add_argument("--out", required=True, metavar="DIR", help="a new folder to write (must not exist)")
+    w.add_argument("--seed", type=_seed, default=0, help="world seed (default 0, the embedded model's world)")
+    w.add_argument("--train-images", type=_count, default=1000, help="base-training renders (default 1000)")
+    w.add_argument("--subjects", type=_count, default=8, help="held-out subjects with photos and cases (default 8)")
+    w.add_argument("--photos", type=_positive_int, default=4, help="photos per subject (default 4)")
+    w.add_argument("--cases", type=_count, default=4, help="test cases per subject (default 4)")
+    w.add_argument("--size", type=_positive_int, default=64, help="side of every render in pixels (default 64)")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.set_defaults(handler=run_toy_world)
+    e = toy_sub.add_parser(
+        "export",
+        help="copy a finished toy-training run's model and evaluator into the package (the embedded default)",
+        description="Copy RUN/model (weights in half precision) and RUN/evaluator into the package's embedded "
+        "weights folder, replacing what is there only once the copy is complete.",
+    )
+    e.add_argument("run", metavar="RUN", help="the --out folder of a finished `toy train`")
+    e.add_argument("--to", metavar="DIR", help="destination (default: the installed package's weights/toy)")
+    e.set_defaults(handler=run_toy_export)
+
+
+def run_toy_export(args: argparse.Namespace) -> int:
+    from .training.toy import export
+    from .weights import EMBEDDED
+
+    destination = Path(args.to) if args.to else EMBEDDED
+    sizes = export(Path(args.run), destination)
+    total = sum(sizes.values()) / 2**20
+    print(f"exported the model and evaluator to {destination} ({total:.1f} MB)")
+    return 0
+
+
+def run_toy_world(args: argparse.Namespace) -> int:
+    from .data.toy import write_dataset
+
+    if args.size < 32:
+        raise CLIError(f"--size {args.size}: renders need at least 32 pixels")
+    result = write_dataset(
+        args.out, args.seed, args.train_images, args.subjects, args.photos, args.cases, args.size, not args.quiet
+    )
+    print(
+        f"wrote {result['train_images']} training images, {result['subjects']} subjects and "
+        f"{result['cases']} test cases to {result['out']}"
+    )
+    return 0
 
 
 def add_bench_parser(sub) -> None:

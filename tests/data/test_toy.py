@@ -75,3 +75,62 @@ def test_training_examples_use_another_render_as_reference():
     assert (a["keep_mask"] == 0).any() and (a["keep_mask"] == 1).any()
     assert not torch.equal(data[8]["pixel_values"], a["pixel_values"])
     assert data.procedural
+
+
+def _tree(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_written_dataset_is_deterministic_and_reads_back(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from subject_inpainting.data.datasets import read_manifest, read_photo_folder
+
+    kw = dict(world_seed=2, train_images=6, subjects=2, photos=3, cases=2, progress=False)
+    toy.write_dataset(tmp_path / "a", **kw)
+    toy.write_dataset(tmp_path / "b", **kw)
+    a = _tree(tmp_path / "a")
+    assert a == _tree(tmp_path / "b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no temporary folder left
+    train = toy.split_identities(2, "train")
+    records = read_manifest(tmp_path / "a" / "train" / "manifest.jsonl")
+    assert len(records) == 6
+    for k, record in enumerate(records):
+        assert record.meta["identity"] == train[k].index  # training images show train identities only
+        expected = toy.render_scene(train[k], 64, seed=toy._seed(2, 30, k))
+        assert np.array_equal(np.asarray(Image.open(record.image)), expected.image)
+        assert record.boxes == [expected.box]
+    heldout = {i.index for i in toy.split_identities(2, "heldout")}
+    subjects = sorted((tmp_path / "a" / "subjects").iterdir())
+    assert [int(s.name) for s in subjects] == sorted(heldout)[:2]
+    for s in subjects:
+        photos = read_photo_folder(s / "photos", s / "boxes.json")
+        assert len(photos) == 3
+        for record in photos:  # every box lies inside its photo
+            x0, y0, x1, y1 = record.boxes[0]
+            assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+    lines = [json.loads(x) for x in (tmp_path / "a" / "test" / "cases.jsonl").read_text().splitlines()]
+    assert len(lines) == 4 and {x["identity"] for x in lines} <= heldout
+    for line in lines:
+        folder = tmp_path / "a" / "test"
+        scene, truth = (np.asarray(Image.open(folder / line[k])) for k in ("scene", "truth"))
+        mask = np.asarray(Image.open(folder / line["mask"])) > 127
+        assert np.array_equal(scene[~mask], truth[~mask])  # the truth differs from the scene only in the hole
+        x0, y0, x1, y1 = line["box"]
+        assert mask[y0:y1, x0:x1].all() and np.abs(truth[mask].astype(int) - scene[mask]).mean() > 5
+        assert (folder / line["subject"] / "boxes.json").is_file()
+
+
+def test_write_dataset_refuses_existing_folders_and_bad_counts(tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="already exists"):
+        toy.write_dataset(tmp_path / "taken", train_images=1, subjects=0, progress=False)
+    assert (tmp_path / "taken" / "mine.txt").read_text() == "keep"
+    with pytest.raises(ValueError, match="photos must be an integer ≥ 1, got 0"):
+        toy.write_dataset(tmp_path / "x", photos=0, progress=False)
+    with pytest.raises(ValueError, match="holds 100 identities, got 101"):
+        toy.write_dataset(tmp_path / "x", subjects=101, progress=False)
+    assert not (tmp_path / "x").exists()

@@ -489,3 +489,114 @@ def make_case(ident: Identity, seed: int, size: int = 64) -> InpaintCase:
 def subject_photos(ident: Identity, count: int, seed: int, size: int = 64) -> list[Render]:
     """``count`` photos of one subject (fine-tuning data): varied scenes, poses and light, no occlusion."""
     return [render_scene(ident, size, seed=_seed(seed, 20, k), occlusion_p=0.0) for k in range(count)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Datasets on disk
+# ---------------------------------------------------------------------------------------------------
+def write_dataset(
+    out,
+    world_seed: int = 0,
+    train_images: int = 1000,
+    subjects: int = 8,
+    photos: int = 4,
+    cases: int = 4,
+    size: int = 64,
+    progress: bool = True,
+) -> dict:
+    """Write the toy world to disk in the project's data formats (``subject-inpaint toy world``).
+
+    Layout of ``out`` (which must not exist; the folder appears complete or not at all)::
+
+        world.json                      the seed and counts
+        train/manifest.jsonl            base training: ``read_manifest`` format, meta = identity
+        train/images/000000.png ...     renders of the ``train`` identities (occlusion as in training)
+        subjects/<id>/photos/00.png ..  ``photos`` renders of a ``heldout`` identity (fine-tuning data)
+        subjects/<id>/boxes.json        where the subject is in each photo (``read_photo_folder``)
+        test/cases.jsonl                one line per case: scene, mask, reference, truth, box, identity,
+                                        subject (its photo folder)
+        test/<id>-<k>/*.png             the case's scene, mask (white = region), reference and truth
+
+    The base-training images show only ``train`` identities; subjects and test cases only ``heldout``
+    ones (``SPLITS``). Returns ``{"out", "train_images", "subjects", "cases"}``.
+    """
+    import json
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from ..convert.project import atomic_folder
+    from .datasets import Record, write_manifest
+
+    for name, value, low in (
+        ("train_images", train_images, 0),
+        ("subjects", subjects, 0),
+        ("photos", photos, 1),
+        ("cases", cases, 0),
+        ("size", size, 32),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+    held_total = SPLITS["heldout"][1] - SPLITS["heldout"][0]
+    if subjects > held_total:
+        raise ValueError(f"subjects: the heldout split holds {held_total} identities, got {subjects}")
+    out = Path(out)
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        raise FileExistsError(f"{out} already exists; choose a new folder (nothing was written)")
+    bar = tqdm(total=train_images + subjects * (photos + cases), desc="toy world", disable=not progress)
+    with atomic_folder(out, overwrite=False) as tmp, bar:
+        train_ids = split_identities(world_seed, "train")
+        records = []
+        (tmp / "train" / "images").mkdir(parents=True)
+        for i in range(train_images):
+            ident = train_ids[i % len(train_ids)]
+            render = render_scene(ident, size, seed=_seed(world_seed, 30, i))
+            path = tmp / "train" / "images" / f"{i:06d}.png"
+            Image.fromarray(render.image).save(path)
+            meta = {"identity": ident.index, "description": ident.describe()}
+            records.append(Record(path, [render.box], width=size, height=size, meta=meta))
+            bar.update(1)
+        write_manifest(records, tmp / "train" / "manifest.jsonl")
+
+        lines = []
+        (tmp / "test").mkdir()
+        for ident in split_identities(world_seed, "heldout", subjects) if subjects else []:
+            folder = tmp / "subjects" / str(ident.index)
+            (folder / "photos").mkdir(parents=True)
+            boxes = {}
+            renders = subject_photos(ident, photos, seed=_seed(world_seed, 31, ident.index), size=size)
+            for k, render in enumerate(renders):
+                Image.fromarray(render.image).save(folder / "photos" / f"{k:02d}.png")
+                boxes[f"{k:02d}.png"] = list(render.box)
+                bar.update(1)
+            (folder / "boxes.json").write_text(json.dumps(boxes, indent=1) + "\n")
+            (folder / "identity.json").write_text(json.dumps({**vars(ident), "description": ident.describe()}) + "\n")
+            for k in range(cases):
+                case = make_case(ident, seed=_seed(world_seed, 32, ident.index, k), size=size)
+                name = f"{ident.index}-{k}"
+                (tmp / "test" / name).mkdir()
+                pictures = {
+                    "scene": case.scene,
+                    "mask": case.mask.astype(np.uint8) * 255,
+                    "reference": case.reference,
+                    "truth": case.truth,
+                }
+                entry = {}
+                for key, array in pictures.items():
+                    Image.fromarray(array).save(tmp / "test" / name / f"{key}.png")
+                    entry[key] = f"{name}/{key}.png"
+                entry.update(box=list(case.box), identity=ident.index, subject=f"../subjects/{ident.index}")
+                lines.append(json.dumps(entry) + "\n")
+                bar.update(1)
+        (tmp / "test" / "cases.jsonl").write_text("".join(lines))
+        info = {
+            "world_seed": world_seed,
+            "size": size,
+            "train_images": train_images,
+            "subjects": subjects,
+            "photos_per_subject": photos,
+            "cases_per_subject": cases,
+            "splits": {k: list(v) for k, v in SPLITS.items()},
+        }
+        (tmp / "world.json").write_text(json.dumps(info, indent=2) + "\n")
+    return {"out": out, "train_images": train_images, "subjects": subjects, "cases": subjects * cases}

@@ -1,8 +1,8 @@
 """The toy world's model sizes: small enough to train on a CPU in about an hour, big enough to paint
 recognisable subjects at 64 × 64 pixels.
 
-The VAE downsamples by 4 (16 × 16 × 4 latents); the UNet has cross-attention at every level; the vision
-tower is a small ViT with 4-pixel patches on 32-pixel references (an 8 × 8 grid of patch tokens, so that the
+The VAE downsamples by 4 (16 × 16 × 8 latents: four channels lost the subjects' colours); the UNet has
+cross-attention at every level; the vision tower is a small ViT with 4-pixel patches on 32-pixel references (an 8 × 8 grid of patch tokens, so that the
 detail module has fine detail to pool).
 """
 
@@ -19,15 +19,15 @@ TOY_VAE: dict[str, Any] = {
     "up_block_types": ["UpDecoderBlock2D"] * 3,
     "block_out_channels": [32, 64, 64],
     "layers_per_block": 1,
-    "latent_channels": 4,
+    "latent_channels": 8,  # 4 channels lost colour (held-out L1 0.121 vs 0.101 at 8, same 700 steps)
     "norm_num_groups": 16,
     "sample_size": TOY_RESOLUTION,
     "scaling_factor": 1.0,  # replaced by 1 / std of the trained VAE's latents
 }
 TOY_UNET: dict[str, Any] = {
     "sample_size": TOY_RESOLUTION // 4,
-    "in_channels": 9,
-    "out_channels": 4,
+    "in_channels": 17,  # noisy latent + masked-scene latent + mask
+    "out_channels": 8,
     "block_out_channels": [64, 128, 128],
     "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
     "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],

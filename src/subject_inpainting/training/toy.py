@@ -38,10 +38,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p = parser or argparse.ArgumentParser(prog="subject-inpaint toy train", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, metavar="DIR", help="run folder (stages, checkpoints, the model)")
     p.add_argument("--seed", type=int, default=0, help="world and training seed (default 0)")
-    p.add_argument("--vae-steps", type=int, default=1500, help="VAE training steps (default 1500)")
-    p.add_argument("--tower-steps", type=int, default=1500, help="vision-tower training steps (default 1500)")
-    p.add_argument("--evaluator-steps", type=int, default=1000, help="evaluator training steps (default 1000)")
-    p.add_argument("--base-steps", type=int, default=3000, help="base inpainting training steps (default 3000)")
+    p.add_argument("--vae-steps", type=int, default=1000, help="VAE training steps (default 1000)")
+    p.add_argument("--tower-steps", type=int, default=600, help="vision-tower training steps (default 600)")
+    p.add_argument("--evaluator-steps", type=int, default=500, help="evaluator training steps (default 500)")
+    p.add_argument("--base-steps", type=int, default=2500, help="base inpainting training steps (default 2500)")
     p.add_argument("--base-batch", type=int, default=32, help="base training batch (default 32)")
     p.add_argument("--base-lr", type=float, default=3e-4, help="base training learning rate (default 3e-4)")
     p.add_argument("--base-snr-gamma", type=float, default=5.0, help="Min-SNR-γ weighting of the base loss (default 5)")
@@ -295,18 +295,38 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     return {"out": out, "seconds": seconds}
 
 
-def export(run: Path, destination: Path) -> None:
-    """Copy the trained model and evaluator into ``destination`` (the package's embedded weights)."""
+def export(run: Path, destination: Path, dtype: torch.dtype = torch.float16) -> dict[str, int]:
+    """Copy a finished run's model and evaluator into ``destination`` (the package's embedded weights).
+
+    The model's floating-point weights are stored in ``dtype`` (half precision keeps the package under its
+    30 MB budget; the pipeline computes in float32 by default, converting as it loads); the evaluator, small,
+    stays as trained. The destination's ``model`` and ``evaluator`` are replaced only once the new ones are
+    complete. Returns the bytes written per part.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from ..convert.project import atomic_folder
+
+    run, destination = Path(run), Path(destination)
+    for name, marker in (("model", "model_index.json"), ("evaluator", "config.json")):
+        if not (run / name / marker).is_file() or not _done(run / name):
+            raise FileNotFoundError(f"{run / name}: not a finished toy-training stage (run `toy train` first)")
+    sizes = {}
     for name in ("model", "evaluator"):
-        target = destination / name
-        if target.exists():
-            shutil.rmtree(target)
-    shutil.copytree(
-        run / "model",
-        destination / "model",
-        ignore=shutil.ignore_patterns("checkpoints", "previews", "logs", ".*", "DONE"),
-    )
-    shutil.copytree(run / "evaluator", destination / "evaluator", ignore=shutil.ignore_patterns("train", "DONE"))
+        with atomic_folder(destination / name, overwrite=True) as tmp:
+            shutil.copytree(
+                run / name,
+                tmp,
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("checkpoints", "previews", "logs", "train", ".*", "DONE"),
+            )
+            if name == "model":
+                for path in tmp.rglob("*.safetensors"):
+                    state = load_file(str(path))
+                    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+                    save_file(state, str(path), metadata={"format": "pt"})
+        sizes[name] = sum(p.stat().st_size for p in (destination / name).rglob("*") if p.is_file())
+    return sizes
 
 
 if __name__ == "__main__":

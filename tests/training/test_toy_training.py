@@ -1,0 +1,70 @@
+"""``subject-inpaint toy train``: every stage runs, a finished stage is skipped on a rerun, and the export
+writes a loadable half-precision model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from subject_inpainting import cli
+from subject_inpainting.evaluation.identity import IdentityEncoder
+from subject_inpainting.pipeline import SubjectInpaintPipeline
+from subject_inpainting.training import toy
+
+STEPS = ["--vae-steps", "2", "--tower-steps", "2", "--evaluator-steps", "2", "--base-steps", "2", "--base-batch", "2"]
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("toy") / "run"
+    result = toy.main(toy.parse_args(["--out", str(out), *STEPS, "--quiet"]))
+    return out, result
+
+
+def test_every_stage_runs_and_a_rerun_skips_finished_ones(toy_run):
+    out, result = toy_run
+    assert list(result["seconds"]) == list(toy.STAGES)
+    for stage in ("vae", "tower", "evaluator", "model"):
+        assert (out / stage / "DONE").is_file(), stage
+    vae_info = json.loads((out / "vae" / "DONE").read_text())
+    assert vae_info["latent_std"] > 0
+    again = toy.main(toy.parse_args(["--out", str(out), *STEPS, "--quiet"]))
+    assert sum(again["seconds"].values()) < 10  # nothing retrained (only the init stage rewrites its folder)
+    assert (out / "model" / "checkpoints").is_dir() or list((out / "model").glob("step-*"))
+
+
+def test_the_trained_model_paints_and_exports_in_half_precision(toy_run, tmp_path, capsys):
+    out, _ = toy_run
+    assert cli.main(["toy", "export", str(out), "--to", str(tmp_path / "weights")]) == 0
+    assert "exported" in capsys.readouterr().out
+    unet = load_file(str(tmp_path / "weights" / "model" / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert {v.dtype for v in unet.values()} == {torch.float16}
+    pipe = SubjectInpaintPipeline.from_pretrained(tmp_path / "weights" / "model")
+    assert next(pipe.unet.parameters()).dtype == torch.float32  # computed in float32 by default
+    scene = np.full((64, 64, 3), 128, np.uint8)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:48, 16:48] = 255
+    result = pipe(
+        Image.fromarray(scene),
+        Image.fromarray(scene[:32, :32]),
+        mask=Image.fromarray(mask),
+        num_inference_steps=2,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
+    painted = np.asarray(result.images[0])
+    assert painted.shape == (64, 64, 3) and np.array_equal(painted[mask == 0], scene[mask == 0])
+    evaluator = IdentityEncoder.from_pretrained(tmp_path / "weights" / "evaluator")
+    assert evaluator(torch.zeros(1, 3, 32, 32)).shape == (1, evaluator.config.embed_dim)
+
+
+def test_export_refuses_an_unfinished_run(tmp_path, capsys):
+    (tmp_path / "run" / "model").mkdir(parents=True)
+    assert cli.main(["toy", "export", str(tmp_path / "run"), "--to", str(tmp_path / "w")]) == 2
+    assert "not a finished toy-training stage" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
