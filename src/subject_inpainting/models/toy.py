@@ -2,8 +2,8 @@
 recognisable subjects at 64 × 64 pixels.
 
 The VAE downsamples by 4 (16 × 16 × 8 latents: four channels lost the subjects' colours); the UNet has
-cross-attention at every level; the vision tower is a small ViT with 4-pixel patches on 32-pixel references (an 8 × 8 grid of patch tokens, so that the
-detail module has fine detail to pool).
+cross-attention at every level; the vision tower is a small ViT with 4-pixel patches on 32-pixel
+references (an 8 × 8 grid of patch tokens, so that the detail module has fine detail to pool).
 """
 
 from __future__ import annotations
