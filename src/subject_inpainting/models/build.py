@@ -68,7 +68,14 @@ def fill_component(module: nn.Module, state_dict: Mapping[str, torch.Tensor], wh
     problems = state_dict_problems(module, state_dict)
     if problems:
         raise ValueError(f"{what} does not fit the architecture: {'; '.join(problems)}")
-    module.load_state_dict(dict(state_dict), strict=True, assign=True)
+    own = module.state_dict()
+    # Weights stored in another precision (the embedded model is half precision on disk) take the module's
+    # dtype now: casting the filled module later makes diffusers warn about modules kept in float32.
+    state = {
+        k: v.to(own[k].dtype) if v.is_floating_point() and own[k].is_floating_point() else v
+        for k, v in state_dict.items()
+    }
+    module.load_state_dict(state, strict=True, assign=True)
     return module.eval()
 
 

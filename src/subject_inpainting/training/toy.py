@@ -41,7 +41,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--vae-steps", type=int, default=1000, help="VAE training steps (default 1000)")
     p.add_argument("--tower-steps", type=int, default=600, help="vision-tower training steps (default 600)")
     p.add_argument("--evaluator-steps", type=int, default=500, help="evaluator training steps (default 500)")
-    p.add_argument("--base-steps", type=int, default=2500, help="base inpainting training steps (default 2500)")
+    p.add_argument("--base-steps", type=int, default=3400, help="base inpainting training steps (default 3400)")
     p.add_argument("--base-batch", type=int, default=32, help="base training batch (default 32)")
     p.add_argument("--base-lr", type=float, default=3e-4, help="base training learning rate (default 3e-4)")
     p.add_argument("--base-snr-gamma", type=float, default=5.0, help="Min-SNR-γ weighting of the base loss (default 5)")

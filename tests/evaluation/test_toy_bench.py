@@ -1,0 +1,31 @@
+"""``subject-inpaint bench toy --quick``: every setting is measured and written as JSON, markdown and a chart."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from PIL import Image
+
+from subject_inpainting import cli
+from subject_inpainting.evaluation.toy_bench import ToyBenchConfig, settings
+
+
+def test_quick_benchmark_reports_every_setting(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert cli.main(["bench", "toy", "--quick", "--out", str(out), "--quiet"]) == 0
+    result = json.loads((out / "results.json").read_text())
+    names = [s.name for s in settings(ToyBenchConfig.quick())]
+    rows = {r["setting"]: r for r in result["results"]}
+    assert list(rows) == names
+    for r in rows.values():
+        assert -1 <= r["identity_mean"] <= 1 and r["cases"] == 2
+        assert 10 < r["psnr_outside_db"] < 100  # the model's own output, before paste-back: not exact
+        assert math.isfinite(r["frechet_distance"]) and r["frechet_distance"] >= 0
+    # the settings the issue asks for: base with three samplers, three subject variants, four model weights
+    assert sum(r["setting"].startswith("base,") for r in rows.values()) == 3
+    assert {r["model_weight"] for r in rows.values() if r["model_weight"] is not None} == {0.0, 0.5, 0.8, 1.0}
+    table = (out / "results.md").read_text()
+    assert all(name in table for name in names)
+    assert Image.open(out / "identity.png").size[0] > 0
+    assert str(out / "results.json") in capsys.readouterr().out

@@ -1,0 +1,38 @@
+"""``subject-inpaint demo`` end to end on the embedded model, as a new user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+from subject_inpainting import cli
+
+
+def test_demo_writes_a_grid_and_prints_where(tmp_path, capsys):
+    out = tmp_path / "grid.png"
+    assert cli.main(["demo", "--out", str(out), "--cases", "2", "--steps", "5"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(out)
+    assert "identity scores" in captured.err
+    grid = np.asarray(Image.open(out))
+    # two rows of five cells (scene | region | reference | result | truth), each 3 × 64 pixels, with margins
+    assert grid.shape[0] >= 2 * 192 and grid.shape[1] >= 5 * 192
+    assert cli.main(["demo", "--out", str(out)]) == 2  # never overwrites without --overwrite
+    assert "exists" in capsys.readouterr().err
+
+
+def test_demo_command_in_a_fresh_process(tmp_path):
+    """The README's first command: the installed script, no model named, default settings."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "subject_inpainting.cli", "demo"], cwd=tmp_path, capture_output=True, text=True
+    )
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr
+    path = tmp_path / proc.stdout.strip().splitlines()[-1]
+    assert path.name == "subject-inpaint-demo.png" and Image.open(path).size[0] > 0
+    assert elapsed < 60, f"demo took {elapsed:.0f} s"
