@@ -321,6 +321,14 @@ def export(run: Path, destination: Path, dtype: torch.dtype = torch.float16) -> 
                 ignore=shutil.ignore_patterns("checkpoints", "previews", "logs", "train", ".*", "DONE"),
             )
             if name == "model":
+                import json
+
+                index = json.loads((tmp / "model_index.json").read_text())
+                init = json.loads((run / "init" / "model_index.json").read_text())
+                index["trained_from"] = "subject-inpaint toy train"  # not the run's temporary path
+                index["toy_world_seed"] = init.get("toy_world_seed", 0)
+                index["toy_train"] = json.loads((run / name / "DONE").read_text())
+                (tmp / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
                 for path in tmp.rglob("*.safetensors"):
                     state = load_file(str(path))
                     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
