@@ -269,7 +269,7 @@ def bar_chart(rows: list[dict[str, Any]], width: int = 760, bar_height: int = 22
     span = width - label_w - 2 * pad
     for k, r in enumerate(rows):
         y = pad + k * (bar_height + pad)
-        d.text((pad, y + 5), r["setting"][:52], fill=(0, 0, 0))
+        d.text((pad, y + 5), r["setting"][:52].replace("×", "x"), fill=(0, 0, 0))  # the default font lacks ×
         value = max(0.0, min(1.0, r["identity_mean"]))
         d.rectangle([label_w, y, label_w + int(span * value), y + bar_height], fill=(70, 110, 190))
         lo = max(0.0, r["identity_mean"] - r["identity_std"])
