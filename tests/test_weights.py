@@ -7,15 +7,15 @@ reference, and scores both against the truth with the evaluator (trained on othe
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
-import torch
-from PIL import Image
 
 from subject_inpainting import weights
 from subject_inpainting.data import toy
-from subject_inpainting.demo import crop_pixels, world_seed
-from subject_inpainting.evaluation.identity import IdentityEncoder, identity_score
+from subject_inpainting.demo import identity_scores, run_cases, world_seed
+from subject_inpainting.evaluation.identity import IdentityEncoder
 from subject_inpainting.pipeline import SubjectInpaintPipeline
 
 CASES = 6
@@ -39,39 +39,14 @@ def test_the_shipped_weights_fit_the_budget():
     assert not [p for p in files if p.suffix in {".bin", ".pt", ".ckpt", ".pkl"}]  # no pickles
 
 
-def paint(pipe, cases, references, seed=0):
-    out = []
-    for k, (case, reference) in enumerate(zip(cases, references, strict=True)):
-        result = pipe(
-            Image.fromarray(case.scene),
-            Image.fromarray(reference),
-            mask=Image.fromarray(case.mask.astype(np.uint8) * 255),
-            num_inference_steps=20,
-            sampler="dpmsolver++",
-            generator=torch.Generator().manual_seed(seed + k),
-            progress=False,
-        )
-        out.append(np.asarray(result.images[0]))
-    return out
-
-
-def scores(evaluator, cases, results):
-    from subject_inpainting import imaging
-
-    values = []
-    for case, result in zip(cases, results, strict=True):
-        box = imaging.mask_bbox(case.mask)
-        values.append(float(identity_score(evaluator, crop_pixels(result, box), crop_pixels(case.truth, box))[0]))
-    return np.array(values)
-
-
 def test_the_painted_subject_is_the_references(embedded):
     pipe, evaluator, model = embedded
     ids = toy.split_identities(world_seed(model), "heldout", CASES + 1)
     cases = [toy.make_case(ident, seed=100 + k, size=pipe.resolution) for k, ident in enumerate(ids[:CASES])]
     # an unrelated subject: the reference of the NEXT case's identity (a different held-out subject)
     unrelated = [cases[(k + 1) % CASES].reference for k in range(CASES)]
-    own = scores(evaluator, cases, paint(pipe, cases, [c.reference for c in cases]))
-    other = scores(evaluator, cases, paint(pipe, cases, unrelated))
+    swapped = [dataclasses.replace(c, reference=r) for c, r in zip(cases, unrelated, strict=True)]
+    own = np.array(identity_scores(evaluator, cases, run_cases(pipe, cases, 20, "dpmsolver++", 0)))
+    other = np.array(identity_scores(evaluator, cases, run_cases(pipe, swapped, 20, "dpmsolver++", 0)))
     assert own.mean() - other.mean() >= IDENTITY_MARGIN, (own, other)
     assert (own > other).sum() >= CASES - 1, (own, other)

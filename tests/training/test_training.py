@@ -95,6 +95,11 @@ def test_base_training_two_steps(tiny_model_dir, tmp_path, monkeypatch):
         assert changed(state(init[name]), state(trained[name]), prefix) == moved, (name, prefix)
 
 
+def where_args(folder, boxes, base, out) -> list[str]:
+    """The finetune options naming the photos, their boxes, the base model and the output folder."""
+    return ["--photos", str(folder), "--boxes", str(boxes), "--base", str(base), "--out", str(out)]
+
+
 def run_finetune(base, tmp_path, *extra, photos=("00.jpg", "01.jpg"), out_name="subject"):
     folder, boxes = (
         photo_folder(tmp_path, photos)
@@ -103,14 +108,7 @@ def run_finetune(base, tmp_path, *extra, photos=("00.jpg", "01.jpg"), out_name="
     )
     out = tmp_path / out_name
     argv = [
-        "--photos",
-        str(folder),
-        "--boxes",
-        str(boxes),
-        "--base",
-        str(base),
-        "--out",
-        str(out),
+        *where_args(folder, boxes, base, out),
         "--batch-size",
         "2",
         *FAST,
@@ -229,14 +227,7 @@ def test_resuming_with_other_settings_is_refused(tiny_model_dir, tmp_path, capsy
     folder, boxes = tmp_path / "photos", tmp_path / "boxes.json"
     argv = [
         "finetune",
-        "--photos",
-        str(folder),
-        "--boxes",
-        str(boxes),
-        "--base",
-        str(tiny_model_dir),
-        "--out",
-        str(tmp_path / "subject"),
+        *where_args(folder, boxes, tiny_model_dir, tmp_path / "subject"),
         "--max-steps",
         "2",
         "--lr",
@@ -381,14 +372,7 @@ def test_two_processes_with_accelerate_launch(tiny_model_dir, tmp_path):
         "-m",
         "subject_inpainting.cli",
         "finetune",
-        "--photos",
-        str(folder),
-        "--boxes",
-        str(boxes),
-        "--base",
-        str(tiny_model_dir),
-        "--out",
-        str(tmp_path / "ddp"),
+        *where_args(folder, boxes, tiny_model_dir, tmp_path / "ddp"),
         "--max-steps",
         "2",
         "--batch-size",

@@ -149,7 +149,7 @@ def run_toy_bench(
     model: str | Path, evaluator: str | Path, out: Path, config: ToyBenchConfig, progress: bool = True
 ) -> dict[str, Any]:
     """Run the benchmark; writes ``out/results.json``, ``out/results.md``, ``out/identity.png``."""
-    from ..demo import world_seed
+    from ..demo import crop_pixels, world_seed
     from ..pipeline import SubjectInpaintPipeline
 
     start = time.perf_counter()
@@ -197,8 +197,8 @@ def run_toy_bench(
                 raw = np.asarray(result.images[0])
                 box = imaging.mask_bbox(case.mask)
                 with torch.no_grad():
-                    painted = scorer(_crop(raw, box))[0]
-                    truth = scorer(_crop(case.truth, box))[0]
+                    painted = scorer(crop_pixels(raw, box))[0]
+                    truth = scorer(crop_pixels(case.truth, box))[0]
                 rec = records[setting.name]
                 rec["identity"].append(float(painted @ truth))
                 rec["psnr"].append(psnr(raw, case.scene, ~case.mask))
@@ -240,11 +240,6 @@ def run_toy_bench(
     (out / "results.md").write_text(markdown_table(rows) + "\n")
     bar_chart(rows).save(out / "identity.png")
     return result
-
-
-def _crop(rgb: np.ndarray, box) -> torch.Tensor:
-    x0, y0, x1, y1 = box
-    return imaging.rgb_to_tensor(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:

@@ -16,6 +16,7 @@ The result ``OUT/model`` is a project-format model and ``OUT/evaluator`` the sco
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -79,8 +80,6 @@ def _done(folder: Path) -> bool:
 
 
 def _finish(folder: Path, info: dict[str, Any]) -> None:
-    import json
-
     (folder / "DONE").write_text(json.dumps(info, indent=2) + "\n")
 
 
@@ -321,8 +320,6 @@ def export(run: Path, destination: Path, dtype: torch.dtype = torch.float16) -> 
                 ignore=shutil.ignore_patterns("checkpoints", "previews", "logs", "train", ".*", "DONE"),
             )
             if name == "model":
-                import json
-
                 index = json.loads((tmp / "model_index.json").read_text())
                 init = json.loads((run / "init" / "model_index.json").read_text())
                 index["trained_from"] = "subject-inpaint toy train"  # not the run's temporary path
