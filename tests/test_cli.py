@@ -166,6 +166,7 @@ def test_bad_inputs(change, match, scene_files, tiny_model_dir, tmp_path, capsys
         (["inpaint", "--sampler", "heun"], "invalid choice"),
         (["frobnicate"], "invalid choice"),
         (["toy", "world", "--out", "w", "--cases", "-1"], "expected a number >= 0"),
+        (["ui", "--port", "0"], "expected a number >= 1"),
     ],
 )
 def test_usage_errors_are_one_line(argv, match, capsys, tmp_path):
@@ -196,6 +197,11 @@ def test_toy_world_writes_a_new_folder_only(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert cli.main([*argv[:3], str(tmp_path / "small"), "--size", "16"]) == 2
     assert "at least 32 pixels" in capsys.readouterr().err
+
+
+def test_ui_refuses_a_folder_that_is_not_a_subject(tmp_path, capsys):
+    assert cli.main(["ui", "--subject", str(tmp_path)]) == 2
+    assert f"--subject {tmp_path}: not a subject folder" in capsys.readouterr().err
 
 
 def test_every_option_has_help():

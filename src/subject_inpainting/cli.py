@@ -625,6 +625,70 @@ def run_bench_toy(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------
+# ui
+# ---------------------------------------------------------------------------------------------------
+def add_ui_parser(sub) -> None:
+    from .ui import DEFAULT_MAX_PIXELS
+
+    p = sub.add_parser(
+        "ui",
+        help="a local web page: paint a region, drop in a reference, press Generate",
+        description="Serve a web page (Gradio; pip install 'subject-inpainting[ui]') for painting a subject "
+        "into a scene. It listens on this computer only unless --host says otherwise.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer)")
+    p.add_argument("--port", type=_int_at_least(1), help="port (default: the first free one from 7860)")
+    p.add_argument(
+        "--model",
+        metavar="PATH_OR_ID",
+        help="model (default: the base the first --subject names, else the embedded toy model)",
+    )
+    p.add_argument(
+        "--subject",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a fine-tuned subject folder to offer in the page (repeat for several)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=_int_at_least(1),
+        default=DEFAULT_MAX_PIXELS,
+        help=f"largest scene accepted, in pixels (default {DEFAULT_MAX_PIXELS:,})",
+    )
+    p.add_argument("--out-dir", metavar="DIR", help="where results are kept for download (default: a temporary folder)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--dtype", choices=DTYPES, default="auto", help="weights' precision (default auto)")
+    p.set_defaults(handler=run_ui)
+
+
+def run_ui(args: argparse.Namespace) -> int:
+    from .convert.subject import is_subject_folder, read_subject_index
+
+    try:
+        from .ui import UISettings, launch
+    except ImportError as e:
+        raise CLIError(f"the web page needs Gradio: pip install 'subject-inpainting[ui]' ({e})") from None
+    for subject in args.subject:
+        if not (Path(subject).is_dir() and is_subject_folder(Path(subject))):
+            raise CLIError(f"--subject {subject}: not a subject folder (from `subject-inpaint finetune`)")
+    base = read_subject_index(Path(args.subject[0])).get("base") if args.subject else None
+    model = args.model or base or default_model_or_error()
+    device = resolve_device(args.device)
+    settings = UISettings(
+        model=str(model),
+        subjects=args.subject,
+        device=device,
+        dtype=resolve_dtype(args.dtype, device),
+        max_pixels=args.max_pixels,
+        out_dir=Path(args.out_dir) if args.out_dir else None,
+    )
+    print(f"serving {model} (Ctrl+C stops)", file=sys.stderr)
+    launch(settings, args.host, args.port)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
@@ -642,6 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_parsers(sub)
     add_toy_parsers(sub)
     add_bench_parser(sub)
+    add_ui_parser(sub)
     return parser
 
 
