@@ -162,3 +162,43 @@ def test_the_page_builds_with_every_control(painter):
     ids = {getattr(block, "elem_id", None) for block in app.blocks.values()}
     assert {"scene-editor", "references", "subject", "guidance", "model-weight", "steps", "sampler", "seed"} <= ids
     assert {"generate", "results", "downloads", "status", "region-mode", "box", "count"} <= ids
+
+
+def test_a_picked_subject_uses_its_reference_and_modified_guidance(tiny_model_dir, scene, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from subject_inpainting.training import finetune
+
+    monkeypatch.setenv("SI_NO_TENSORBOARD", "1")
+    bear = Path(__file__).parent / "fixtures" / "dreambooth"
+    (tmp_path / "photos").mkdir()
+    shutil.copy(bear / "bear_plushie" / "00.jpg", tmp_path / "photos" / "00.jpg")
+    boxes = json.loads((bear / "bear_plushie_boxes.json").read_text())
+    (tmp_path / "boxes.json").write_text(json.dumps({"00.jpg": boxes["00.jpg"]}))
+    subject = tmp_path / "subject"
+    argv = ["--photos", str(tmp_path / "photos"), "--boxes", str(tmp_path / "boxes.json"), "--base"]
+    argv += [str(tiny_model_dir), "--out", str(subject), "--max-steps", "2", "--lr", "1e-2", "--device", "cpu"]
+    finetune.main(finetune.parse_args([*argv, "--quiet", "--warmup-steps", "0", "--lora-rank", "4"]))
+
+    settings = UISettings(model=str(tiny_model_dir), subjects=[str(subject)], out_dir=tmp_path / "out")
+    painter = Painter(settings)
+    value = editor_value(scene, (slice(90, 170), slice(60, 160)))
+
+    def paint(chosen: str, weight: float) -> np.ndarray:
+        gallery, _, _ = handle_generate(
+            settings, painter, value, None, chosen, REGION_MODES[0], "", 5, weight, 2, "ddim", 3, 1
+        )
+        return np.asarray(gallery[0][0])
+
+    with pytest.raises(UIError, match="Add a reference photo"):
+        paint(NO_SUBJECT, 0.8)  # no file and no subject: nothing to paint
+    with_subject = paint(str(subject), 0.8)
+    weight_zero = paint(str(subject), 0.0)
+    assert not np.array_equal(with_subject, weight_zero)  # the fine-tuned model takes part at w = 0.8
+    # back to the plain model (the page unloads the subject); at w = 0 modified guidance is the pretrained model alone: the plain model with the subject's reference
+    reference = str(sorted((subject / "references").glob("*.png"))[0])
+    plain, _, _ = handle_generate(
+        settings, painter, value, [reference], NO_SUBJECT, REGION_MODES[0], "", 5, 0.0, 2, "ddim", 3, 1
+    )
+    assert np.abs(np.asarray(plain[0][0]).astype(int) - weight_zero).max() <= 1
