@@ -361,7 +361,8 @@ def build_app(settings: UISettings, painter: Painter | None = None):
         except UIError as e:
             raise gr.Error(str(e), print_exception=False) from None
 
-    with gr.Blocks(title="subject-inpaint") as app:
+    # No telemetry: the page is local, and offline machines would wait on the calls.
+    with gr.Blocks(title="subject-inpaint", analytics_enabled=False) as app:
         gr.Markdown(
             "## Subject inpainting\n"
             "Upload a **scene**, paint the **region** to fill, add a **reference** photo of the subject, and "

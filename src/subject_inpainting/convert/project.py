@@ -71,20 +71,25 @@ def _module_config(module: torch.nn.Module) -> dict[str, Any]:
     return {"_class_name": type(module).__name__, **config}
 
 
-def atomic_folder(destination: Path, overwrite: bool):
-    """Context manager yielding a temporary folder that replaces ``destination`` on success."""
-    return _AtomicFolder(destination, overwrite)
+OVERWRITE_HINT = "pass overwrite=True / --overwrite to replace it"
+
+
+def atomic_folder(destination: Path, overwrite: bool, hint: str = OVERWRITE_HINT):
+    """Context manager yielding a temporary folder that replaces ``destination`` on success; ``hint`` ends
+    the message when ``destination`` exists and may not be replaced."""
+    return _AtomicFolder(destination, overwrite, hint)
 
 
 class _AtomicFolder:
-    def __init__(self, destination: Path, overwrite: bool):
+    def __init__(self, destination: Path, overwrite: bool, hint: str = OVERWRITE_HINT):
         self.destination = Path(destination)
         self.overwrite = overwrite
+        self.hint = hint
 
     def __enter__(self) -> Path:
         dest = self.destination
         if dest.exists() and not (dest.is_dir() and not any(dest.iterdir())) and not self.overwrite:
-            raise FileExistsError(f"{dest}: already exists (pass overwrite=True / --overwrite to replace it)")
+            raise FileExistsError(f"{dest}: already exists ({self.hint})")
         if dest.exists() and not dest.is_dir():
             raise FileExistsError(f"{dest}: exists and is not a folder")
         dest.parent.mkdir(parents=True, exist_ok=True)

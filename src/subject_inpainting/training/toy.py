@@ -125,29 +125,48 @@ def stage_vae(out: Path, args: argparse.Namespace) -> Path:
     return folder
 
 
-def _identity_stage(out: Path, name: str, split: str, model, embed, steps: int, args, to_input) -> None:
-    """Train ``model`` (via ``embed(model, pixels) -> (B, D)``) to classify the identities of ``split``
-    with a cosine-softmax head; inputs are the examples' references passed through ``to_input``."""
+def _identity_stage(
+    out: Path, name: str, split: str, model, embed, steps: int, args, to_input, objective: str = "identity"
+) -> list[float]:
+    """Train ``model`` (via ``embed(model, pixels) -> (B, D)``) on the references of ``split`` (passed
+    through ``to_input``) so that renders of one identity map close together.
+
+    ``objective="identity"`` classifies the split's identities with a cosine-softmax head (the evaluator:
+    400 identities, each seen many times). ``"attributes"`` has linear heads on the embedding name each part
+    of the identity instead (``toy.ATTRIBUTES``: shape, colours, pattern, marking; mean cross-entropy): the
+    vision tower's objective, on the large training split. A tower trained to tell 400 identities apart
+    memorised them by their colours: a linear probe read the shape of HELD-OUT subjects from it 30 % of the
+    time (chance 12 %), and the inpainting model, which sees only this embedding, painted colours and
+    patterns without outlines."""
     data = examples(split, args.seed)
-    n_ids = len(data.identities)
     dim = embed(model, to_input(_batch(data, 0, 2, "reference"))).shape[-1]
     torch.manual_seed(args.seed + 1)
-    head = torch.nn.Parameter(torch.randn(n_ids, dim) * dim**-0.5)
+    if objective == "identity":
+        heads = {"identity": torch.nn.Linear(dim, len(data.identities), bias=False)}
+    else:
+        heads = {k: torch.nn.Linear(dim, n) for k, n in toy.ATTRIBUTES.items()}
+        part_labels = [toy.attribute_labels(ident) for ident in data.identities]
     batch = 64
 
     def loss_fn(step: int, g: torch.Generator) -> torch.Tensor:
         items = [data[step * batch + j] for j in range(batch)]
         pixels = to_input(torch.stack([it["reference"] for it in items]))
         labels = torch.stack([it["identity"] for it in items])
-        emb = F.normalize(embed(model, pixels), dim=-1)
-        logits = 16.0 * emb @ F.normalize(head, dim=-1).T
-        return F.cross_entropy(logits, labels)
+        features = embed(model, pixels)
+        if objective == "identity":
+            logits = 16.0 * F.normalize(features, dim=-1) @ F.normalize(heads["identity"].weight, dim=-1).T
+            return F.cross_entropy(logits, labels)
+        losses = [
+            F.cross_entropy(linear(features), torch.tensor([part_labels[int(i)][k] for i in labels]), ignore_index=-1)
+            for k, linear in heads.items()
+        ]
+        return torch.stack(losses).mean()
 
-    params = {**{f"model.{k}": p for k, p in model.named_parameters()}, "head": head}
-    losses = fit(
+    params = {f"model.{k}": p for k, p in model.named_parameters()}
+    params.update({f"head.{k}.{n}": p for k, linear in heads.items() for n, p in linear.named_parameters()})
+    return fit(
         params, loss_fn, steps, 1e-3, out / name / "train", args.seed, warmup=100, label=name, progress=not args.quiet
     )
-    return losses
 
 
 def stage_tower(out: Path, args: argparse.Namespace) -> Path:
@@ -160,7 +179,15 @@ def stage_tower(out: Path, args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed)
     tower = CLIPVisionModel(CLIPVisionConfig(**TOY_VISION))
     losses = _identity_stage(
-        out, "tower", "train", tower, lambda m, x: m(pixel_values=x).pooler_output, args.tower_steps, args, lambda x: x
+        out,
+        "tower",
+        "train",
+        tower,
+        lambda m, x: m(pixel_values=x).pooler_output,
+        args.tower_steps,
+        args,
+        lambda x: x,
+        objective="attributes",
     )
     tower.save_pretrained(folder, safe_serialization=True)
     _finish(folder, {"final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])) if losses else None})
