@@ -377,7 +377,7 @@ def build_app(settings: UISettings, painter: Painter | None = None):
                     sources=("upload", "clipboard"),
                     transforms=(),
                     layers=False,
-                    brush=gr.Brush(default_size=24, colors=["#ff00ff"], color_mode="fixed"),
+                    brush=gr.Brush(default_size=24, colors=[("#ff00ff", 0.6)], color_mode="fixed"),  # see-through
                     elem_id="scene-editor",
                 )
                 region = gr.Radio(
@@ -414,6 +414,7 @@ def build_app(settings: UISettings, painter: Painter | None = None):
         gallery = gr.Gallery(
             label="Results",
             columns=4,
+            fit_columns=False,
             height=360,
             object_fit="contain",
             preview=False,
