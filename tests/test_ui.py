@@ -196,7 +196,8 @@ def test_a_picked_subject_uses_its_reference_and_modified_guidance(tiny_model_di
     with_subject = paint(str(subject), 0.8)
     weight_zero = paint(str(subject), 0.0)
     assert not np.array_equal(with_subject, weight_zero)  # the fine-tuned model takes part at w = 0.8
-    # back to the plain model (the page unloads the subject); at w = 0 modified guidance is the pretrained model alone: the plain model with the subject's reference
+    # Back to the plain model (the page unloads the subject). At w = 0 modified guidance is the pretrained
+    # model alone, so the plain model given the subject's reference crop paints the same picture.
     reference = str(sorted((subject / "references").glob("*.png"))[0])
     plain, _, _ = handle_generate(
         settings, painter, value, [reference], NO_SUBJECT, REGION_MODES[0], "", 5, 0.0, 2, "ddim", 3, 1
