@@ -269,7 +269,7 @@ def add_inpaint_parser(sub) -> None:
 def resolve_model_and_reference(args: argparse.Namespace) -> tuple[str, str]:
     """The model (``--model``, else the base a subject folder names) and the reference (``--reference``,
     else the subject folder's first reference crop)."""
-    from .convert.subject import is_subject_folder, read_subject_index
+    from .convert.subject import is_subject_folder, read_subject_index, subject_reference_crops
 
     subject = Path(args.subject) if args.subject else None
     if subject is not None and not subject.exists():
@@ -278,7 +278,7 @@ def resolve_model_and_reference(args: argparse.Namespace) -> tuple[str, str]:
     model = args.model or (read_subject_index(folder).get("base") if folder else None) or default_model_or_error()
     reference = args.reference
     if reference is None:
-        crops = sorted((folder / "references").glob("*.png")) if folder else []
+        crops = subject_reference_crops(folder) if folder else []
         if not crops:
             raise CLIError("--reference is required (a photo of the subject)")
         reference = str(crops[0])
@@ -470,19 +470,10 @@ def add_demo_parser(sub) -> None:
     p.set_defaults(handler=run_demo)
 
 
-def free_path(name: str) -> Path:
-    """``name``, or ``stem-2.suffix``, ``stem-3.suffix`` … whichever does not exist yet."""
-    path = Path(name)
-    k = 2
-    while path.exists():
-        path = Path(f"{Path(name).stem}-{k}{Path(name).suffix}")
-        k += 1
-    return path
-
-
 def run_demo(args: argparse.Namespace) -> int:
     from .demo import demo
     from .sampling.samplers import SAMPLERS
+    from .utils import free_path
 
     if args.sampler not in SAMPLERS:
         raise CLIError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {args.sampler!r}")

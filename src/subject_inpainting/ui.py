@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from . import imaging
+from .utils import free_path
 
 # A scene of more than this many pixels is refused: the page sends it through the browser and the model
 # works on a square of a few hundred pixels anyway (about 4096 × 4096).
@@ -137,7 +138,9 @@ def read_references(files: Sequence[Any] | None, subject: str | None) -> list[tu
             raise UIError(f"The reference {Path(path).name} is not an image this page can read.") from None
         references.append((Path(path).name, image.convert("RGB")))
     if not references and subject:
-        crops = sorted((Path(subject) / "references").glob("*.png"))
+        from .convert.subject import subject_reference_crops
+
+        crops = subject_reference_crops(Path(subject))
         if crops:
             references.append((f"{Path(subject).name} (subject)", imaging.open_image(crops[0], "reference")))
     if not references:
@@ -167,6 +170,7 @@ class Painter:
     def __init__(self, settings: UISettings):
         self.settings = settings
         self._pipe = None
+        self._subject: str | None = None  # the subject loaded into the pipeline
         self._lock = threading.Lock()
         self.out_dir = Path(settings.out_dir or tempfile.mkdtemp(prefix="subject-inpaint-ui-"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -184,8 +188,7 @@ class Painter:
         return self._pipe
 
     def _use_subject(self, pipe, subject: str | None) -> None:
-        current = getattr(pipe, "_ui_subject", None)
-        if subject == current:
+        if subject == self._subject:
             return
         if subject:
             from .convert.checkpoint_io import CheckpointError
@@ -196,7 +199,7 @@ class Painter:
                 raise UIError(f"Subject {Path(subject).name}: {e}") from None
         else:
             pipe.unload_subject()
-        pipe._ui_subject = subject
+        self._subject = subject
 
     def generate(
         self,
@@ -241,17 +244,19 @@ class Painter:
                 raise UIError(str(e)[:1].upper() + str(e)[1:] + ".") from None
             gallery, files = [], []
             total = len(references) * int(steps)
+            scene_image, mask_image = Image.fromarray(scene), Image.fromarray(mask.astype(np.uint8) * 255)
             for k, (name, reference) in enumerate(references):
                 done = k * int(steps)
+                stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).stem)[:40] or "reference"
 
                 def step(info: dict[str, Any], done: int = done) -> None:
                     if on_step is not None:
                         on_step(done + int(info["i"]) + 1, total)
 
                 result = pipe(
-                    Image.fromarray(scene),
+                    scene_image,
                     reference,
-                    mask=Image.fromarray(mask.astype(np.uint8) * 255),
+                    mask=mask_image,
                     num_inference_steps=int(steps),
                     guidance_scale=float(guidance),
                     sampler=sampler,
@@ -262,17 +267,10 @@ class Painter:
                     callback=step,
                 )
                 for j, image in enumerate(result.images):
-                    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).stem)[:40] or "reference"
-                    path = imaging.save_image_atomic(image, self._free(f"seed{seed + k}-{stem}-{j}.png"))
+                    path = imaging.save_image_atomic(image, free_path(self.out_dir / f"seed{seed + k}-{stem}-{j}.png"))
                     gallery.append((image, f"{name} · seed {seed + k} · #{j + 1}"))
                     files.append(str(path))
         return gallery, files, seed
-
-    def _free(self, name: str) -> Path:
-        path, k = self.out_dir / name, 2
-        while path.exists():
-            path, k = self.out_dir / f"{Path(name).stem}-{k}.png", k + 1
-        return path
 
 
 def handle_generate(
@@ -324,40 +322,14 @@ def build_app(settings: UISettings, painter: Painter | None = None):
     painter = painter or Painter(settings)
     subjects = [NO_SUBJECT, *[str(s) for s in settings.subjects]]
 
-    def on_generate(  # Gradio finds the progress tracker by its default value, hence the call in the signature
-        editor,
-        files,
-        subject,
-        region,
-        box,
-        guidance,
-        weight,
-        steps,
-        sampler,
-        seed,
-        count,
-        progress=gr.Progress(),  # noqa: B008
-    ):
+    # The inputs arrive in the order of `run.click`'s list below, which is handle_generate's. Gradio finds the
+    # progress tracker by its default value, hence the call in the signature.
+    def on_generate(*inputs, progress=gr.Progress()):  # noqa: B008
         def report(i: int, n: int) -> None:
             progress((i, n), desc="painting" if i else "loading the model", unit="steps")
 
         try:
-            return handle_generate(
-                settings,
-                painter,
-                editor,
-                files,
-                subject,
-                region,
-                box,
-                guidance,
-                weight,
-                steps,
-                sampler,
-                seed,
-                count,
-                report,
-            )
+            return handle_generate(settings, painter, *inputs, report=report)
         except UIError as e:
             raise gr.Error(str(e), print_exception=False) from None
 

@@ -66,6 +66,11 @@ def is_subject_folder(path: Path) -> bool:
     return (path / SUBJECT_INDEX).is_file()
 
 
+def subject_reference_crops(folder: Path) -> list[Path]:
+    """The reference crops a ``subject-inpaint finetune`` folder keeps (``references/*.png``), in order."""
+    return sorted((Path(folder) / "references").glob("*.png"))
+
+
 def base_fingerprint(unet: torch.nn.Module, encoder: ReferenceEncoder) -> str:
     """A short hash of the base model's frozen parts a subject depends on (weights, not paths, so that the
     same base in another format matches)."""
