@@ -70,3 +70,99 @@ def scene_files(tmp_path):
     ref = tmp_path / "reference.jpg"
     Image.fromarray(make_scene((30, 30), seed=1)).save(ref)
     return {"scene": scene, "mask": mask_path, "reference": ref, "mask_array": mask >= 128}
+
+
+@pytest.fixture(scope="session")
+def tiny_extractor_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Tiny CLIP, DINO (ViT) and DINOv2 image encoders saved as hub-style folders (fixed seed)."""
+    import torch
+    from transformers import (
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+        Dinov2Config,
+        Dinov2Model,
+        ViTConfig,
+        ViTModel,
+    )
+
+    root = tmp_path_factory.mktemp("extractors")
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+    models = {
+        "clip": CLIPVisionModelWithProjection(
+            CLIPVisionConfig(**small, image_size=32, patch_size=8, projection_dim=16)
+        ),
+        "dino": ViTModel(ViTConfig(**small, image_size=224, patch_size=32), add_pooling_layer=False),
+        "dinov2": Dinov2Model(Dinov2Config(**small, image_size=224, patch_size=32)),
+    }
+    folders = {}
+    for k, (name, model) in enumerate(models.items()):
+        torch.manual_seed(k)
+        model.apply(model._init_weights)
+        model.save_pretrained(root / name)
+        folders[name] = root / name
+    return folders
+
+
+@pytest.fixture(scope="session")
+def fid_weights_file(tmp_path_factory) -> Path:
+    """pytorch-fid's FID Inception network with random weights (fixed seed), saved as a plain state dict."""
+    import torch
+
+    fid_inception = pytest.importorskip("pytorch_fid.inception")
+    from unittest import mock
+
+    import torchvision
+
+    torch.manual_seed(0)
+    with (
+        mock.patch.object(fid_inception, "load_state_dict_from_url", lambda *a, **k: {}),
+        mock.patch.object(torchvision.models.Inception3, "load_state_dict", lambda self, *a, **k: None),
+    ):
+        net = fid_inception.fid_inception_v3()
+    path = tmp_path_factory.mktemp("inception") / "fid_inception.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def tiny_eval_args(model_dir: Path, extractors: dict[str, Path]) -> list[str]:
+    """The options of an ``eval`` run on the tiny models: 2 DDIM steps on the CPU, tiny extractors."""
+    args = ["--model", str(model_dir), "--sampler", "ddim", "--steps", "2", "--device", "cpu", "--quiet"]
+    for name, folder in extractors.items():
+        args += [f"--{name}-model", str(folder)]
+    return args
+
+
+def accelerate_launch(processes: int) -> list[str]:
+    """``accelerate launch`` of the command line on ``processes`` CPU processes (a free local port)."""
+    import socket
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    return [
+        launcher,
+        "launch",
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--cpu",
+        "--main_process_port",
+        str(port),
+        "-m",
+        "subject_inpainting.cli",
+    ]
+
+
+def run_launched(cmd: list[str]):
+    """Run a launched command (one thread per process, no TensorBoard); returns the finished process."""
+    import subprocess
+
+    env = {**os.environ, "SI_NO_TENSORBOARD": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)

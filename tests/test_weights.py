@@ -21,10 +21,11 @@ from subject_inpainting.pipeline import SubjectInpaintPipeline
 
 CASES = 6
 # Measured with the shipped weights (DPM-Solver++ 20 steps, 6 held-out cases, case seeds 100+k / 200+k /
-# 300+k): own-reference mean 0.507 / 0.305 / 0.397, unrelated-reference mean 0.079 / 0.173 / -0.008, so gaps
-# of 0.43 / 0.13 / 0.41, and the own reference scored higher in 6 / 5 / 6 of the 6 cases. The test (seeds
-# 100+k) asks for a gap of 0.1, under the smallest measured: a model that ignores its reference (gap ~0) fails.
-IDENTITY_MARGIN = 0.1
+# 300+k): own-reference mean 0.490 / 0.391 / 0.556, unrelated-reference mean 0.127 / 0.113 / 0.015, so gaps
+# of 0.36 / 0.28 / 0.54, and the own reference scored higher in 6 / 5 / 6 of the 6 cases (the previous model:
+# gaps 0.43 / 0.13 / 0.41). The test (seeds 100+k) asks for a gap of 0.15, half the smallest measured: a
+# model that ignores its reference (gap ~0) fails.
+IDENTITY_MARGIN = 0.15
 
 
 @pytest.fixture(scope="module")

@@ -500,13 +500,16 @@ def default_model_or_error() -> str:
     return str(model)
 
 
+def _command_group(sub, name: str, help: str, title: str):
+    """A command with commands of its own (``toy train``, ``eval cocoee`` ...): returns their subparsers."""
+    p = sub.add_parser(name, help=help)
+    return p.add_subparsers(title=title, metavar="NAME", required=True, parser_class=OneLineParser, help="which one")
+
+
 def add_toy_parsers(sub) -> None:
     from .training import toy as toy_training
 
-    p = sub.add_parser("toy", help="the toy world: train the embedded model, write datasets")
-    toy_sub = p.add_subparsers(
-        title="toy commands", metavar="COMMAND", required=True, parser_class=OneLineParser, help="what to do"
-    )
+    toy_sub = _command_group(sub, "toy", "the toy world: train the embedded model, write datasets", "toy commands")
     toy_training.build_parser(
         toy_sub.add_parser(
             "train",
@@ -568,10 +571,7 @@ def run_toy_world(args: argparse.Namespace) -> int:
 
 
 def add_bench_parser(sub) -> None:
-    p = sub.add_parser("bench", help="offline benchmarks of the method")
-    bench_sub = p.add_subparsers(
-        title="benchmarks", metavar="NAME", required=True, parser_class=OneLineParser, help="which benchmark"
-    )
+    bench_sub = _command_group(sub, "bench", "offline benchmarks of the method", "benchmarks")
     t = bench_sub.add_parser(
         "toy",
         help="the toy world: base vs fine-tuned subjects, detail module, model weight, samplers",
@@ -612,6 +612,190 @@ def run_bench_toy(args: argparse.Namespace) -> int:
 
     print(markdown_table(result["results"]))
     print(Path(args.out) / "results.json")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# eval
+# ---------------------------------------------------------------------------------------------------
+def _add_generation_args(p: argparse.ArgumentParser, out_help: str, sampler: str = "plms", steps: int = 50) -> None:
+    """What every evaluation runner takes: where to write, how to paint, and the CLIP model it scores with."""
+    from .sampling.samplers import SAMPLERS
+
+    p.add_argument("--out", required=True, metavar="DIR", help=out_help)
+    p.add_argument(
+        "--clip-model", default=None, metavar="PATH_OR_ID", help="CLIP (default openai/clip-vit-base-patch32)"
+    )
+    p.add_argument("--model", metavar="PATH_OR_ID", help="model to evaluate (default: the embedded toy model)")
+    p.add_argument("--sampler", choices=SAMPLERS, default=sampler, help=f"sampler (default {sampler}, the original's)")
+    p.add_argument("--steps", type=_positive_int, default=steps, help=f"sampling steps (default {steps})")
+    p.add_argument("--guidance-scale", type=_non_negative_float, default=5.0, help="guidance scale (default 5)")
+    p.add_argument("--seed", type=_seed, default=0, help="case k is painted with seed + k (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_eval_parsers(sub) -> None:
+    eval_sub = _command_group(
+        sub, "eval", "the papers' benchmarks: COCOEE (FID, QS, CLIP score) and a subject protocol", "evaluations"
+    )
+    c = eval_sub.add_parser(
+        "cocoee",
+        help="paint COCOEE's 3,500 cases and score them (FID, QS, region CLIP score)",
+        description="Paint every COCOEE case (resumable: finished pictures are skipped; spread over GPUs with "
+        "`accelerate launch`), then score: FID against the prepared COCO test2017 set, QS with a Gaussian "
+        "mixture, region CLIP score. Writes OUT/results/, OUT/report.json and OUT/report.html.",
+    )
+    c.add_argument("--data", required=True, metavar="DIR", help="the COCOEE folder as published (test_bench)")
+    _add_generation_args(c, "results and reports (resumed if it exists)")
+    c.add_argument("--paste-back", action="store_true", help="paste into the scene (the original does not)")
+    c.add_argument("--limit", type=_positive_int, help="only the first N cases (default all)")
+    c.add_argument("--score-only", action="store_true", help="do not paint; score the pictures in OUT/results")
+    c.add_argument(
+        "--fid-reference",
+        metavar="DIR_OR_NPZ",
+        help="FID reference: images (`eval prepare`) or pytorch-fid statistics (.npz); FID skipped if absent",
+    )
+    c.add_argument(
+        "--gmm", metavar="FILE", help="QS mixture (.npz/.safetensors, see convert-gmm); QS skipped if absent"
+    )
+    c.add_argument("--inception-weights", metavar="FILE", help="FID Inception weights file (default: torch hub cache)")
+    c.set_defaults(handler=run_eval_cocoee)
+
+    r = eval_sub.add_parser(
+        "prepare",
+        help="build COCOEE's FID reference set from COCO test2017 (512 shorter side, 512 centre crop)",
+        description="Resize each COCO test2017 image's shorter side to 512 (bilinear) and centre-crop 512 × 512, "
+        "as the original's create_square_gt_for_fid.py; resumable.",
+    )
+    r.add_argument("--coco-images", required=True, metavar="DIR", help="COCO test2017 image folder")
+    r.add_argument("--out", required=True, metavar="DIR", help="folder of the prepared PNGs")
+    r.add_argument("--size", type=_positive_int, default=512, help="side (default 512)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(handler=run_eval_prepare)
+
+    j = eval_sub.add_parser(
+        "subjects",
+        help="subjects × scenes, with and without fine-tuning; CLIP-I and DINO against held-out photos",
+        description="Fine-tune each subject on its first photos, paint every subject into every scene with "
+        "the pretrained model and with the fine-tuned subject, and score CLIP-I, DINO (ViT-S/16 class token) "
+        "and DINOv2 (mean-pooled) against the held-out photos. Resumable; `accelerate launch` spreads it.",
+    )
+    j.add_argument("--subjects", required=True, metavar="DIR", help="SUBJECTS/<name>/*.jpg (+ boxes.json)")
+    j.add_argument("--scenes", required=True, metavar="DIR", help="X.png + X_mask.png pairs, or a COCOEE folder")
+    _add_generation_args(j, "results, fine-tuned subjects, reports (resumed if it exists)")
+    j.add_argument("--train-photos", type=_positive_int, default=3, help="photos per subject to fine-tune on (3)")
+    j.add_argument("--no-finetune", action="store_true", help="only the pretrained model")
+    j.add_argument("--finetune-steps", type=_positive_int, help="fine-tuning steps (default: the original's epochs)")
+    j.add_argument("--model-weight", type=_non_negative_float, default=0.8, help="modified guidance w (0.8)")
+    j.add_argument("--scene-limit", type=_positive_int, help="only the first N scenes")
+    j.add_argument("--dino-model", default=None, metavar="PATH_OR_ID", help="DINO (default facebook/dino-vits16)")
+    j.add_argument("--dinov2-model", default=None, metavar="PATH_OR_ID", help="DINOv2 (default facebook/dinov2-base)")
+    j.add_argument("--no-dinov2", action="store_true", help="skip the DINOv2 score")
+    j.set_defaults(handler=run_eval_subjects)
+
+    g = eval_sub.add_parser(
+        "convert-gmm",
+        help="turn a pickled scikit-learn Gaussian mixture (the original's QS file) into a safe .npz/.safetensors",
+        description="Unpickling runs code chosen by the file's author: this reads SRC only with --trust-pickle.",
+    )
+    g.add_argument("source", metavar="SRC", help="the pickled GaussianMixture")
+    g.add_argument("destination", metavar="DST", help="output .npz or .safetensors")
+    g.add_argument("--trust-pickle", action="store_true", help="I trust SRC's author: unpickle it")
+    g.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    g.set_defaults(handler=run_eval_convert_gmm)
+
+
+def _generation(args: argparse.Namespace, model: str):
+    from .evaluation.report import Generation
+
+    return Generation(model, args.sampler, args.steps, args.guidance_scale, args.seed)
+
+
+def _eval_device(name: str) -> str:
+    """The device of this process: under ``accelerate launch`` with ``auto``, the process's own GPU."""
+    if name == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        return str(PartialState().device)
+    return str(resolve_device(name))
+
+
+def run_eval_cocoee(args: argparse.Namespace) -> int:
+    from .evaluation import features
+    from .evaluation.cocoee import CocoeeSettings, run_cocoee
+    from .evaluation.report import print_summary
+
+    model = args.model or default_model_or_error()
+    device = _eval_device(args.device)
+    pipe = None
+    if not args.score_only:
+        from .pipeline import SubjectInpaintPipeline
+
+        pipe = SubjectInpaintPipeline.from_pretrained(model, device=device)
+    settings = CocoeeSettings(args.data, _generation(args, model), args.paste_back, args.limit)
+    report = run_cocoee(
+        settings,
+        args.out,
+        pipe,
+        args.fid_reference,
+        args.gmm,
+        args.clip_model or features.DEFAULT_CLIP,
+        args.inception_weights,
+        device,
+        not args.quiet,
+    )
+    print_summary(report, args.out)
+    return 0
+
+
+def run_eval_prepare(args: argparse.Namespace) -> int:
+    from .evaluation.cocoee import prepare_fid_reference
+
+    n = prepare_fid_reference(args.coco_images, args.out, args.size, not args.quiet)
+    print(f"{n} reference images in {args.out}")
+    return 0
+
+
+def run_eval_subjects(args: argparse.Namespace) -> int:
+    from .evaluation import features
+    from .evaluation.report import print_summary
+    from .evaluation.subjects import SubjectsSettings, run_subjects
+
+    model = args.model or default_model_or_error()
+    settings = SubjectsSettings(
+        args.subjects,
+        args.scenes,
+        _generation(args, model),
+        args.train_photos,
+        not args.no_finetune,
+        args.finetune_steps,
+        args.model_weight,
+        args.scene_limit,
+    )
+    report = run_subjects(
+        settings,
+        args.out,
+        args.clip_model or features.DEFAULT_CLIP,
+        args.dino_model or features.DEFAULT_DINO,
+        None if args.no_dinov2 else (args.dinov2_model or features.DEFAULT_DINOV2),
+        _eval_device(args.device),
+        not args.quiet,
+    )
+    print_summary(report, args.out)
+    return 0
+
+
+def run_eval_convert_gmm(args: argparse.Namespace) -> int:
+    from .evaluation.gmm import convert_pickled_mixture
+
+    destination = Path(args.destination)
+    if destination.resolve() == Path(args.source).resolve():
+        raise CLIError(f"{destination}: is SRC; write the converted mixture elsewhere")
+    if destination.exists() and not args.overwrite:
+        raise CLIError(f"{destination}: already exists (add --overwrite to replace it)")
+    mixture = convert_pickled_mixture(args.source, args.destination, trust=args.trust_pickle)
+    print(f"wrote a {len(mixture.weights)}-component mixture of {mixture.dim}-d features to {args.destination}")
     return 0
 
 
@@ -697,6 +881,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_parsers(sub)
     add_toy_parsers(sub)
     add_bench_parser(sub)
+    add_eval_parsers(sub)
     add_ui_parser(sub)
     return parser
 

@@ -8,7 +8,6 @@ original's *keep* mask is used (1 = keep, 0 = hole), see ``keep_mask_tensor``.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from .utils import current_umask
+from .utils import atomic_file
 
 # Refuse decompression bombs loudly rather than with PIL's warning (about 180 MP, as PIL's own limit).
 MAX_PIXELS = 178_956_970
@@ -345,17 +344,9 @@ def save_image_atomic(image: Image.Image, path: str | os.PathLike) -> Path:
     fmt = image_format(path)
     if fmt == "JPEG" and image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-            image.save(f, format=fmt, **options)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes the file private; outputs get the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+        image.save(f, format=fmt, **options)
+        f.flush()
+        os.fsync(f.fileno())
     return path

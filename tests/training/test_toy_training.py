@@ -17,6 +17,7 @@ from subject_inpainting.pipeline import SubjectInpaintPipeline
 from subject_inpainting.training import toy
 
 STEPS = ["--vae-steps", "2", "--tower-steps", "2", "--evaluator-steps", "2", "--base-steps", "2", "--base-batch", "2"]
+STEPS += ["--base-cache", "6"]  # a pool of 6 encoded examples
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,8 @@ def test_the_trained_model_paints_and_exports_in_half_precision(toy_run, tmp_pat
     out, _ = toy_run
     assert cli.main(["toy", "export", str(out), "--to", str(tmp_path / "weights")]) == 0
     assert "exported" in capsys.readouterr().out
+    assert (out / "model" / "latent-cache.safetensors").is_file()
+    assert not list((tmp_path / "weights").rglob("latent-cache*"))  # the training pool stays in the run
     unet = load_file(str(tmp_path / "weights" / "model" / "unet" / "diffusion_pytorch_model.safetensors"))
     assert {v.dtype for v in unet.values()} == {torch.float16}
     pipe = SubjectInpaintPipeline.from_pretrained(tmp_path / "weights" / "model")

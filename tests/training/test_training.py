@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FIXTURES
+from conftest import FIXTURES, accelerate_launch, run_launched
 from subject_inpainting import cli
 from subject_inpainting.convert import load_components
 from subject_inpainting.pipeline import SubjectInpaintPipeline
@@ -345,32 +345,9 @@ def test_convert_from_stable_diffusion(reference_dir, tmp_path, capsys):
 
 def test_two_processes_with_accelerate_launch(tiny_model_dir, tmp_path):
     """The data-parallel path (gloo on the CPU): two processes share the batch and the run saves once."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
     folder, boxes = photo_folder(tmp_path, ("00.jpg", "01.jpg", "02.jpg", "03.jpg"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
     cmd = [
-        launcher,
-        "launch",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--cpu",
-        "--main_process_port",
-        str(port),
-        "-m",
-        "subject_inpainting.cli",
+        *accelerate_launch(2),
         "finetune",
         *where_args(folder, boxes, tiny_model_dir, tmp_path / "ddp"),
         "--max-steps",
@@ -383,8 +360,7 @@ def test_two_processes_with_accelerate_launch(tiny_model_dir, tmp_path):
         "4",
         "--quiet",
     ]
-    env = {**os.environ, "SI_NO_TENSORBOARD": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    proc = run_launched(cmd)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "ddp" / "subject_index.json").is_file()
     assert [p.name for p in loop.ckpt.list_checkpoints(tmp_path / "ddp")] == ["step-00000002"]

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..utils import hub_offline
 from .checkpoint_io import PICKLE_SUFFIXES, CheckpointError
 from .diffusers_format import is_diffusers_pbe_folder, load_diffusers_pbe
 from .original import load_original
@@ -100,7 +101,7 @@ def download_from_hub(repo_id: str) -> Path:
         RepositoryNotFoundError,
     )
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+    offline = hub_offline()
     try:
         folder = snapshot_download(repo_id, allow_patterns=_hub_patterns(repo_id, offline), local_files_only=offline)
     except (OfflineModeIsEnabled, LocalEntryNotFoundError):

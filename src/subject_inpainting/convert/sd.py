@@ -17,6 +17,7 @@ import torch
 
 from ..models.build import build_component, fill_component, state_dict_problems
 from ..models.configs import CLIP_VIT_L14_VISION, RELEASED_LDM_PARAMS, reference_encoder_config
+from ..utils import hub_offline
 from .checkpoint_io import CheckpointError, read_json, read_state_dict, read_yaml
 from .original import (
     UNET_PREFIX,
@@ -60,7 +61,7 @@ def load_vision_tower(spec: str | os.PathLike) -> tuple[dict[str, Any], dict[str
     from transformers import CLIPVisionModel
 
     path = Path(spec).expanduser()
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+    offline = hub_offline()
     if not path.exists() and offline:
         raise CheckpointError(
             f"{spec}: not a local folder, and the hub cannot be reached (HF_HUB_OFFLINE is set); give a local "

@@ -16,7 +16,6 @@ import math
 import numbers
 import operator
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from ..imaging import (
     rgb_to_tensor,
     to_rgb,
 )
-from ..utils import current_umask
+from ..utils import write_text_atomic
 from ._random import check_generator, randint, uniform
 from .augment import AugmentConfig, augment_reference
 from .boxes import Box, Size, as_box, check_box, check_size, extend_box, reference_box, square_crop
@@ -227,29 +226,13 @@ def write_manifest(records: Sequence[Record], path: str | os.PathLike) -> Path:
         if record.meta:
             entry["meta"] = record.meta
         lines.append(json.dumps(entry, ensure_ascii=False) + "\n")
-    _write_text_atomic(path, "".join(lines))
+    write_text_atomic(path, "".join(lines))
     return path
 
 
 def _manifest_path(path: Path, folder: Path) -> str:
     absolute = Path(os.path.abspath(path))
     return absolute.relative_to(folder).as_posix() if absolute.is_relative_to(folder) else str(absolute)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    # Same scheme as ``imaging.save_image_atomic``: a crash leaves the old file or the new one.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes the file private
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------------

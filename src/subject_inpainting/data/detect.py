@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..imaging import InputError, mask_bbox, open_image, to_rgb
+from ..utils import hub_offline
 from .datasets import PHOTO_SUFFIXES, Record
 
 DETECTOR_ID = "google/owlv2-base-patch16-ensemble"
@@ -49,7 +50,7 @@ def best_box(boxes: torch.Tensor, scores: torch.Tensor, size: tuple[int, int], t
 def _load(kind: str, model_id: str):
     from transformers import AutoProcessor, Owlv2ForObjectDetection, SamModel
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+    offline = hub_offline()
     cls = Owlv2ForObjectDetection if kind == "detector" else SamModel
     try:
         processor = AutoProcessor.from_pretrained(model_id, local_files_only=offline)

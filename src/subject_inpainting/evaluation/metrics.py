@@ -55,3 +55,29 @@ def feature_statistics(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray,
 def frechet_distance_of_features(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
     """Fréchet distance between the Gaussians fitted to two feature sets ``(N, D)`` and ``(M, D)``."""
     return frechet_distance(*feature_statistics(a), *feature_statistics(b))
+
+
+def _as_array(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    return np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+
+
+def paired_cosine(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Cosine similarity of row ``i`` of ``a`` with row ``i`` of ``b`` (both ``(N, D)``): ``(N,)``.
+
+    Region CLIP score (Paint-by-Example's ``region_clip_score.py``) is 100 × the mean of this over the
+    (result crop, reference) pairs."""
+    a, b = _as_array(a), _as_array(b)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"paired features must both be (N, D): got {a.shape} and {b.shape}")
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def mean_pairwise_cosine(generated: torch.Tensor | np.ndarray, real: torch.Tensor | np.ndarray) -> float:
+    """Mean cosine similarity over every (generated, real) pair, ``(N, D)`` × ``(M, D)``: DreamBooth's CLIP-I
+    and DINO scores (Ruiz et al. 2023, sec. 4.1)."""
+    g, r = _as_array(generated), _as_array(real)
+    if g.ndim != 2 or r.ndim != 2 or g.shape[1] != r.shape[1] or not len(g) or not len(r):
+        raise ValueError(f"features must be (N, D) and (M, D) with N, M >= 1: got {g.shape} and {r.shape}")
+    g = g / np.linalg.norm(g, axis=1, keepdims=True)
+    r = r / np.linalg.norm(r, axis=1, keepdims=True)
+    return float((g @ r.T).mean())

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from .. import imaging
 from ..data import toy
+from ..utils import write_text_atomic
 from .identity import IdentityEncoder
 from .metrics import frechet_distance_of_features, psnr
 
@@ -236,7 +237,7 @@ def run_toy_bench(
         "results": rows,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(out / "results.json", json.dumps(result, indent=2) + "\n")
     (out / "results.md").write_text(markdown_table(rows) + "\n")
     bar_chart(rows).save(out / "identity.png")
     return result

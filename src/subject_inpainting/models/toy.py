@@ -1,9 +1,13 @@
 """The toy world's model sizes: small enough to train on a CPU in about an hour, big enough to paint
 recognisable subjects at 64 × 64 pixels.
 
-The VAE downsamples by 4 (16 × 16 × 8 latents: four channels lost the subjects' colours); the UNet has
-cross-attention at every level; the vision tower is a small ViT with 4-pixel patches on 32-pixel
-references (an 8 × 8 grid of patch tokens, so that the detail module has fine detail to pool).
+The VAE downsamples by 4 (16 × 16 × 8 latents: four channels lost the subjects' colours; downsampling by 8
+into 16 channels lost colours and patterns after the same 1,000 steps, L1 0.133 against 0.070). The UNet
+is narrow and has no attention at 16 × 16: what the toy model lacked was training steps, not width. A
+step of the earlier [64, 128, 128] UNet with attention everywhere took 0.76 s (batch 32, this machine's two
+cores), this one 0.28 s, and 3,400 steps of the earlier one painted blobs in the right colours. The vision
+tower is a small ViT with 4-pixel patches on 32-pixel references (an 8 × 8 grid of patch tokens, so that
+the detail module has fine detail to pool).
 """
 
 from __future__ import annotations
@@ -28,13 +32,13 @@ TOY_UNET: dict[str, Any] = {
     "sample_size": TOY_RESOLUTION // 4,
     "in_channels": 17,  # noisy latent + masked-scene latent + mask
     "out_channels": 8,
-    "block_out_channels": [64, 128, 128],
-    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "block_out_channels": [32, 64, 128],
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
     "layers_per_block": 1,
     "attention_head_dim": 4,
     "cross_attention_dim": 128,
-    "norm_num_groups": 32,
+    "norm_num_groups": 16,
 }
 TOY_VISION: dict[str, Any] = {
     "hidden_size": 128,

@@ -29,6 +29,8 @@ from ..sampling.schedule import alphas_cumprod
 from . import checkpoints as ckpt
 from .config import TrainConfig
 from .ema import EMA
+from .latents import FIELDS as LATENT_FIELDS
+from .latents import sample_latents
 from .losses import inpainting_loss
 
 BASE_ENCODER_PARTS = ("class_mapper.", "class_norm.", "class_proj.", "uncond_vector")
@@ -282,13 +284,17 @@ def train(config: TrainConfig, run: Run, accelerator=None) -> dict[str, Any]:
 def _draw(batch, vae, schedule, uncond_prob, g):
     """The step's random draws, all from ``g``: VAE posterior samples (as the original's training), the
     timesteps, the noise and the unconditional dropout."""
-    with torch.no_grad():
-        sf = vae.config.scaling_factor
-        pixels = batch["pixel_values"].to(vae.dtype)
-        keep = batch["keep_mask"]
-        z0 = vae.encode(pixels).latent_dist.sample(generator=g) * sf
-        z_masked = vae.encode(pixels * keep.to(vae.dtype)).latent_dist.sample(generator=g) * sf
-        keep_latent = F.interpolate(keep.float(), size=z0.shape[-2:], mode="bilinear", align_corners=False)
+    sf = vae.config.scaling_factor
+    if "scene_mean" in batch:  # a latent cache (training.latents): the posteriors were computed once
+        z0, z_masked = (z * sf for z in sample_latents(batch, g))
+        keep_latent = batch["keep_latent"]
+    else:
+        with torch.no_grad():
+            pixels = batch["pixel_values"].to(vae.dtype)
+            keep = batch["keep_mask"]
+            z0 = vae.encode(pixels).latent_dist.sample(generator=g) * sf
+            z_masked = vae.encode(pixels * keep.to(vae.dtype)).latent_dist.sample(generator=g) * sf
+            keep_latent = F.interpolate(keep.float(), size=z0.shape[-2:], mode="bilinear", align_corners=False)
     b = z0.shape[0]
     x_start = torch.cat([z0.float(), z_masked.float(), keep_latent], dim=1)
     t = torch.randint(0, int(schedule["num_train_timesteps"]), (b,), generator=g).to(z0.device)
@@ -298,7 +304,8 @@ def _draw(batch, vae, schedule, uncond_prob, g):
 
 
 def _collate(items: list[dict[str, torch.Tensor]], device) -> dict[str, torch.Tensor]:
-    return {k: torch.stack([it[k] for it in items]).to(device) for k in ("pixel_values", "keep_mask", "reference")}
+    keys = LATENT_FIELDS if "scene_mean" in items[0] else ("pixel_values", "keep_mask", "reference")
+    return {k: torch.stack([it[k] for it in items]).to(device) for k in keys}
 
 
 def _inner(optimizer):

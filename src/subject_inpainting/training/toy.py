@@ -8,7 +8,9 @@ Stages, each resumable (checkpoints inside a stage; a finished stage is skipped 
                     from their renders (so renders of one identity map close together);
 3. ``evaluator``  — the evaluator identity encoder, on the evaluator identities only (never the others);
 4. ``init``       — the starting model: the trained VAE and tower, a fresh UNet and class mapper;
-5. ``base``       — Paint-by-Example base training on toy scenes with the project's training loop.
+5. ``base``       — Paint-by-Example base training on toy scenes with the project's training loop, on a
+                    pool of examples encoded once (``train --latent-cache``): the VAE and the renderer
+                    cost a third of a step otherwise.
 
 The result ``OUT/model`` is a project-format model and ``OUT/evaluator`` the scoring encoder.
 """
@@ -42,9 +44,15 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--vae-steps", type=int, default=1000, help="VAE training steps (default 1000)")
     p.add_argument("--tower-steps", type=int, default=600, help="vision-tower training steps (default 600)")
     p.add_argument("--evaluator-steps", type=int, default=500, help="evaluator training steps (default 500)")
-    p.add_argument("--base-steps", type=int, default=3400, help="base inpainting training steps (default 3400)")
+    p.add_argument("--base-steps", type=int, default=10_000, help="base inpainting training steps (default 10000)")
     p.add_argument("--base-batch", type=int, default=32, help="base training batch (default 32)")
-    p.add_argument("--base-lr", type=float, default=3e-4, help="base training learning rate (default 3e-4)")
+    p.add_argument(
+        "--base-cache",
+        type=int,
+        default=32_000,
+        help="examples rendered and VAE-encoded once for base training (default 32000; 0 = new ones every step)",
+    )
+    p.add_argument("--base-lr", type=float, default=5e-4, help="base training learning rate (default 5e-4)")
     p.add_argument("--base-snr-gamma", type=float, default=5.0, help="Min-SNR-γ weighting of the base loss (default 5)")
     p.add_argument("--base-ema", type=float, default=0.999, help="EMA decay of the base weights (default 0.999)")
     p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="stages to run (default all)")
@@ -295,7 +303,8 @@ def stage_base(out: Path, args: argparse.Namespace) -> Path:
         "20",
         "--device",
         "cpu",
-    ] + (["--quiet"] if args.quiet else [])
+    ]
+    argv += (["--latent-cache", str(args.base_cache)] if args.base_cache else []) + (["--quiet"] if args.quiet else [])
     train.main(train.parse_args(argv))
     _finish(folder, {"steps": args.base_steps})
     return folder
@@ -344,7 +353,9 @@ def export(run: Path, destination: Path, dtype: torch.dtype = torch.float16) -> 
                 run / name,
                 tmp,
                 dirs_exist_ok=True,
-                ignore=shutil.ignore_patterns("checkpoints", "previews", "logs", "train", ".*", "DONE"),
+                ignore=shutil.ignore_patterns(
+                    "checkpoints", "previews", "logs", "train", ".*", "DONE", "latent-cache.safetensors"
+                ),
             )
             if name == "model":
                 index = json.loads((tmp / "model_index.json").read_text())

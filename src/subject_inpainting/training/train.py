@@ -45,6 +45,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     data.add_argument("--images", metavar="DIR", help="image folder of --openimages / --coco")
     data.add_argument("--min-area", type=float, default=0.02, help="keep boxes covering at least this share (0.02)")
     data.add_argument("--max-area", type=float, default=0.8, help="and at most this share of the image (0.8)")
+    data.add_argument(
+        "--latent-cache",
+        type=int,
+        metavar="N",
+        help="encode the first N examples with the VAE once (OUT/latent-cache.safetensors) and train on that fixed "
+        "pool in epochs: no VAE work per step, but each example's augmentation is fixed (default: off)",
+    )
     p.add_argument(
         "--out",
         required=True,
@@ -123,17 +130,43 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "data": [str(r.image) for r in records[:1000]],
             "examples": len(records),
         }
+    if args.latent_cache is not None:
+        if not 1 <= args.latent_cache <= len(dataset):
+            raise ValueError(
+                f"--latent-cache {args.latent_cache}: expected 1 to {len(dataset)} (the number of examples)"
+            )
+        fingerprint["latent_cache"] = args.latent_cache
     accelerator = make_accelerator(config, out, args.device)
     prepare_output(out, config, fingerprint, args.overwrite, accelerator)
+    examples = dataset
+    if args.latent_cache is not None:
+        dataset = cached_latents(
+            out / "latent-cache.safetensors", dataset, components["vae"], args.latent_cache, accelerator, not args.quiet
+        )
 
     def publish(c: dict[str, Any], folder: Path) -> None:
         staged_publish(
             folder, "model_index.json", lambda tmp: save_components(c, tmp, extra={"trained_from": str(args.model)})
         )
 
-    preview = preview_function(dataset, "base", config.preview_steps) if config.preview_every else None
+    preview = preview_function(examples, "base", config.preview_steps) if config.preview_every else None
     run = Run(components, dataset, out, publish, fingerprint, preview, progress=not args.quiet)
     return train(config, run, accelerator)
+
+
+def cached_latents(path: Path, dataset, vae, count: int, accelerator, progress: bool):
+    """The run's latent cache: read from ``path`` when an earlier (interrupted) run wrote it, else encoded
+    by the main process and written there."""
+    from .latents import LatentCache
+
+    if accelerator.is_main_process and not path.is_file():
+        vae.to(accelerator.device)
+        LatentCache.build(dataset, vae, count, progress=progress).save(path)
+    accelerator.wait_for_everyone()
+    cache = LatentCache.load(path)
+    if len(cache) != count:
+        raise ValueError(f"{path}: holds {len(cache)} examples, not --latent-cache {count}; delete it to rebuild")
+    return cache
 
 
 if __name__ == "__main__":

@@ -1,0 +1,287 @@
+"""A DreamBooth-style subject protocol (``subject-inpaint eval subjects``): subjects × scenes × masks, with and
+without subject fine-tuning, scored by CLIP-I and DINO against the subject's held-out photos.
+
+Each subject is a folder of photos (the DreamBooth dataset's layout: ``SUBJECTS/<name>/*.jpg``) with, where
+the subject is not the whole photo, a boxes file (``SUBJECTS/<name>/boxes.json`` or
+``SUBJECTS/<name>_boxes.json``: ``{"00.jpg": [x0, y0, x1, y1], ...}``). The first ``train_photos`` photos
+(by name) are the subject's: the reference is cut from the first, and fine-tuning sees all of them; the
+others are held out and only scored against. Scenes are a folder of ``X.png`` + ``X_mask.png`` pairs (white
+= region), or a COCOEE folder.
+
+Settings: ``pretrained`` (the base model given the reference) and ``finetuned`` (the subject fine-tuned on
+its photos, modified guidance at ``model_weight``). Scores (Ruiz et al. 2023, sec. 4.1): CLIP-I and DINO,
+the mean cosine over all (result cut to the mask's box, held-out photo cut to its box) pairs, averaged over
+the subjects; DINO as DreamBooth reports it (ViT-S/16 class token) and as the subject paper did (DINOv2,
+mean of the patch tokens).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .. import imaging
+from ..imaging import InputError
+from ..utils import write_text_atomic
+from . import features as feats
+from .cocoee import _process_state, read_cocoee
+from .metrics import mean_pairwise_cosine
+from .report import Generation, write_report
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+@dataclass
+class Subject:
+    """A subject's photos (sorted by name) and where it is in each (``None``: the whole photo)."""
+
+    name: str
+    photos: list[Path]
+    boxes: dict[str, list[int]] | None = None
+
+    def box(self, photo: Path) -> tuple[int, int, int, int] | None:
+        return tuple(self.boxes[photo.name]) if self.boxes else None
+
+    def crop(self, photo: Path) -> Image.Image:
+        image = imaging.open_image(photo, "subject photo").convert("RGB")
+        box = self.box(photo)
+        return image.crop(box) if box else image
+
+
+@dataclass(frozen=True)
+class Scene:
+    name: str
+    image: Path
+    mask: Path
+
+
+def read_subjects(folder: str | os.PathLike, train_photos: int) -> list[Subject]:
+    """The subjects under ``folder`` (each sub-folder with photos), each with more than ``train_photos``
+    photos so that some are held out."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"--subjects {root}: no such folder")
+    subjects = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        photos = sorted(p for p in sub.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        if not photos:
+            continue
+        if len(photos) <= train_photos:
+            raise InputError(
+                f"{sub}: {len(photos)} photos; the protocol needs more than --train-photos {train_photos} "
+                "(the rest are held out for scoring)"
+            )
+        boxes = None
+        for candidate in (sub / "boxes.json", root / f"{sub.name}_boxes.json"):
+            if candidate.is_file():
+                try:
+                    boxes = {
+                        k: list(v[0] if isinstance(v[0], list) else v)
+                        for k, v in json.loads(candidate.read_text()).items()
+                    }
+                except (ValueError, TypeError, IndexError) as e:
+                    raise InputError(f"{candidate}: not a boxes file ({e})") from None
+                lacking = [p.name for p in photos if p.name not in boxes]
+                if lacking:
+                    raise InputError(f"{candidate}: no box for {', '.join(lacking)}")
+                break
+        subjects.append(Subject(sub.name, photos, boxes))
+    if not subjects:
+        raise InputError(f"--subjects {root}: no sub-folders with photos (expected SUBJECTS/<name>/*.jpg)")
+    return subjects
+
+
+def read_scenes(folder: str | os.PathLike, limit: int | None = None) -> list[Scene]:
+    """Scene/mask pairs: ``X.<ext>`` with ``X_mask.png`` beside it, or a COCOEE folder's scenes and masks."""
+    root = Path(folder)
+    if (root / "GT_3500").is_dir():
+        return [Scene(c.id, c.scene, c.mask) for c in read_cocoee(root, limit)]
+    if not root.is_dir():
+        raise InputError(f"--scenes {root}: no such folder")
+    scenes = []
+    for path in sorted(root.iterdir()):
+        if path.suffix.lower() in PHOTO_SUFFIXES and not path.stem.endswith("_mask"):
+            mask = path.with_name(f"{path.stem}_mask.png")
+            if mask.is_file():
+                scenes.append(Scene(path.stem, path, mask))
+    if not scenes:
+        raise InputError(f"--scenes {root}: no scene with a mask (expected X.png and X_mask.png)")
+    return scenes[:limit] if limit else scenes
+
+
+@dataclass
+class SubjectsSettings:
+    """What identifies a subject-protocol run (written into the report)."""
+
+    subjects: str
+    scenes: str
+    generation: Generation
+    train_photos: int = 3
+    finetune: bool = True
+    finetune_steps: int | None = None
+    model_weight: float = 0.8
+    scene_limit: int | None = None
+
+
+def _finetune(subject: Subject, settings: SubjectsSettings, out: Path, device: str | None) -> Path:
+    """Fine-tune ``subject`` on its first photos into ``OUT/subjects/<name>`` (kept; skipped when done)."""
+    from ..training import finetune
+
+    folder = out / "subjects" / subject.name
+    if (folder / "subject_index.json").is_file():
+        return folder
+    photos = out / "photos" / subject.name
+    photos.mkdir(parents=True, exist_ok=True)
+    train = subject.photos[: settings.train_photos]
+    boxes = {}
+    for p in train:
+        shutil.copy2(p, photos / p.name)
+        if subject.boxes:
+            boxes[p.name] = subject.boxes[p.name]
+        else:
+            w, h = imaging.open_image(p, "subject photo").size
+            boxes[p.name] = [0, 0, w, h]
+    write_text_atomic(photos.parent / f"{subject.name}_boxes.json", json.dumps(boxes))
+    argv = ["--photos", str(photos), "--boxes", str(photos.parent / f"{subject.name}_boxes.json")]
+    argv += ["--base", settings.generation.model, "--out", str(folder), "--seed", str(settings.generation.seed)]
+    argv += ["--quiet"]
+    if settings.finetune_steps:
+        argv += ["--max-steps", str(settings.finetune_steps)]
+    if device:
+        argv += ["--device", str(device)]
+    finetune.main(finetune.parse_args(argv))
+    return folder
+
+
+def result_path(out: Path, setting: str, subject: Subject, scene: Scene) -> Path:
+    return out / setting / subject.name / f"{scene.name}.png"
+
+
+def run_subjects(
+    settings: SubjectsSettings,
+    out: str | os.PathLike,
+    clip_model: str = feats.DEFAULT_CLIP,
+    dino_model: str = feats.DEFAULT_DINO,
+    dinov2_model: str | None = feats.DEFAULT_DINOV2,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune (if asked), paint every subject into every scene under each setting (this process's share
+    under ``accelerate launch``; finished pictures are skipped), then score and report on the main process.
+    Returns the report (also ``OUT/report.json`` and ``OUT/report.html``)."""
+    from ..pipeline import SubjectInpaintPipeline
+
+    out = Path(out)
+    subjects = read_subjects(settings.subjects, settings.train_photos)
+    scenes = read_scenes(settings.scenes, settings.scene_limit)
+    state = _process_state()
+    started = time.perf_counter()
+    folders = {}
+    if settings.finetune:  # every process takes part in each fine-tuning (several GPUs share one subject)
+        for subject in tqdm(subjects, desc="fine-tuning subjects", disable=not progress or state["index"] != 0):
+            folders[subject.name] = _finetune(subject, settings, out, device if state["count"] == 1 else None)
+        state["wait"]()
+    gen = settings.generation
+    pipe = SubjectInpaintPipeline.from_pretrained(gen.model, device=device)
+    setting_names = ["pretrained"] + (["finetuned"] if settings.finetune else [])
+    jobs = [(s, subj, sc) for s in setting_names for subj in subjects for sc in scenes]
+    mine = [(k, job) for k, job in enumerate(jobs) if k % state["count"] == state["index"]]
+    bar = tqdm(total=len(mine), desc="painting", unit="picture", disable=not progress or state["index"] != 0)
+    loaded = None  # the fine-tuned subject in the pipeline
+    for k, (setting, subject, scene) in mine:
+        target = result_path(out, setting, subject, scene)
+        if not target.exists():
+            wanted = subject.name if setting == "finetuned" else None
+            if wanted != loaded:
+                pipe.unload_subject()
+                if wanted is not None:
+                    pipe.load_subject(folders[wanted])
+                loaded = wanted
+            image = pipe(
+                scene.image,
+                subject.crop(subject.photos[0]),
+                mask=scene.mask,
+                num_inference_steps=gen.steps,
+                sampler=gen.sampler,
+                guidance_scale=gen.guidance_scale,
+                model_weight=settings.model_weight,
+                generator=torch.Generator().manual_seed(gen.seed + k),
+                progress=False,
+            ).images[0]
+            imaging.save_image_atomic(image, target)
+        bar.update(1)
+    bar.close()
+    state["wait"]()
+    if state["index"] != 0:
+        return {}
+    return _score_and_report(
+        settings, out, subjects, scenes, setting_names, clip_model, dino_model, dinov2_model, device, started
+    )
+
+
+def _score_and_report(
+    settings, out, subjects, scenes, setting_names, clip_model, dino_model, dinov2_model, device, started
+):
+    extractors = {
+        "clip_i": feats.ClipFeatures(clip_model, device or "cpu"),
+        "dino": feats.VitFeatures(dino_model, "cls", device or "cpu"),
+    }
+    if dinov2_model:
+        extractors["dinov2"] = feats.VitFeatures(dinov2_model, "mean", device or "cpu")
+    held_out = {s.name: [s.crop(p) for p in s.photos[settings.train_photos :]] for s in subjects}
+    real = {name: {s: e.embed(crops) for s, crops in held_out.items()} for name, e in extractors.items()}
+    per_subject: dict[str, dict[str, dict[str, float]]] = {}
+    rows = []
+    for setting in setting_names:
+        per_subject[setting] = {}
+        for subject in subjects:
+            crops = []
+            for scene in scenes:
+                result = imaging.open_image(result_path(out, setting, subject, scene), "result").convert("RGB")
+                mask = imaging.mask_to_bool(imaging.open_image(scene.mask, "mask"))
+                mask = imaging.resize_mask(mask, result.size)
+                crops.append(result.crop(imaging.mask_bbox(mask)))
+            scores = {
+                name: mean_pairwise_cosine(e.embed(crops), real[name][subject.name]) for name, e in extractors.items()
+            }
+            per_subject[setting][subject.name] = scores
+            rows.append(
+                {
+                    "id": f"{setting} / {subject.name}",
+                    "images": {
+                        "reference": subject.photos[0],
+                        "held-out photo": subject.photos[settings.train_photos],
+                        **{f"in {sc.name}": result_path(out, setting, subject, sc) for sc in scenes[:4]},
+                    },
+                    "scores": scores,
+                }
+            )
+    metrics = {}
+    for setting in setting_names:
+        for name, e in extractors.items():
+            values = [per_subject[setting][s.name][name] for s in subjects]
+            metrics[f"{setting}/{name}"] = {
+                "value": float(np.mean(values)),
+                "variant": f"{name}: {e.variant}, mean over {len(subjects)} subjects",
+            }
+    report = {
+        "benchmark": "subjects",
+        "settings": asdict(settings),
+        "subjects": [s.name for s in subjects],
+        "scenes": [s.name for s in scenes],
+        "seconds": round(time.perf_counter() - started, 1),
+        "metrics": metrics,
+        "per_subject": per_subject,
+    }
+    write_report(out, report, rows, title="Subject protocol (DreamBooth-style)")
+    return report
