@@ -122,6 +122,11 @@ def test_bad_cocoee_inputs_are_named(tmp_path, tiny_model_dir, capsys):
         == 2
     )
     assert "3 of 3 results are missing" in capsys.readouterr().err
+    # a scorer that cannot be loaded stops the run before any painting
+    absent = ["--clip-model", "someone/absent-clip", "--device", "cpu", "--quiet", "--model", str(tiny_model_dir)]
+    assert cli.main(["eval", "cocoee", "--data", str(COCOEE), "--out", str(tmp_path / "p"), *absent]) == 2
+    assert "could not be loaded" in capsys.readouterr().err
+    assert not (tmp_path / "p" / "results").exists()
 
 
 def test_two_processes_paint_the_same_pictures_as_one(cocoee_run, tiny_model_dir, tiny_extractor_dirs, tmp_path):

@@ -176,6 +176,33 @@ def generate(
     return len(todo)
 
 
+def results_or_error(cases: list[Case], out: Path) -> list[Path]:
+    """The result of every case, or an ``InputError`` saying how many are missing."""
+    paths = [result_path(out, c) for c in cases]
+    absent = [p for p in paths if not p.is_file()]
+    if absent:
+        raise InputError(f"{len(absent)} of {len(paths)} results are missing (e.g. {absent[0]}); generate them first")
+    return paths
+
+
+def scorers(
+    fid_reference: str | os.PathLike | None,
+    mixture: str | os.PathLike | None,
+    clip_model: str,
+    inception_weights: str | None,
+    device: str | torch.device,
+) -> dict[str, Any]:
+    """Load what scoring needs (CLIP; the mixture; Inception when FID or a 2048-d mixture asks for it), so that
+    a missing model or file stops a run before hours of painting rather than after."""
+    if fid_reference is not None and not Path(fid_reference).exists():
+        raise InputError(f"--fid-reference {fid_reference}: no such folder or file")
+    loaded: dict[str, Any] = {"clip": feats.ClipFeatures(clip_model, device)}
+    loaded["mixture"] = gmm_lib.load_mixture(mixture) if mixture is not None else None
+    if fid_reference is not None or (loaded["mixture"] is not None and loaded["mixture"].dim == 2048):
+        loaded["inception"] = feats.InceptionFeatures(inception_weights, device)
+    return loaded
+
+
 def score(
     cases: list[Case],
     out: str | os.PathLike,
@@ -185,16 +212,15 @@ def score(
     inception_weights: str | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    loaded: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The metrics of the painted results: ``{metric: {"value", "variant", ...}}``. FID needs
     ``fid_reference`` (``prepare_fid_reference``), QS a mixture file; region CLIP score is always computed."""
     out = Path(out)
-    paths = [result_path(out, c) for c in cases]
-    absent = [p for p in paths if not p.is_file()]
-    if absent:
-        raise InputError(f"{len(absent)} of {len(paths)} results are missing (e.g. {absent[0]}); generate them first")
+    paths = results_or_error(cases, out)
     metrics: dict[str, Any] = {}
-    clip = feats.ClipFeatures(clip_model, device)
+    loaded = loaded or scorers(fid_reference, mixture, clip_model, inception_weights, device)
+    clip = loaded["clip"]
     crop_features, ref_features, crops, refs = [], [], [], []
     pairs = list(zip(cases, paths, strict=True))
     for k, (case, path) in enumerate(tqdm(pairs, desc="region CLIP", disable=not progress)):
@@ -216,11 +242,8 @@ def score(
         "variant": f"region CLIP score, {clip.variant}: 100 × cosine(result cut to the mask's box, reference)",
     }
     if mixture is not None:
-        gm = gmm_lib.load_mixture(mixture)
-        if gm.dim == 2048:
-            extractor: feats._Extractor = feats.InceptionFeatures(inception_weights, device)
-        else:
-            extractor = clip
+        gm = loaded["mixture"]
+        extractor = loaded["inception"] if gm.dim == 2048 else clip
         f = extractor.embed(paths)
         if f.shape[1] != gm.dim:
             raise InputError(f"{mixture}: a mixture of {gm.dim}-d features; {extractor.variant} gives {f.shape[1]}")
@@ -229,7 +252,7 @@ def score(
             "variant": f"GMM quality score on {extractor.variant} features ({Path(mixture).name})",
         }
     if fid_reference is not None:
-        inception = feats.InceptionFeatures(inception_weights, device)
+        inception = loaded["inception"]
         mu, sigma, count = reference_statistics(
             Path(fid_reference), inception, out / "fid-reference-stats.npz", progress
         )
@@ -268,6 +291,10 @@ def run_cocoee(
     out = Path(out)
     cases = read_cocoee(settings.data, settings.limit)
     state = _process_state()
+    if pipe is None:  # scoring only: the pictures must be there
+        results_or_error(cases, out)
+    # the main process scores: load its models first, so that a missing one stops the run before the painting
+    loaded = scorers(fid_reference, mixture, clip_model, inception_weights, device) if state["index"] == 0 else None
     started = time.perf_counter()
     painted = 0
     if pipe is not None:
@@ -287,7 +314,7 @@ def run_cocoee(
     state["wait"]()
     if state["index"] != 0:
         return {}
-    metrics = score(cases, out, fid_reference, mixture, clip_model, inception_weights, device, progress)
+    metrics = score(cases, out, fid_reference, mixture, clip_model, inception_weights, device, progress, loaded)
     per_case = metrics.pop("per_case_clip_score")
     report = {
         "benchmark": "cocoee",

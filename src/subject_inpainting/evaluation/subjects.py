@@ -186,6 +186,8 @@ def run_subjects(
     scenes = read_scenes(settings.scenes, settings.scene_limit)
     state = _process_state()
     started = time.perf_counter()
+    # the main process scores: load its models first, so that a missing one stops the run before the work
+    extractors = subject_extractors(clip_model, dino_model, dinov2_model, device) if state["index"] == 0 else {}
     folders = {}
     if settings.finetune:  # every process takes part in each fine-tuning (several GPUs share one subject)
         for subject in tqdm(subjects, desc="fine-tuning subjects", disable=not progress or state["index"] != 0):
@@ -224,20 +226,21 @@ def run_subjects(
     state["wait"]()
     if state["index"] != 0:
         return {}
-    return _score_and_report(
-        settings, out, subjects, scenes, setting_names, clip_model, dino_model, dinov2_model, device, started
-    )
+    return _score_and_report(settings, out, subjects, scenes, setting_names, extractors, started)
 
 
-def _score_and_report(
-    settings, out, subjects, scenes, setting_names, clip_model, dino_model, dinov2_model, device, started
-):
+def subject_extractors(clip_model: str, dino_model: str, dinov2_model: str | None, device) -> dict[str, Any]:
+    """CLIP-I, DINO and (unless ``dinov2_model`` is None) DINOv2 extractors, by score name."""
     extractors = {
         "clip_i": feats.ClipFeatures(clip_model, device or "cpu"),
         "dino": feats.VitFeatures(dino_model, "cls", device or "cpu"),
     }
     if dinov2_model:
         extractors["dinov2"] = feats.VitFeatures(dinov2_model, "mean", device or "cpu")
+    return extractors
+
+
+def _score_and_report(settings, out, subjects, scenes, setting_names, extractors, started):
     held_out = {s.name: [s.crop(p) for p in s.photos[settings.train_photos :]] for s in subjects}
     real = {name: {s: e.embed(crops) for s, crops in held_out.items()} for name, e in extractors.items()}
     per_subject: dict[str, dict[str, dict[str, float]]] = {}
