@@ -435,6 +435,13 @@ def _coco_box(
 # ---------------------------------------------------------------------------------------------------
 # A folder of subject photos
 # ---------------------------------------------------------------------------------------------------
+def photo_files(folder: Path) -> list[Path]:
+    """The photos in ``folder`` (``PHOTO_SUFFIXES``), sorted by name; hidden files (``._x.jpg`` ...) skipped."""
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES and not p.name.startswith(".")
+    )
+
+
 def read_photo_folder(
     folder: str | os.PathLike,
     boxes_file: str | os.PathLike | None = None,
@@ -458,9 +465,7 @@ def read_photo_folder(
             mask, a box outside its photo, an empty mask.
     """
     folder = _check_folder(folder, "photo folder")
-    photos = sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES and not p.name.startswith(".")
-    )
+    photos = photo_files(folder)
     if not photos:
         raise InputError(f"no photos in {folder} (looked for {', '.join(PHOTO_SUFFIXES)})")
     if boxes_file is not None and masks_dir is not None:

@@ -34,14 +34,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import imaging
-from ..imaging import InputError
+from ..imaging import IMAGE_SUFFIXES, InputError
 from ..utils import atomic_file
 from . import features as feats
 from . import gmm as gmm_lib
 from .metrics import feature_statistics, frechet_distance, paired_cosine
 from .report import Generation, write_report
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 @dataclass(frozen=True)
@@ -113,13 +111,14 @@ def prepare_fid_reference(
 
 def reference_statistics(
     reference: Path, inception: feats.InceptionFeatures, cache: Path, progress: bool = True
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Mean, covariance and count of the Inception features of the FID reference set: a folder of images
-    (its statistics are kept in ``cache`` and reused while the folder's file list is the same) or an
-    ``.npz`` of ``mu`` and ``sigma`` (pytorch-fid's statistics files; read without pickle)."""
+) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Mean, covariance and count (None when a statistics file does not say) of the Inception features of
+    the FID reference set: a folder of images (its statistics are kept in ``cache`` and reused while the
+    folder's file list is the same) or an ``.npz`` of ``mu`` and ``sigma`` (pytorch-fid's statistics files;
+    read without pickle)."""
     if reference.is_file() and reference.suffix == ".npz":
         with np.load(reference, allow_pickle=False) as f:
-            return f["mu"], f["sigma"], int(f["count"]) if "count" in f.files else -1
+            return f["mu"], f["sigma"], int(f["count"]) if "count" in f.files else None
     files = sorted(p for p in reference.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if reference.is_dir() else []
     if len(files) < 2:
         raise InputError(f"--fid-reference {reference}: needs at least 2 images or an .npz of mu and sigma")
@@ -259,7 +258,8 @@ def score(
         fake_mu, fake_sigma = feature_statistics(inception.embed(paths, progress=progress))
         metrics["fid"] = {
             "value": frechet_distance(fake_mu, fake_sigma, mu, sigma),
-            "variant": f"FID, {inception.variant}, {len(paths)} results vs {count} reference images",
+            "variant": f"FID, {inception.variant}, {len(paths)} results vs "
+            + (f"{count} reference images" if count is not None else f"the statistics in {fid_reference}"),
         }
     metrics["per_case_clip_score"] = {c.id: float(s) for c, s in zip(cases, per_case, strict=True)}
     return metrics
@@ -290,7 +290,7 @@ def run_cocoee(
     and report on the main process. Returns the report (also ``OUT/report.json`` and ``OUT/report.html``)."""
     out = Path(out)
     cases = read_cocoee(settings.data, settings.limit)
-    state = _process_state()
+    state = process_state()
     if pipe is None:  # scoring only: the pictures must be there
         results_or_error(cases, out)
     # the main process scores: load its models first, so that a missing one stops the run before the painting
@@ -337,7 +337,7 @@ def run_cocoee(
     return report
 
 
-def _process_state() -> dict[str, Any]:
+def process_state() -> dict[str, Any]:
     """This process's place under ``accelerate launch`` (a single process otherwise)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import PartialState

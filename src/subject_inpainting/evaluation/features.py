@@ -108,6 +108,7 @@ def _open(image: Image.Image | str | os.PathLike) -> Image.Image:
 
 class _Extractor(nn.Module):
     variant: str = ""
+    max_batch = 1 << 30  # images per forward pass at most (1: inputs of several sizes that cannot be stacked)
 
     @property
     def device(self) -> torch.device:
@@ -120,6 +121,7 @@ class _Extractor(nn.Module):
         """Features ``(N, D)`` (float32, CPU) of PIL images or image files (opened a batch at a time, so that
         tens of thousands of reference images fit in memory), preprocessed as the extractor's evaluation does."""
         out = []
+        batch_size = min(batch_size, self.max_batch)
         for start in tqdm(range(0, len(images), batch_size), desc=self.variant, disable=not progress, unit="batch"):
             pixels = torch.stack([self.preprocess(_open(im)) for im in images[start : start + batch_size]])
             out.append(self(pixels.to(self.device)).float().cpu())
@@ -192,7 +194,7 @@ def fid_inception_state(weights: str | os.PathLike | None = None) -> dict[str, t
     if not path.is_file():
         if weights:
             raise FileNotFoundError(f"{path}: no such Inception weights file")
-        if hub_offline() or os.environ.get("SI_NO_DOWNLOAD"):
+        if hub_offline():
             raise ExtractorUnavailable(
                 f"the FID Inception weights are not at {path} and downloads are off; fetch {FID_WEIGHTS_URL} "
                 "there (or pass --inception-weights FILE)"
@@ -216,6 +218,7 @@ class InceptionFeatures(_Extractor):
     """
 
     variant = "inception-v3-fid:pool3"
+    max_batch = 1  # images of several sizes cannot share a batch; pytorch-fid resizes each to 299 inside
 
     def __init__(self, weights: str | os.PathLike | None = None, device="cpu"):
         super().__init__()
@@ -233,16 +236,6 @@ class InceptionFeatures(_Extractor):
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return to_tensor(image)
-
-    @torch.no_grad()
-    def embed(
-        self, images: Sequence[Image.Image | str | os.PathLike], batch_size: int = 32, progress: bool = False
-    ) -> torch.Tensor:
-        # Images of several sizes cannot share a batch; pytorch-fid resizes each to 299 inside anyway.
-        out = []
-        for image in tqdm(images, desc="Inception features", disable=not progress, unit="image"):
-            out.append(self(self.preprocess(_open(image))[None].to(self.device)).float().cpu())
-        return torch.cat(out) if out else torch.zeros(0, 2048)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels ``(B, 3, H, W)`` in [0, 1] → ``(B, 2048)``."""

@@ -31,14 +31,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import imaging
+from ..data.datasets import PHOTO_SUFFIXES, photo_files, read_photo_folder
 from ..imaging import InputError
 from ..utils import write_text_atomic
 from . import features as feats
-from .cocoee import _process_state, read_cocoee
+from .cocoee import process_state, read_cocoee
 from .metrics import mean_pairwise_cosine
 from .report import Generation, write_report
-
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
 @dataclass
@@ -73,7 +72,7 @@ def read_subjects(folder: str | os.PathLike, train_photos: int) -> list[Subject]
         raise InputError(f"--subjects {root}: no such folder")
     subjects = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        photos = sorted(p for p in sub.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        photos = photo_files(sub)
         if not photos:
             continue
         if len(photos) <= train_photos:
@@ -83,17 +82,8 @@ def read_subjects(folder: str | os.PathLike, train_photos: int) -> list[Subject]
             )
         boxes = None
         for candidate in (sub / "boxes.json", root / f"{sub.name}_boxes.json"):
-            if candidate.is_file():
-                try:
-                    boxes = {
-                        k: list(v[0] if isinstance(v[0], list) else v)
-                        for k, v in json.loads(candidate.read_text()).items()
-                    }
-                except (ValueError, TypeError, IndexError) as e:
-                    raise InputError(f"{candidate}: not a boxes file ({e})") from None
-                lacking = [p.name for p in photos if p.name not in boxes]
-                if lacking:
-                    raise InputError(f"{candidate}: no box for {', '.join(lacking)}")
+            if candidate.is_file():  # read and checked as `finetune --boxes` reads them
+                boxes = {r.image.name: list(r.boxes[0]) for r in read_photo_folder(sub, candidate)}
                 break
         subjects.append(Subject(sub.name, photos, boxes))
     if not subjects:
@@ -184,7 +174,7 @@ def run_subjects(
     out = Path(out)
     subjects = read_subjects(settings.subjects, settings.train_photos)
     scenes = read_scenes(settings.scenes, settings.scene_limit)
-    state = _process_state()
+    state = process_state()
     started = time.perf_counter()
     # the main process scores: load its models first, so that a missing one stops the run before the work
     extractors = subject_extractors(clip_model, dino_model, dinov2_model, device) if state["index"] == 0 else {}
@@ -199,6 +189,7 @@ def run_subjects(
     jobs = [(s, subj, sc) for s in setting_names for subj in subjects for sc in scenes]
     mine = [(k, job) for k, job in enumerate(jobs) if k % state["count"] == state["index"]]
     bar = tqdm(total=len(mine), desc="painting", unit="picture", disable=not progress or state["index"] != 0)
+    references = {subj.name: subj.crop(subj.photos[0]) for subj in subjects}
     loaded = None  # the fine-tuned subject in the pipeline
     for k, (setting, subject, scene) in mine:
         target = result_path(out, setting, subject, scene)
@@ -211,7 +202,7 @@ def run_subjects(
                 loaded = wanted
             image = pipe(
                 scene.image,
-                subject.crop(subject.photos[0]),
+                references[subject.name],
                 mask=scene.mask,
                 num_inference_steps=gen.steps,
                 sampler=gen.sampler,
@@ -245,14 +236,14 @@ def _score_and_report(settings, out, subjects, scenes, setting_names, extractors
     real = {name: {s: e.embed(crops) for s, crops in held_out.items()} for name, e in extractors.items()}
     per_subject: dict[str, dict[str, dict[str, float]]] = {}
     rows = []
+    masks = {scene.name: imaging.mask_to_bool(imaging.open_image(scene.mask, "mask")) for scene in scenes}
     for setting in setting_names:
         per_subject[setting] = {}
         for subject in subjects:
             crops = []
             for scene in scenes:
                 result = imaging.open_image(result_path(out, setting, subject, scene), "result").convert("RGB")
-                mask = imaging.mask_to_bool(imaging.open_image(scene.mask, "mask"))
-                mask = imaging.resize_mask(mask, result.size)
+                mask = imaging.resize_mask(masks[scene.name], result.size)
                 crops.append(result.crop(imaging.mask_bbox(mask)))
             scores = {
                 name: mean_pairwise_cosine(e.embed(crops), real[name][subject.name]) for name, e in extractors.items()

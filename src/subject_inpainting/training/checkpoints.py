@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..convert.project import atomic_folder
+from ..utils import write_text_atomic
 
 STEP_PREFIX = "step-"
 
@@ -73,8 +74,4 @@ def read_run(out: Path) -> dict[str, Any] | None:
 
 
 def write_run(out: Path, run: dict[str, Any]) -> None:
-    root = checkpoint_dir(out)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / "run.json.tmp"
-    tmp.write_text(json.dumps(run, indent=2, sort_keys=True) + "\n")
-    tmp.replace(root / "run.json")
+    write_text_atomic(checkpoint_dir(out) / "run.json", json.dumps(run, indent=2, sort_keys=True) + "\n")

@@ -24,6 +24,23 @@ from ..utils import atomic_file
 FIELDS = ("scene_mean", "scene_std", "masked_mean", "masked_std", "keep_latent", "reference")
 
 
+def encode_example(vae: torch.nn.Module, pixels: torch.Tensor, keep: torch.Tensor):
+    """The VAE's view of a training batch: the posteriors of the scene and of the masked scene, and the keep
+    mask at latent resolution (bilinear, as the original resizes it).
+
+    Args:
+        pixels: ``(B, 3, H, W)`` in [-1, 1]; keep: ``(B, 1, H, W)``, 1 = keep, 0 = hole.
+    Returns:
+        ``(scene, masked, keep_latent)``: two ``DiagonalGaussianDistribution`` and ``(B, 1, h, w)``.
+    """
+    pixels = pixels.to(vae.dtype)
+    with torch.no_grad():
+        scene = vae.encode(pixels).latent_dist
+        masked = vae.encode(pixels * keep.to(vae.dtype)).latent_dist
+    keep_latent = F.interpolate(keep.float(), size=scene.mean.shape[-2:], mode="bilinear", align_corners=False)
+    return scene, masked, keep_latent
+
+
 class LatentCache(torch.utils.data.Dataset):
     """Encoded examples; item ``i`` is ``{field: tensor}`` for the fields in ``FIELDS``.
 
@@ -75,14 +92,9 @@ class LatentCache(torch.utils.data.Dataset):
         with tqdm(total=count, desc="encoding the latent cache", unit="example", disable=not progress) as bar:
             for start in range(0, count, batch):
                 items = [dataset[i] for i in range(start, min(count, start + batch))]
-                pixels = torch.stack([it["pixel_values"] for it in items]).to(device, vae.dtype)
+                pixels = torch.stack([it["pixel_values"] for it in items]).to(device)
                 keep = torch.stack([it["keep_mask"] for it in items]).to(device)
-                with torch.no_grad():
-                    scene = vae.encode(pixels).latent_dist
-                    masked = vae.encode(pixels * keep.to(vae.dtype)).latent_dist
-                keep_latent = F.interpolate(
-                    keep.float(), size=scene.mean.shape[-2:], mode="bilinear", align_corners=False
-                )
+                scene, masked, keep_latent = encode_example(vae, pixels, keep)
                 for name, value in (
                     ("scene_mean", scene.mean),
                     ("scene_std", scene.std),

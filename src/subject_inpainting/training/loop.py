@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
@@ -30,7 +29,7 @@ from . import checkpoints as ckpt
 from .config import TrainConfig
 from .ema import EMA
 from .latents import FIELDS as LATENT_FIELDS
-from .latents import sample_latents
+from .latents import encode_example, sample_latents
 from .losses import inpainting_loss
 
 BASE_ENCODER_PARTS = ("class_mapper.", "class_norm.", "class_proj.", "uncond_vector")
@@ -289,12 +288,9 @@ def _draw(batch, vae, schedule, uncond_prob, g):
         z0, z_masked = (z * sf for z in sample_latents(batch, g))
         keep_latent = batch["keep_latent"]
     else:
-        with torch.no_grad():
-            pixels = batch["pixel_values"].to(vae.dtype)
-            keep = batch["keep_mask"]
-            z0 = vae.encode(pixels).latent_dist.sample(generator=g) * sf
-            z_masked = vae.encode(pixels * keep.to(vae.dtype)).latent_dist.sample(generator=g) * sf
-            keep_latent = F.interpolate(keep.float(), size=z0.shape[-2:], mode="bilinear", align_corners=False)
+        scene, masked, keep_latent = encode_example(vae, batch["pixel_values"], batch["keep_mask"])
+        z0 = scene.sample(generator=g) * sf
+        z_masked = masked.sample(generator=g) * sf
     b = z0.shape[0]
     x_start = torch.cat([z0.float(), z_masked.float(), keep_latent], dim=1)
     t = torch.randint(0, int(schedule["num_train_timesteps"]), (b,), generator=g).to(z0.device)
