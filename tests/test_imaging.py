@@ -180,3 +180,14 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
         imaging.save_image_atomic(image, path)
     assert path.read_bytes() == b"old contents"
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_cut_out_whitens_everything_but_the_mask():
+    rgb = np.random.default_rng(0).integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    mask = np.zeros((5, 7), dtype=bool)
+    mask[1:3, 2:6] = True
+    out = imaging.cut_out(rgb, mask)
+    assert np.array_equal(out[mask], rgb[mask]) and (out[~mask] == 255).all() and out.dtype == np.uint8
+    assert (imaging.cut_out(rgb, mask, fill=0)[~mask] == 0).all()
+    with pytest.raises(ValueError, match=r"mask is 5×7 but the picture is 7×5"):
+        imaging.cut_out(rgb, mask.T)

@@ -441,6 +441,9 @@ def add_training_parsers(sub) -> None:
 def _run_training(main_function):
     def run(args: argparse.Namespace) -> int:
         result = main_function(args)
+        if result.get("seconds"):  # toy train: how long each stage took (a finished stage is skipped: ~0)
+            times = ", ".join(f"{stage} {s / 60:.1f} min" for stage, s in result["seconds"].items())
+            print(f"time: {times}; in all {sum(result['seconds'].values()) / 60:.1f} min", file=sys.stderr)
         print(result["out"])
         return 0
 

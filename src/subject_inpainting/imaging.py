@@ -210,6 +210,14 @@ def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
+def cut_out(rgb: np.ndarray, mask: np.ndarray, fill: int = 255) -> np.ndarray:
+    """The subject of ``rgb`` ``(H, W, 3)`` uint8 on a plain background: pixels outside ``mask`` ``(H, W)``
+    bool become ``fill`` (white by default, as the segmented references of AnyDoor, Chen et al. 2023)."""
+    if mask.shape != rgb.shape[:2]:
+        raise ValueError(f"mask is {mask.shape[1]}×{mask.shape[0]} but the picture is {rgb.shape[1]}×{rgb.shape[0]}")
+    return np.where(mask[..., None], rgb, np.uint8(fill))
+
+
 # ---------------------------------------------------------------------------------------------------
 # Model-side tensors
 # ---------------------------------------------------------------------------------------------------

@@ -51,8 +51,12 @@ def one_line_error(excinfo) -> str:
     return message
 
 
-def examples(records, augment=NO_AUGMENT, seed=0, resolution=32, reference_size=16) -> InpaintingExamples:
-    return InpaintingExamples(records, resolution, reference_size, CLIP_MEAN, CLIP_STD, augment, seed=seed)
+def examples(
+    records, augment=NO_AUGMENT, seed=0, resolution=32, reference_size=16, cut_reference=False
+) -> InpaintingExamples:
+    return InpaintingExamples(
+        records, resolution, reference_size, CLIP_MEAN, CLIP_STD, augment, seed=seed, cut_reference=cut_reference
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -368,6 +372,26 @@ def test_reference_is_cut_around_the_box(tmp_path):
     # With the original's 10-pixel margin the centre of the reference is still the subject.
     centre = unnormalise(examples([record])[0]["reference"])[:, 6:10, 6:10].mean(dim=(1, 2))
     assert torch.allclose(centre, torch.tensor(SUBJECT_COLOUR, dtype=torch.float32), atol=3)
+
+
+def test_cut_reference_shows_only_the_masked_subject_on_white(tmp_path):
+    record = coloured_scene(tmp_path)
+    with pytest.raises(InputError, match=r"scene.png has no mask"):
+        examples([record], cut_reference=True)
+    # The mask keeps only the left half of the box: the rest of the box and the margin must turn white.
+    mask = np.zeros((64, 96), dtype=np.uint8)
+    mask[20:44, 30:45] = 255
+    Image.fromarray(mask[::2, ::2]).save(tmp_path / "mask.png")  # half size: same aspect, resized
+    record = dataclasses.replace(record, mask=tmp_path / "mask.png")
+    wide = dataclasses.replace(NO_AUGMENT, reference_margin=4)
+    plain, cut = (examples([record], augment=wide, cut_reference=c, reference_size=38)[0] for c in (False, True))
+    for key in ("pixel_values", "keep_mask", "box", "extended_box", "crop"):  # the same draws, the same scene
+        assert torch.equal(plain[key], cut[key])
+    pixels = unnormalise(cut["reference"])  # 38 px for a 38×32 cut: about one pixel per source pixel
+    subject = torch.tensor(SUBJECT_COLOUR, dtype=torch.float32)
+    assert torch.allclose(pixels[:, 12:20, 6:15].mean(dim=(1, 2)), subject, atol=3)
+    assert (pixels[:, :, 24:] > 250).all()  # the unmasked half of the subject is white
+    assert not (unnormalise(plain["reference"])[:, :, 24:] > 250).all()
 
 
 def test_items_are_determined_by_seed_epoch_and_index(tmp_path):

@@ -83,6 +83,33 @@ def test_training_examples_use_another_render_as_reference():
     assert data.procedural
 
 
+def test_references_are_cut_out_onto_white():
+    from subject_inpainting.training.toy import to_unit_range
+
+    r = toy.render_scene(toy.identity(0, 3), 64, seed=4, occlusion_p=0.0)
+    assert (r.solid <= r.mask).all() and r.solid.sum() > 0.8 * r.mask.sum()
+    cut = r.cut_out()
+    assert np.array_equal(cut[r.solid], r.image[r.solid]) and (cut[~r.solid] == 255).all()
+    case = toy.make_case(toy.split_identities(0, "heldout", 1)[0], seed=3)
+    corners = case.reference[[0, 0, -1, -1], [0, -1, 0, -1]]
+    assert (corners == 255).all()  # the margin around the subject is white, not a scene
+    ids = toy.split_identities(0, "train", 10)
+    data = {
+        cut: toy.ToyWorldExamples(
+            ids, 64, 64, 32, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, toy.toy_augment(), seed=0, cut_reference=cut
+        )
+        for cut in (False, True)
+    }
+    for i in range(6):
+        plain, cut = data[False][i], data[True][i]
+        for key in ("pixel_values", "keep_mask", "box", "crop"):  # the same draws: only the reference differs
+            assert torch.equal(plain[key], cut[key])
+        border = torch.cat([cut["reference"][:, 0], cut["reference"][:, -1]], dim=-1)
+        white = (to_unit_range(border[:, None])[:, 0] > 0.95).all(dim=0)
+        assert white.float().mean() > 0.5, i  # most of the top and bottom rows: white (rotations move a few)
+        assert not torch.equal(plain["reference"], cut["reference"])
+
+
 def _tree(folder):
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -108,6 +135,7 @@ def test_written_dataset_is_deterministic_and_reads_back(tmp_path):
         expected = toy.render_scene(train[k], 64, seed=toy._seed(2, 30, k))
         assert np.array_equal(np.asarray(Image.open(record.image)), expected.image)
         assert record.boxes == [expected.box]
+        assert np.array_equal(np.asarray(Image.open(record.mask)) > 127, expected.solid)
     heldout = {i.index for i in toy.split_identities(2, "heldout")}
     subjects = sorted((tmp_path / "a" / "subjects").iterdir())
     assert [int(s.name) for s in subjects] == sorted(heldout)[:2]
@@ -117,6 +145,10 @@ def test_written_dataset_is_deterministic_and_reads_back(tmp_path):
         for record in photos:  # every box lies inside its photo
             x0, y0, x1, y1 = record.boxes[0]
             assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+        masked = read_photo_folder(s / "photos", masks_dir=s / "masks")  # the masks' boxes: within the boxes
+        for record, boxed in zip(masked, photos, strict=True):
+            (a0, b0, a1, b1), (x0, y0, x1, y1) = record.boxes[0], boxed.boxes[0]
+            assert x0 <= a0 < a1 <= x1 and y0 <= b0 < b1 <= y1 and record.mask.parent.name == "masks"
     lines = [json.loads(x) for x in (tmp_path / "a" / "test" / "cases.jsonl").read_text().splitlines()]
     assert len(lines) == 4 and {x["identity"] for x in lines} <= heldout
     for line in lines:

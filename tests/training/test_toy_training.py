@@ -34,9 +34,19 @@ def test_every_stage_runs_and_a_rerun_skips_finished_ones(toy_run):
         assert (out / stage / "DONE").is_file(), stage
     vae_info = json.loads((out / "vae" / "DONE").read_text())
     assert vae_info["latent_std"] > 0
+    run = json.loads((out / "model" / "checkpoints" / "run.json").read_text())
+    assert run["data"] == "toy-world" and run["cut_reference"] is True  # the model's references: cut out
     again = toy.main(toy.parse_args(["--out", str(out), *STEPS, "--quiet"]))
     assert sum(again["seconds"].values()) < 10  # nothing retrained (only the init stage rewrites its folder)
     assert (out / "model" / "checkpoints").is_dir() or list((out / "model").glob("step-*"))
+
+
+def test_the_command_says_how_long_each_stage_took(toy_run, capsys):
+    out, _ = toy_run
+    assert cli.main(["toy", "train", "--out", str(out), *STEPS, "--quiet"]) == 0  # all finished: skipped
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(out)
+    assert captured.err.startswith("time: vae 0.0 min, tower 0.0 min") and "in all" in captured.err
 
 
 def test_the_trained_model_paints_and_exports_in_half_precision(toy_run, tmp_path, capsys):

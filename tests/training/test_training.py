@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import FIXTURES, accelerate_launch, run_launched
 from subject_inpainting import cli
 from subject_inpainting.convert import load_components
+from subject_inpainting.data.augment import AugmentConfig
 from subject_inpainting.pipeline import SubjectInpaintPipeline
 from subject_inpainting.training import finetune, loop, train
 
@@ -161,6 +163,30 @@ def test_finetune_saves_only_what_it_trained_and_loads_back(tiny_model_dir, tmp_
     assert all(torch.equal(v, state(pipe.unet)[k]) for k, v in base_unet.items())
 
 
+def test_finetune_with_cut_references_saves_them_cut(tiny_model_dir, tmp_path):
+    folder, boxes = photo_folder(tmp_path)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    inside = {}
+    for name, (x0, y0, x1, y1) in json.loads(boxes.read_text()).items():
+        w, h = Image.open(folder / name).size
+        mask = np.zeros((h, w), dtype=np.uint8)
+        mask[y0:y1, x0 : (x0 + x1) // 2] = 255  # the left half of the bear's box
+        Image.fromarray(mask).save(masks / f"{Path(name).stem}.png")
+        inside[name] = (x1 - x0) // 2
+    out = tmp_path / "cut"
+    argv = ["--photos", str(folder), "--masks", str(masks), "--base", str(tiny_model_dir), "--out", str(out)]
+    finetune.main(finetune.parse_args([*argv, "--cut-reference", "--max-steps", "1", "--batch-size", "2", *FAST]))
+    index = json.loads((out / "subject_index.json").read_text())
+    assert index["train"]["max_steps"] == 1
+    for name, half in inside.items():
+        ref = np.asarray(Image.open(out / "references" / f"{Path(name).stem}.png"))
+        margin = AugmentConfig.subject().reference_margin
+        assert (ref[:, margin + half + 1 :] == 255).all()  # right of the mask: white, margin included
+        assert (ref[:, :margin] == 255).all()  # left of the box: white
+        assert (ref[margin + 5 : -margin - 5, margin + 2 : margin + half - 2] < 250).any()  # the bear itself
+
+
 def test_loss_falls_when_a_tiny_model_overfits_one_subject(tiny_model_dir, tmp_path):
     result, _ = run_finetune(
         tiny_model_dir,
@@ -184,6 +210,14 @@ def test_loss_falls_when_a_tiny_model_overfits_one_subject(tiny_model_dir, tmp_p
     losses = np.array(result["losses"])
     first, last = losses[:15].mean(), losses[-15:].mean()
     assert last < 0.6 * first, (first, last)
+
+
+def test_data_loading_workers_see_the_same_examples(tiny_model_dir, tmp_path):
+    # 3 steps over 2 photos at batch 1: two epochs, so each epoch's workers must see their set_epoch.
+    common = ["--max-steps", "3", "--batch-size", "1", "--detail-layers", "1", "--detail-heads", "4"]
+    inline, _ = run_finetune(tiny_model_dir, tmp_path, *common, out_name="inline")
+    workers, _ = run_finetune(tiny_model_dir, tmp_path, *common, "--num-workers", "2", out_name="workers")
+    assert workers["losses"] == inline["losses"] and len(inline["losses"]) == 3
 
 
 def test_killed_run_resumes_exactly(tiny_model_dir, tmp_path, monkeypatch):
@@ -255,6 +289,7 @@ def test_resuming_with_other_settings_is_refused(tiny_model_dir, tmp_path, capsy
         ("base-is-subject", "is a fine-tuned subject, not a base model"),
         ("base-has-detail", "already has a detail module"),
         ("base-missing", "no such model file or folder"),
+        ("cut-without-masks", "--cut-reference needs --masks DIR"),
     ],
 )
 def test_finetune_bad_inputs(case, match, tiny_model_dir, reference_dir, tmp_path, capsys, monkeypatch):
@@ -281,6 +316,8 @@ def test_finetune_bad_inputs(case, match, tiny_model_dir, reference_dir, tmp_pat
         base = str(reference_dir / "subject-tiny")
     elif case == "base-missing":
         base = str(tmp_path / "nope")
+    elif case == "cut-without-masks":
+        where += ["--cut-reference"]
     out = tmp_path / "out"
     argv = ["finetune", "--photos", str(folder), *where, "--base", base, "--out", str(out), "--max-steps", "1", *FAST]
     assert cli.main(argv) == 2

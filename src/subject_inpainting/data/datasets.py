@@ -30,6 +30,7 @@ from ..convert.checkpoint_io import CheckpointError, _first_line, read_json
 from ..imaging import (
     IMAGE_SUFFIXES,
     InputError,
+    cut_out,
     fit_mask,
     keep_mask_tensor,
     mask_bbox,
@@ -69,7 +70,8 @@ class Record:
         image: the photo.
         boxes: one or more ``(x0, y0, x1, y1)`` in pixels of the decoded (EXIF-upright) photo, exclusive
             ends; an example uses one of them, drawn at random.
-        mask: a subject mask (white = subject) the box was taken from, if any; kept for reference only.
+        mask: a subject mask (white = subject) the box was taken from, if any; it cuts the reference out
+            (``InpaintingExamples(cut_reference=True)``).
         width, height: the photo's size when known (both or neither); boxes are then checked against it.
         meta: free-form JSON-able data carried along (identity of a toy-world subject, a label ...).
     """
@@ -488,7 +490,7 @@ def read_photo_folder(
         if len(found) != 1:
             problem = "no mask" if not found else f"{len(found)} masks ({', '.join(m.name for m in found)})"
             raise InputError(f"masks folder {masks_dir}: {problem} for photo {photo.name} (same file stem expected)")
-        mask = fit_mask(mask_to_bool(open_image(found[0], "mask")), size, what=f"mask {found[0]}")
+        mask = read_mask(found[0], size)
         if not mask.any():
             raise InputError(f"mask {found[0]}: empty (no pixel is white); white marks the subject")
         records.append(Record(photo, [mask_bbox(mask)], mask=found[0], width=size[0], height=size[1]))
@@ -552,6 +554,7 @@ def make_example(
     augment: AugmentConfig,
     generator: torch.Generator,
     reference_from: tuple[np.ndarray, Sequence[float]] | None = None,
+    reference_mask: np.ndarray | None = None,
 ) -> dict[str, torch.Tensor]:
     """One Paint-by-Example training example from a scene and an object box in it.
 
@@ -578,6 +581,10 @@ def make_example(
         reference_from: ``(rgb, box)`` of ANOTHER photo of the same object to cut the reference from (step
             4), instead of the scene itself — as a user's reference is at inference; None = the original's
             self-supervised choice.
+        reference_mask: ``(H', W')`` bool, the subject's pixels in the picture the reference is cut from
+            (``reference_from``'s, else the scene's): the reference then shows the subject on white
+            (``imaging.cut_out``) — for models whose references have their background removed (the toy
+            model). None = the crop as it is (the original).
 
     Returns:
         ``pixel_values`` ``(3, R, R)`` float in [-1, 1]; ``keep_mask`` ``(1, R, R)`` float, 1 = keep,
@@ -609,6 +616,8 @@ def make_example(
     hole = resize_mask(hole, (resolution, resolution))
 
     ref_rgb, ref_box = (rgb, box) if reference_from is None else reference_from
+    if reference_mask is not None:
+        ref_rgb = cut_out(ref_rgb, reference_mask)
     ref_size = (ref_rgb.shape[1], ref_rgb.shape[0])
     rx0, ry0, rx1, ry1 = reference_box(check_box(ref_box, ref_size), ref_size, augment.reference_margin)
     square = (reference_size, reference_size)
@@ -645,6 +654,9 @@ class InpaintingExamples(torch.utils.data.Dataset):
         image_mean, image_std: the vision tower's normalisation.
         augment: the randomisation settings (``AugmentConfig.base()`` or ``.subject()``).
         seed: the run's data seed (≥ 0).
+        cut_reference: cut each reference out with its record's mask, onto white (``make_example``'s
+            ``reference_mask``): for models trained on references without background (the toy model).
+            Every record must then have a mask.
     """
 
     def __init__(
@@ -656,6 +668,7 @@ class InpaintingExamples(torch.utils.data.Dataset):
         image_std: Sequence[float],
         augment: AugmentConfig,
         seed: int = 0,
+        cut_reference: bool = False,
     ) -> None:
         records = list(records)
         if not records:
@@ -663,6 +676,11 @@ class InpaintingExamples(torch.utils.data.Dataset):
         for n, record in enumerate(records):
             if not isinstance(record, Record):
                 raise TypeError(f"records[{n}] is a {type(record).__name__}, not a Record")
+            if cut_reference and record.mask is None:
+                raise InputError(
+                    f"training image {record.image} has no mask: cutting the reference out needs one mask per "
+                    "image (give the photos' masks)"
+                )
         if not isinstance(augment, AugmentConfig):
             raise TypeError(f"augment must be an AugmentConfig, got {type(augment).__name__}")
         self.resolution, self.reference_size, self.image_mean, self.image_std = _check_example_sizes(
@@ -671,6 +689,7 @@ class InpaintingExamples(torch.utils.data.Dataset):
         self.records = records
         self.augment = augment
         self.seed = _check_count("seed", seed)
+        self.cut_reference = bool(cut_reference)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -705,6 +724,7 @@ class InpaintingExamples(torch.utils.data.Dataset):
             box = check_box(box, size)
         except ValueError as e:
             raise InputError(f"training image {record.image}: {e}") from None
+        subject = read_mask(record.mask, size) if self.cut_reference else None
         return make_example(
             rgb,
             box,
@@ -714,7 +734,13 @@ class InpaintingExamples(torch.utils.data.Dataset):
             image_std=self.image_std,
             augment=self.augment,
             generator=generator,
+            reference_mask=subject,
         )
+
+
+def read_mask(path: Path, size: Size) -> np.ndarray:
+    """A subject mask file (white = subject) at its photo's ``size = (W, H)``: ``(H, W)`` bool."""
+    return fit_mask(mask_to_bool(open_image(path, "mask")), size, what=f"mask {path}")
 
 
 def _check_count(name: str, value: int) -> int:

@@ -16,7 +16,7 @@ import torch
 
 from ..imaging import InputError, mask_bbox, open_image, to_rgb
 from ..utils import hub_offline
-from .datasets import PHOTO_SUFFIXES, Record
+from .datasets import PHOTO_SUFFIXES, Record, photo_files
 
 DETECTOR_ID = "google/owlv2-base-patch16-ensemble"
 SEGMENTER_ID = "facebook/sam-vit-base"
@@ -88,11 +88,7 @@ def find_subject(
     if not prompt or not prompt.strip():
         raise InputError("--prompt is empty: say what the subject is, e.g. --prompt 'teddy bear'")
     folder = Path(folder)
-    photos = (
-        sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
-        if folder.is_dir()
-        else []
-    )
+    photos = photo_files(folder) if folder.is_dir() else []
     if not photos:
         raise InputError(f"no photos in {folder} (looked for {', '.join(PHOTO_SUFFIXES)})")
     det_processor, det_model = _load("detector", detector)

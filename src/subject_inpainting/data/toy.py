@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..imaging import cut_out
+
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (214, 39, 40),  # red
     (255, 127, 14),  # orange
@@ -353,6 +355,7 @@ class Render:
         background: the same scene, same lighting, without the subject.
         box: the subject's box ``(x0, y0, x1, y1)``; mask: its visible pixels ``(H, W)`` bool.
         identity: who it is; pose: how it is shown.
+        alpha: ``(H, W)`` float in [0, 1], how much of each pixel is the visible subject.
     """
 
     image: np.ndarray
@@ -361,6 +364,17 @@ class Render:
     mask: np.ndarray
     identity: Identity
     pose: Pose
+    alpha: np.ndarray
+
+    @property
+    def solid(self) -> np.ndarray:
+        """``(H, W)`` bool, the pixels at least half subject: ``mask`` also holds the faint fringe the
+        rotation's resampling leaves, which is mostly background."""
+        return self.alpha >= 0.5
+
+    def cut_out(self) -> np.ndarray:
+        """The render with everything but the subject (``solid``) white (``imaging.cut_out``)."""
+        return cut_out(self.image, self.solid)
 
 
 def render_scene(ident: Identity, size: int, seed: int, occlusion_p: float = 0.3, scale=(0.35, 0.6)) -> Render:
@@ -398,7 +412,7 @@ def render_scene(ident: Identity, size: int, seed: int, occlusion_p: float = 0.3
         if len(xs)
         else (pose.x, pose.y, pose.x + pose.side, pose.y + pose.side)
     )
-    return Render(image, background, box, mask, ident, pose)
+    return Render(image, background, box, mask, ident, pose, alpha)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -432,6 +446,8 @@ class ToyWorldExamples(torch.utils.data.Dataset):
         scene_size: side of the rendered scenes; resolution / reference_size: the model's input sides.
         image_mean, image_std: the vision tower's normalisation; augment: the data pipeline's settings.
         length: the number of items (the loop's steps × batch).
+        cut_reference: the reference shows the subject on white (True) or its crop with the other
+            render's background (False: the evaluator's training data, which scores painted regions).
     """
 
     procedural = True  # every index is a new example: the training loop reads them in order
@@ -447,6 +463,7 @@ class ToyWorldExamples(torch.utils.data.Dataset):
         augment,
         seed: int = 0,
         length: int = 10**9,
+        cut_reference: bool = False,
     ):
         if not identities:
             raise ValueError("identities: empty")
@@ -454,6 +471,7 @@ class ToyWorldExamples(torch.utils.data.Dataset):
         self.scene_size, self.resolution, self.reference_size = scene_size, resolution, reference_size
         self.image_mean, self.image_std, self.augment = image_mean, image_std, augment
         self.seed, self.length, self.epoch = seed, length, 0
+        self.cut_reference = bool(cut_reference)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -477,7 +495,7 @@ class ToyWorldExamples(torch.utils.data.Dataset):
             image_std=self.image_std,
             augment=self.augment,
             generator=torch.Generator().manual_seed(_seed(self.seed, self.epoch, index, 2)),
-            reference_from=(other.image, other.box),
+            reference_from=(other.cut_out() if self.cut_reference else other.image, other.box),
         )
         example["identity"] = torch.tensor(label)
         return example
@@ -513,15 +531,17 @@ def grow_box(box, size: int, share: float) -> tuple[int, int, int, int]:
     return max(0, x0 - dx), max(0, y0 - dy), min(size, x1 + dx), min(size, y1 + dy)
 
 
-def reference_crop(render: Render, margin: float = 0.1) -> np.ndarray:
-    """The subject of a render cut out with a margin (a user's reference photo)."""
+def reference_crop(render: Render, margin: float = 0.1, cut: bool = True) -> np.ndarray:
+    """The subject of a render cropped with a margin (a user's reference photo); with ``cut``, on white
+    (``imaging.cut_out``: its background removed, as the toy model's references are)."""
     x0, y0, x1, y1 = grow_box(render.box, render.image.shape[0], margin)
-    return render.image[y0:y1, x0:x1].copy()
+    picture = render.cut_out() if cut else render.image
+    return picture[y0:y1, x0:x1].copy()
 
 
 def make_case(ident: Identity, seed: int, size: int = 64) -> InpaintCase:
     """A test case for ``ident`` drawn from ``seed``: an unoccluded truth render, its background as the
-    scene, the grown box as the region, and a reference from another render."""
+    scene, the grown box as the region, and a reference from another render, cut out onto white."""
     truth = render_scene(ident, size, seed=_seed(seed, 10), occlusion_p=0.0)
     other = render_scene(ident, size, seed=_seed(seed, 11), occlusion_p=0.0)
     x0, y0, x1, y1 = grow_box(truth.box, size, 0.1)
@@ -533,6 +553,31 @@ def make_case(ident: Identity, seed: int, size: int = 64) -> InpaintCase:
 def subject_photos(ident: Identity, count: int, seed: int, size: int = 64) -> list[Render]:
     """``count`` photos of one subject (fine-tuning data): varied scenes, poses and light, no occlusion."""
     return [render_scene(ident, size, seed=_seed(seed, 20, k), occlusion_p=0.0) for k in range(count)]
+
+
+def subject_mask(render: Render) -> np.ndarray:
+    """The pixels ``Render.cut_out`` keeps as a mask picture ``(H, W)`` uint8, 255 = subject."""
+    return render.solid.astype(np.uint8) * 255
+
+
+def write_subject_photos(ident: Identity, folder, count: int, seed: int, size: int = 64) -> dict[str, list[int]]:
+    """Write ``subject_photos`` in the photo-folder format (``read_photo_folder``): ``folder/photos/NN.png``,
+    their masks ``folder/masks/NN.png`` (white = subject, the pixels ``Render.cut_out`` keeps) and
+    ``folder/boxes.json``. Returns the boxes by photo name."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    for sub in ("photos", "masks"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    boxes = {}
+    for k, render in enumerate(subject_photos(ident, count, seed=seed, size=size)):
+        name = f"{k:02d}.png"
+        Image.fromarray(render.image).save(folder / "photos" / name)
+        Image.fromarray(subject_mask(render)).save(folder / "masks" / name)
+        boxes[name] = list(render.box)
+    (folder / "boxes.json").write_text(json.dumps(boxes, indent=1) + "\n")
+    return boxes
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -555,7 +600,9 @@ def write_dataset(
         world.json                      the seed and counts
         train/manifest.jsonl            base training: ``read_manifest`` format, meta = identity
         train/images/000000.png ...     renders of the ``train`` identities (occlusion as in training)
+        train/masks/000000.png ...      the subject in each (white; for ``train --cut-reference``)
         subjects/<id>/photos/00.png ..  ``photos`` renders of a ``heldout`` identity (fine-tuning data)
+        subjects/<id>/masks/00.png ..   the subject in each photo (white; for ``finetune --cut-reference``)
         subjects/<id>/boxes.json        where the subject is in each photo (``read_photo_folder``)
         test/cases.jsonl                one line per case: scene, mask, reference, truth, box, identity,
                                         subject (its photo folder)
@@ -592,14 +639,16 @@ def write_dataset(
     ):
         train_ids = split_identities(world_seed, "train")
         records = []
-        (tmp / "train" / "images").mkdir(parents=True)
+        for sub in ("images", "masks"):
+            (tmp / "train" / sub).mkdir(parents=True)
         for i in range(train_images):
             ident = train_ids[i % len(train_ids)]
             render = render_scene(ident, size, seed=_seed(world_seed, 30, i))
-            path = tmp / "train" / "images" / f"{i:06d}.png"
+            path, mask = (tmp / "train" / sub / f"{i:06d}.png" for sub in ("images", "masks"))
             Image.fromarray(render.image).save(path)
+            Image.fromarray(subject_mask(render)).save(mask)
             meta = {"identity": ident.index, "description": ident.describe()}
-            records.append(Record(path, [render.box], width=size, height=size, meta=meta))
+            records.append(Record(path, [render.box], mask=mask, width=size, height=size, meta=meta))
             bar.update(1)
         write_manifest(records, tmp / "train" / "manifest.jsonl")
 
@@ -607,14 +656,8 @@ def write_dataset(
         (tmp / "test").mkdir()
         for ident in split_identities(world_seed, "heldout", subjects) if subjects else []:
             folder = tmp / "subjects" / str(ident.index)
-            (folder / "photos").mkdir(parents=True)
-            boxes = {}
-            renders = subject_photos(ident, photos, seed=_seed(world_seed, 31, ident.index), size=size)
-            for k, render in enumerate(renders):
-                Image.fromarray(render.image).save(folder / "photos" / f"{k:02d}.png")
-                boxes[f"{k:02d}.png"] = list(render.box)
-                bar.update(1)
-            (folder / "boxes.json").write_text(json.dumps(boxes, indent=1) + "\n")
+            write_subject_photos(ident, folder, photos, seed=_seed(world_seed, 31, ident.index), size=size)
+            bar.update(photos)
             (folder / "identity.json").write_text(json.dumps({**vars(ident), "description": ident.describe()}) + "\n")
             for k in range(cases):
                 case = make_case(ident, seed=_seed(world_seed, 32, ident.index, k), size=size)

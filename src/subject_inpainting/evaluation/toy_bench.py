@@ -91,7 +91,9 @@ def settings(config: ToyBenchConfig) -> list[Setting]:
     return s
 
 
-def _finetune(base: Path, photos_dir: Path, boxes: Path, out: Path, variant: str, config: ToyBenchConfig) -> Path:
+def _finetune(base: Path, photos: Path, out: Path, variant: str, config: ToyBenchConfig) -> Path:
+    """Fine-tune ``variant`` on the subject folder ``photos`` (``toy.write_subject_photos``), references cut
+    out with the masks as the toy model's are."""
     from ..models.toy import TOY_DETAIL_MAPPER
     from ..training import finetune
 
@@ -101,9 +103,10 @@ def _finetune(base: Path, photos_dir: Path, boxes: Path, out: Path, variant: str
         return out
     argv = [
         "--photos",
-        str(photos_dir),
-        "--boxes",
-        str(boxes),
+        str(photos / "photos"),
+        "--masks",
+        str(photos / "masks"),
+        "--cut-reference",
         "--base",
         str(base),
         "--out",
@@ -134,18 +137,6 @@ def _finetune(base: Path, photos_dir: Path, boxes: Path, out: Path, variant: str
     return out
 
 
-def _write_photos(ident: toy.Identity, folder: Path, count: int, seed: int) -> tuple[Path, Path]:
-    photos_dir = folder / "photos"
-    photos_dir.mkdir(parents=True, exist_ok=True)
-    boxes = {}
-    for k, render in enumerate(toy.subject_photos(ident, count, seed=seed)):
-        name = f"{k:02d}.png"
-        Image.fromarray(render.image).save(photos_dir / name)
-        boxes[name] = list(render.box)
-    (folder / "boxes.json").write_text(json.dumps(boxes))
-    return photos_dir, folder / "boxes.json"
-
-
 def run_toy_bench(
     model: str | Path, evaluator: str | Path, out: Path, config: ToyBenchConfig, progress: bool = True
 ) -> dict[str, Any]:
@@ -167,10 +158,9 @@ def run_toy_bench(
     bar = tqdm(total=config.subjects * config.cases_per_subject * len(plan), desc="toy benchmark", disable=not progress)
     for i, ident in enumerate(identities[: config.subjects]):
         folder = out / "subjects" / f"{ident.index}"
-        photos_dir, boxes = _write_photos(ident, folder, config.photos, seed=config.seed * 7919 + ident.index)
+        toy.write_subject_photos(ident, folder, config.photos, seed=config.seed * 7919 + ident.index)
         variants = {
-            v: _finetune(Path(model), photos_dir, boxes, folder / v, v, config)
-            for v in {s.subject for s in plan if s.subject}
+            v: _finetune(Path(model), folder, folder / v, v, config) for v in {s.subject for s in plan if s.subject}
         }
         cases = [
             toy.make_case(ident, seed=config.seed * 100_003 + ident.index * 101 + k, size=pipe.resolution)

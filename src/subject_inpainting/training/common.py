@@ -52,7 +52,15 @@ def add_training_args(p: argparse.ArgumentParser, mode: str) -> None:
     g.add_argument(
         "--log-every", type=int, help=f"steps between TensorBoard points in OUT/logs (default {d.log_every})"
     )
-    g.add_argument("--num-workers", type=int, help="data-loading processes (default 0)")
+    g.add_argument(
+        "--num-workers", type=int, help="processes reading training examples (default 0: the training process itself)"
+    )
+    g.add_argument(
+        "--cut-reference",
+        action="store_true",
+        help="cut the subject out of each reference with its mask, onto white: for models trained on references "
+        "without background, such as the toy model (needs a mask for every image; the toy world has them)",
+    )
     g.add_argument(
         "--device",
         default="auto",

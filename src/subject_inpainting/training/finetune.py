@@ -130,16 +130,20 @@ def subject_encoder(base_encoder, layers: int, heads: int, grid: int, seed: int)
     return encoder.to(base_encoder.device, base_encoder.dtype)
 
 
-def save_references(records, folder: Path, margin: int) -> None:
-    """The un-augmented reference crops (subject cut with the margin), for ``inpaint --subject`` without
-    ``--reference``."""
+def save_references(records, folder: Path, margin: int, cut: bool = False) -> None:
+    """The un-augmented reference crops (subject cut with the margin; with ``cut``, on white through the
+    record's mask), for ``inpaint --subject`` without ``--reference``."""
     from .. import imaging
     from ..data.boxes import reference_box
+    from ..data.datasets import read_mask
 
     folder.mkdir(parents=True, exist_ok=True)
     for i, record in enumerate(records):
         rgb, _ = imaging.to_rgb(imaging.open_image(record.image, "subject photo"))
-        x0, y0, x1, y1 = reference_box(record.boxes[0], (rgb.shape[1], rgb.shape[0]), margin)
+        size = (rgb.shape[1], rgb.shape[0])
+        if cut:
+            rgb = imaging.cut_out(rgb, read_mask(record.mask, size))
+        x0, y0, x1, y1 = reference_box(record.boxes[0], size, margin)
         imaging.save_image_atomic(imaging.Image.fromarray(rgb[y0:y1, x0:x1]), folder / f"{i:02d}.png")
 
 
@@ -159,6 +163,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     from .loop import Run, make_accelerator, prepare_output, train
 
     out = Path(args.out)
+    if args.cut_reference and not args.masks:
+        raise ValueError("--cut-reference needs --masks DIR: the subject's outline in each photo, to cut it out by")
     records = find_records(args)
     components = load_base(args.base)
     pipe = SubjectInpaintPipeline(**components)  # checks that the parts fit together
@@ -185,13 +191,22 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         add_lora(unet, lora_config(config.lora_rank, config.lora_alpha))
     augment = AugmentConfig.subject()
     dataset = InpaintingExamples(
-        records, pipe.resolution, encoder.image_size, encoder.image_mean, encoder.image_std, augment, seed=config.seed
+        records,
+        pipe.resolution,
+        encoder.image_size,
+        encoder.image_mean,
+        encoder.image_std,
+        augment,
+        seed=config.seed,
+        cut_reference=args.cut_reference,
     )
     fingerprint = {
         "base": fingerprint_value,
         "photos": [str(r.image) for r in records],
         "boxes": [list(r.boxes[0]) for r in records],
     }
+    if args.cut_reference:
+        fingerprint["cut_reference"] = True
     accelerator = make_accelerator(config, out, args.device)
     prepare_output(out, config, fingerprint, args.overwrite, accelerator)
     trained = {**components, "reference_encoder": encoder, "unet": unet}
@@ -207,7 +222,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 lora=lora,
                 extra={"photos": fingerprint["photos"], "train": config.to_dict()},
             )
-            save_references(records, tmp / "references", augment.reference_margin)
+            save_references(records, tmp / "references", augment.reference_margin, args.cut_reference)
 
         staged_publish(folder, "subject_index.json", write)
 

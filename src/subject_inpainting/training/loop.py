@@ -10,6 +10,7 @@ exactly what the uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import shutil
@@ -100,6 +101,35 @@ def epoch_batches(n: int, global_batch: int, seed: int, epoch: int) -> list[list
     while len(order) < global_batch:
         order += torch.randperm(n, generator=g).tolist()
     return [order[i : i + global_batch] for i in range(0, len(order) - global_batch + 1, global_batch)]
+
+
+def batch_plan(n: int, global_batch: int, seed: int, start: int, procedural: bool):
+    """The global batches of example ids from micro-step ``start`` on, as ``(epoch, batches)`` pairs: a
+    finite dataset's epochs (``epoch_batches``; the first one entered at ``start``'s place), or a procedural
+    dataset's single endless pass (``epoch`` None; micro-step m reads ids ``m * global_batch ...``)."""
+    if procedural:
+        yield None, (list(range(m * global_batch, (m + 1) * global_batch)) for m in itertools.count(start))
+        return
+    epoch, position = divmod(start, len(epoch_batches(n, global_batch, seed, 0)))
+    while True:
+        yield epoch, epoch_batches(n, global_batch, seed, epoch)[position:]
+        epoch, position = epoch + 1, 0
+
+
+def load_batches(dataset, plan, rank: int, batch_size: int, num_workers: int):
+    """This process's examples of every micro-step, in order, as lists of items: read in the loop's process
+    (``num_workers`` 0) or by a ``DataLoader``'s worker processes, one loader per epoch so that each epoch's
+    workers copy the dataset after ``set_epoch``. Items depend only on (seed, epoch, index), so both give
+    the same examples."""
+    for epoch, batches in plan:
+        if epoch is not None:
+            dataset.set_epoch(epoch)
+        local = (ids[rank * batch_size : (rank + 1) * batch_size] for ids in batches)
+        if num_workers == 0:
+            yield from ([dataset[i] for i in ids] for ids in local)
+        else:
+            loader = torch.utils.data.DataLoader(dataset, batch_sampler=local, num_workers=num_workers, collate_fn=list)
+            yield from loader
 
 
 def step_generator(seed: int, micro_step: int, rank: int) -> torch.Generator:
@@ -211,10 +241,11 @@ def train(config: TrainConfig, run: Run, accelerator=None) -> dict[str, Any]:
 
     world, rank = accelerator.num_processes, accelerator.process_index
     global_batch = config.batch_size * world
-    n = len(run.dataset)
     # A procedural dataset (every index a new example) is read in order, one pass; a finite one in epochs.
     procedural = getattr(run.dataset, "procedural", False)
-    batches_per_epoch = n // global_batch if procedural else len(epoch_batches(n, global_batch, config.seed, 0))
+    micro = start * config.grad_accum
+    plan = batch_plan(len(run.dataset), global_batch, config.seed, micro, procedural)
+    batches = load_batches(run.dataset, plan, rank, config.batch_size, config.num_workers)
     losses: list[float] = []
     bar = tqdm(
         total=config.max_steps,
@@ -224,19 +255,8 @@ def train(config: TrainConfig, run: Run, accelerator=None) -> dict[str, Any]:
         disable=not (accelerator.is_main_process and run.progress),
     )
     step = start
-    micro = start * config.grad_accum
-    batches, batches_epoch = [], -1
     while step < config.max_steps:
-        epoch, position = divmod(micro, batches_per_epoch)
-        if procedural:
-            batch_ids = list(range(micro * global_batch, (micro + 1) * global_batch))
-        else:
-            if epoch != batches_epoch:
-                run.dataset.set_epoch(epoch)
-                batches, batches_epoch = epoch_batches(n, global_batch, config.seed, epoch), epoch
-            batch_ids = batches[position]
-        local = batch_ids[rank * config.batch_size : (rank + 1) * config.batch_size]
-        batch = _collate([run.dataset[i] for i in local], accelerator.device)
+        batch = _collate(next(batches), accelerator.device)
         g = step_generator(config.seed, micro, rank)
         with accelerator.accumulate(model):
             x_start, t, noise, drop = _draw(batch, vae, c["scheduler"], config.uncond_prob, g)
@@ -269,6 +289,7 @@ def train(config: TrainConfig, run: Run, accelerator=None) -> dict[str, Any]:
         if run.preview and config.preview_every and step % config.preview_every == 0 and accelerator.is_main_process:
             _preview(run, c, ema, params, step, accelerator, log_with)
     bar.close()
+    batches.close()  # stops the DataLoader's workers now, not at garbage collection
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if ema is not None:

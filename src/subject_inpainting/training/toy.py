@@ -65,8 +65,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def examples(split: str, seed: int, reference_size: int = TOY_VISION["image_size"]) -> toy.ToyWorldExamples:
-    """Procedural training examples of a split's identities at the toy resolution."""
+def examples(
+    split: str, seed: int, reference_size: int = TOY_VISION["image_size"], cut_reference: bool = True
+) -> toy.ToyWorldExamples:
+    """Procedural training examples of a split's identities at the toy resolution (``cut_reference``: the
+    references show the subject on white, as the toy model's do)."""
     return toy.ToyWorldExamples(
         toy.split_identities(seed, split),
         TOY_RESOLUTION,
@@ -76,6 +79,7 @@ def examples(split: str, seed: int, reference_size: int = TOY_VISION["image_size
         CLIP_IMAGE_STD,
         toy.toy_augment(),
         seed=seed,
+        cut_reference=cut_reference,
     )
 
 
@@ -134,7 +138,16 @@ def stage_vae(out: Path, args: argparse.Namespace) -> Path:
 
 
 def _identity_stage(
-    out: Path, name: str, split: str, model, embed, steps: int, args, to_input, objective: str = "identity"
+    out: Path,
+    name: str,
+    split: str,
+    model,
+    embed,
+    steps: int,
+    args,
+    to_input,
+    objective: str = "identity",
+    cut_reference: bool = True,
 ) -> list[float]:
     """Train ``model`` (via ``embed(model, pixels) -> (B, D)``) on the references of ``split`` (passed
     through ``to_input``) so that renders of one identity map close together.
@@ -145,8 +158,11 @@ def _identity_stage(
     vision tower's objective, on the large training split. A tower trained to tell 400 identities apart
     memorised them by their colours: a linear probe read the shape of HELD-OUT subjects from it 30 % of the
     time (chance 12 %), and the inpainting model, which sees only this embedding, painted colours and
-    patterns without outlines."""
-    data = examples(split, args.seed)
+    patterns without outlines.
+
+    ``cut_reference``: train on subjects cut out onto white (the tower: the model's references are) or on
+    crops with their background (the evaluator: it scores painted regions, which have one)."""
+    data = examples(split, args.seed, cut_reference=cut_reference)
     dim = embed(model, to_input(_batch(data, 0, 2, "reference"))).shape[-1]
     torch.manual_seed(args.seed + 1)
     if objective == "identity":
@@ -219,7 +235,15 @@ def stage_evaluator(out: Path, args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed + 2)
     evaluator = IdentityEncoder(**TOY_EVALUATOR)
     losses = _identity_stage(
-        out, "evaluator", "evaluator", evaluator, lambda m, x: m(x), args.evaluator_steps, args, to_unit_range
+        out,
+        "evaluator",
+        "evaluator",
+        evaluator,
+        lambda m, x: m(x),
+        args.evaluator_steps,
+        args,
+        to_unit_range,
+        cut_reference=False,
     )
     evaluator.save_pretrained(folder, safe_serialization=True)
     _finish(folder, {"final_loss": sum(losses[-50:]) / max(1, len(losses[-50:])) if losses else None})
@@ -303,6 +327,7 @@ def stage_base(out: Path, args: argparse.Namespace) -> Path:
         "20",
         "--device",
         "cpu",
+        "--cut-reference",
     ]
     argv += (["--latent-cache", str(args.base_cache)] if args.base_cache else []) + (["--quiet"] if args.quiet else [])
     train.main(train.parse_args(argv))

@@ -113,6 +113,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             toy.toy_augment(),
             seed=config.seed,
             length=length,
+            cut_reference=args.cut_reference,
         )
         fingerprint = {"model": str(args.model), "data": "toy-world", "identities": len(identities)}
     else:
@@ -124,12 +125,15 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             enc.image_std,
             AugmentConfig.base(),
             seed=config.seed,
+            cut_reference=args.cut_reference,
         )
         fingerprint = {
             "model": str(args.model),
             "data": [str(r.image) for r in records[:1000]],
             "examples": len(records),
         }
+    if args.cut_reference:
+        fingerprint["cut_reference"] = True
     if args.latent_cache is not None:
         if not 1 <= args.latent_cache <= len(dataset):
             raise ValueError(
