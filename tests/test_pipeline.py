@@ -183,3 +183,27 @@ def test_components_must_fit_together():
     c["unet"].register_to_config(cross_attention_dim=64)
     with pytest.raises(ValueError, match="32-wide context"):
         SubjectInpaintPipeline(**c)
+
+
+def test_keep_known_holds_the_prediction_outside_the_region(tiny_pipeline, scene_files, monkeypatch):
+    from subject_inpainting import pipeline as pipeline_module
+
+    made = []
+
+    class Recording(pipeline_module.KnownRegionDenoiser):
+        def __init__(self, *args):
+            super().__init__(*args)
+            made.append(self)
+
+    monkeypatch.setattr(pipeline_module, "KnownRegionDenoiser", Recording)
+    steps = []
+    plain = run(tiny_pipeline, scene_files, sampler="ddim", paste_back=False)
+    assert not made
+    held = run(tiny_pipeline, scene_files, sampler="ddim", paste_back=False, keep_known=True, callback=steps.append)
+    (wrapper,) = made
+    known = wrapper.keep.expand_as(steps[-1]["pred_x0"]) == 1
+    assert known.any() and (~known).any()
+    assert torch.allclose(steps[-1]["pred_x0"][known], wrapper.z_scene[known], atol=1e-3)
+    assert not np.array_equal(np.asarray(plain.images[0]), np.asarray(held.images[0]))
+    with pytest.raises(TypeError, match="keep_known must be True or False, got 'yes'"):
+        run(tiny_pipeline, scene_files, keep_known="yes")

@@ -254,6 +254,12 @@ def add_inpaint_parser(sub) -> None:
         action="store_true",
         help="return the model's whole output instead of pasting it into the scene inside the mask",
     )
+    p.add_argument(
+        "--keep-known",
+        action="store_true",
+        help="hold the model's prediction outside the region to the scene at every step (not in the original; "
+        "helps models that shift the scene's colours, such as the toy model)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument(
         "--dtype",
@@ -335,6 +341,7 @@ def run_inpaint(args: argparse.Namespace) -> int:
         num_images=args.num_images,
         generator=torch.Generator().manual_seed(seed),
         paste_back=not args.no_paste_back,
+        keep_known=args.keep_known,
         feather=args.feather,
         region=args.region,
         context=args.context,
@@ -469,6 +476,11 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--sampler", default="dpmsolver++", help="sampler (default dpmsolver++)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the cases and the noise (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument(
+        "--no-keep-known",
+        action="store_true",
+        help="let the model repaint the scene outside the region too (see inpaint --keep-known; on by default here)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(handler=run_demo)
 
@@ -486,7 +498,16 @@ def run_demo(args: argparse.Namespace) -> int:
         check_outputs([out], [], args.overwrite)
     else:
         out = free_path("subject-inpaint-demo.png")
-    result = demo(model, out, args.cases, args.steps, args.sampler, args.seed, resolve_device(args.device))
+    result = demo(
+        model,
+        out,
+        args.cases,
+        args.steps,
+        args.sampler,
+        args.seed,
+        resolve_device(args.device),
+        keep_known=not args.no_keep_known,
+    )
     if result["scores"] is not None:
         scores = ", ".join(f"{s:.2f}" for s in result["scores"])
         print(f"identity scores of the results against the truth (1 = same subject): {scores}", file=sys.stderr)

@@ -33,8 +33,11 @@ def crop_pixels(rgb: np.ndarray, box) -> torch.Tensor:
     return imaging.rgb_to_tensor(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
 
 
-def run_cases(pipe, cases: list[toy.InpaintCase], steps: int, sampler: str, seed: int) -> list[np.ndarray]:
-    """Paint every case; returns the results ``(H, W, 3)`` uint8."""
+def run_cases(
+    pipe, cases: list[toy.InpaintCase], steps: int, sampler: str, seed: int, keep_known: bool = False
+) -> list[np.ndarray]:
+    """Paint every case (``keep_known``: the pipeline's option of that name); returns the results
+    ``(H, W, 3)`` uint8."""
     results = []
     for k, case in enumerate(cases):
         out = pipe(
@@ -45,6 +48,7 @@ def run_cases(pipe, cases: list[toy.InpaintCase], steps: int, sampler: str, seed
             sampler=sampler,
             generator=torch.Generator().manual_seed(seed + k),
             progress=False,
+            keep_known=keep_known,
         )
         results.append(np.asarray(out.images[0]))
     return results
@@ -61,8 +65,19 @@ def identity_scores(evaluator, cases, results) -> list[float]:
     return scores
 
 
-def demo(model: str | Path, out: Path, cases: int, steps: int, sampler: str, seed: int, device=None) -> dict[str, Any]:
-    """Paint ``cases`` held-out cases and write the grid to ``out``; returns ``{"out", "scores"}``."""
+def demo(
+    model: str | Path,
+    out: Path,
+    cases: int,
+    steps: int,
+    sampler: str,
+    seed: int,
+    device=None,
+    keep_known: bool = True,
+) -> dict[str, Any]:
+    """Paint ``cases`` held-out cases and write the grid to ``out``; returns ``{"out", "scores"}``.
+    ``keep_known`` (on by default here: the toy model shifts the scene's colours without it) is the
+    pipeline's option."""
     from .evaluation.identity import IdentityEncoder
     from .pipeline import SubjectInpaintPipeline
     from .weights import default_evaluator
@@ -71,7 +86,7 @@ def demo(model: str | Path, out: Path, cases: int, steps: int, sampler: str, see
     ws = world_seed(model)
     identities = toy.split_identities(ws, "heldout", cases)
     items = [toy.make_case(ident, seed=seed * 1000 + k, size=pipe.resolution) for k, ident in enumerate(identities)]
-    results = run_cases(pipe, items, steps, sampler, seed)
+    results = run_cases(pipe, items, steps, sampler, seed, keep_known)
     scores = None
     evaluator_dir = default_evaluator()
     if evaluator_dir is not None:

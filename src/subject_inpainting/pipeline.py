@@ -30,8 +30,9 @@ from tqdm.auto import tqdm
 
 from . import imaging
 from .models.build import move
-from .sampling.guidance import InpaintDenoiser, ModifiedGuidanceDenoiser
+from .sampling.guidance import InpaintDenoiser, KnownRegionDenoiser, ModifiedGuidanceDenoiser
 from .sampling.samplers import SAMPLERS, num_denoiser_steps, sample
+from .sampling.schedule import alphas_cumprod
 
 ImageInput = str | os.PathLike | Image.Image
 REGIONS = ("full", "crop")
@@ -366,6 +367,7 @@ class SubjectInpaintPipeline:
         latents: torch.Tensor | None = None,
         progress: bool = True,
         callback: Callable[[dict[str, Any]], None] | None = None,
+        keep_known: bool = False,
     ) -> InpaintOutput:
         """Paint the reference's subject into the masked region of the scene.
 
@@ -396,6 +398,9 @@ class SubjectInpaintPipeline:
             latents: initial noise ``(N, 4, h, w)`` instead of drawing it.
             progress: show a progress bar.
             callback: called after every step with ``{"i", "t", "x", "pred_x0"}``.
+            keep_known: at every step, hold the predicted clean latent outside the region to the scene's
+                (``KnownRegionDenoiser``); off by default, as the original. Helps a model that reconstructs
+                the scene poorly (the toy model: region background error 40 → 23 / 255).
 
         Returns:
             ``InpaintOutput`` with ``images`` (PIL, the scene's size; RGBA if the scene had alpha).
@@ -413,6 +418,8 @@ class SubjectInpaintPipeline:
             model_weight,
             guidance_threshold,
         )
+        if not isinstance(keep_known, bool):
+            raise TypeError(f"keep_known must be True or False, got {keep_known!r}")
         inputs = self.prepare_inputs(scene, reference, mask, box, reference_box)
         n = num_images
         side = int(self.unet.config.sample_size)
@@ -451,6 +458,13 @@ class SubjectInpaintPipeline:
                 z_masked,
                 keep_latent,
                 subject_adapter=self.subject.adapter,
+            )
+        if keep_known:
+            scene_tensor = imaging.rgb_to_tensor(work_rgb)
+            z_scene, _ = self.encode_scene(scene_tensor, torch.ones_like(scene_tensor[:, :1]))
+            known = (keep_latent >= 1).float()  # latent cells wholly outside the region
+            denoiser = KnownRegionDenoiser(
+                denoiser, alphas_cumprod(self.scheduler), z_scene.expand(n, -1, -1, -1), known
             )
         x = latents.to(self.device, torch.float32) if latents is not None else self.prepare_latents(n, generator)
         total = num_denoiser_steps(sampler, num_inference_steps, self.scheduler)

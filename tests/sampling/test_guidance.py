@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from conftest import tiny_components
-from subject_inpainting.sampling.guidance import InpaintDenoiser, cfg_combine
+from subject_inpainting.sampling.guidance import InpaintDenoiser, KnownRegionDenoiser, cfg_combine
 
 
 def _inputs(tokens=1, batch=2):
@@ -116,3 +116,26 @@ def test_modified_guidance_threshold_and_weights():
         # at or above the threshold: plain guidance with the pretrained model, whatever w
         d = ModifiedGuidanceDenoiser(pretrained, subject, cond2, cls, uncond, 4.0, 0.8, 500, z, keep)
         assert torch.allclose(d(x, t), cfg_combine(e_u, e_c, 4.0), atol=1e-4)
+
+
+def test_known_region_denoiser_holds_x0_outside_the_region_to_the_scene():
+    g = torch.Generator().manual_seed(1)
+    x, z = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
+    keep = (torch.rand(2, 1, 8, 8, generator=g) > 0.5).float()
+    eps = torch.randn(2, 4, 8, 8, generator=g)
+
+    def denoiser(x_, t_):
+        denoiser.calls += 1
+        return eps
+
+    denoiser.calls = 0
+    alphas = torch.linspace(0.99, 0.01, 1000)
+    wrapped = KnownRegionDenoiser(denoiser, alphas, z, keep)
+    t = torch.tensor([10, 700])
+    out = wrapped(x, t)
+    a = alphas[t].view(-1, 1, 1, 1)
+    x0_model, x0_out = ((x - (1 - a).sqrt() * e) / a.sqrt() for e in (eps, out))
+    inside, outside = keep.expand_as(x) == 0, keep.expand_as(x) == 1
+    assert torch.allclose(x0_out[outside], z[outside], atol=1e-4)  # the scene's latent outside
+    assert torch.allclose(x0_out[inside], x0_model[inside], atol=1e-4)  # the model's own inside
+    assert torch.allclose(out[inside], eps[inside], atol=1e-5) and wrapped.calls == 1

@@ -4,6 +4,8 @@
   vector, conditional and unconditional predictions in one batched UNet call.
 - ``ModifiedGuidanceDenoiser``: subject inpainting's guidance, which mixes a subject-fine-tuned model with
   the pretrained one (three UNet evaluations per step, in as few calls as the models allow).
+- ``KnownRegionDenoiser``: wraps either so that the predicted clean latent outside the region is the
+  scene's own (an option; the original does not do it).
 """
 
 from __future__ import annotations
@@ -185,3 +187,35 @@ class ModifiedGuidanceDenoiser:
             )
         mixed = w * e_s + (1 - w) * rest[0] if need_class else e_s
         return s * mixed + (1 - s) * e_u
+
+
+class KnownRegionDenoiser:
+    """``denoiser(x, t) -> eps`` whose clean-latent prediction outside the region is the scene's latent.
+
+    At every step the wrapped denoiser's ``x0 = (x - sqrt(1 - a_t) eps) / sqrt(a_t)`` is replaced by
+    ``keep · z_scene + (1 - keep) · x0`` and turned back into ``eps``. This is the known-region replacement of
+    RePaint (Lugmayr et al., 2022) and of 4-channel SD inpainting, written on ``x0`` so that every sampler
+    (PLMS, DDIM, the diffusers solvers) gets it through the one ``eps``. The model then paints the region
+    against the scene's true colours rather than its own reconstruction of them (the toy model shifts the
+    colours of the whole picture; with this, the region's background matches the scene).
+
+    Args:
+        denoiser: ``(x (B, C, h, w), t (B,)) -> eps``.
+        alphas_cumprod: ``(T,)`` the training schedule's ``ᾱ``.
+        z_scene: the unmasked scene's scaled latent ``(B, C, h, w)``.
+        keep: ``(B, 1, h, w)``, 1 where the latent is known (outside the region), 0 inside.
+    """
+
+    def __init__(self, denoiser, alphas_cumprod: torch.Tensor, z_scene: torch.Tensor, keep: torch.Tensor):
+        self.denoiser, self.alphas_cumprod = denoiser, alphas_cumprod
+        self.z_scene, self.keep = z_scene, keep
+
+    def __getattr__(self, name: str):  # ``calls`` and the like come from the wrapped denoiser
+        return getattr(self.denoiser, name)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        eps = self.denoiser(x, t)
+        a = self.alphas_cumprod.to(x.device, x.dtype)[t.long()].view(-1, 1, 1, 1)
+        x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+        x0 = self.keep * self.z_scene.to(x.dtype) + (1 - self.keep) * x0
+        return (x - a.sqrt() * x0) / (1 - a).sqrt()
