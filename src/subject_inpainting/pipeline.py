@@ -197,6 +197,7 @@ class SubjectInpaintPipeline:
         generator: torch.Generator | Sequence[torch.Generator] | None,
         model_weight: float = 0.8,
         guidance_threshold: int = 1000,
+        keep_known: bool = False,
     ) -> None:
         """Validate the numeric and named options before any work (``ValueError``/``TypeError``)."""
         if not isinstance(num_inference_steps, int) or isinstance(num_inference_steps, bool):
@@ -224,6 +225,8 @@ class SubjectInpaintPipeline:
             raise ValueError(f"model_weight must be in [0, 1], got {model_weight}")
         if not 0 <= guidance_threshold <= limit:
             raise ValueError(f"guidance_threshold must be between 0 and {limit}, got {guidance_threshold}")
+        if not isinstance(keep_known, bool):
+            raise TypeError(f"keep_known must be True or False, got {keep_known!r}")
         if isinstance(generator, (list, tuple)):
             if len(generator) != num_images:
                 raise ValueError(f"got {len(generator)} generators for {num_images} images; give one per image")
@@ -417,9 +420,8 @@ class SubjectInpaintPipeline:
             generator,
             model_weight,
             guidance_threshold,
+            keep_known,
         )
-        if not isinstance(keep_known, bool):
-            raise TypeError(f"keep_known must be True or False, got {keep_known!r}")
         inputs = self.prepare_inputs(scene, reference, mask, box, reference_box)
         n = num_images
         side = int(self.unet.config.sample_size)
