@@ -183,6 +183,49 @@ def test_components_must_fit_together():
     c["unet"].register_to_config(cross_attention_dim=64)
     with pytest.raises(ValueError, match="32-wide context"):
         SubjectInpaintPipeline(**c)
+    c = tiny_components()
+    c["scheduler"] = {**c["scheduler"], "prediction_type": "sample"}
+    with pytest.raises(ValueError, match="prediction_type 'sample' is not supported"):
+        SubjectInpaintPipeline(**c)
+
+
+def test_a_velocity_model_paints_what_its_noise_twin_paints(scene_files):
+    # the same UNet read as predicting v, and wrapped to predict the noise it implies: one picture
+    from types import SimpleNamespace
+
+    from subject_inpainting.sampling.schedule import alphas_cumprod
+
+    c = tiny_components()
+    c["scheduler"] = {**c["scheduler"], "prediction_type": "v_prediction"}
+    velocity = SubjectInpaintPipeline(**c)
+    alphas, unet = alphas_cumprod(c["scheduler"]), c["unet"]
+
+    class NoiseTwin(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner, self.config, self.dtype, self.device = unet, unet.config, unet.dtype, unet.device
+
+        def forward(self, x_in, t, **kwargs):
+            a = alphas[t.long()].view(-1, 1, 1, 1)
+            v = self.inner(x_in, t, **kwargs).sample
+            return SimpleNamespace(sample=a.sqrt() * v + (1 - a).sqrt() * x_in[:, : v.shape[1]])
+
+    eps_schedule = {**c["scheduler"], "prediction_type": "epsilon"}
+    noise = SubjectInpaintPipeline(**{**c, "unet": NoiseTwin(), "scheduler": eps_schedule})
+    for sampler in ("plms", "dpmsolver++"):
+        pictures = [
+            p(
+                scene_files["scene"],
+                scene_files["reference"],
+                mask=scene_files["mask"],
+                num_inference_steps=4,
+                sampler=sampler,
+                generator=torch.Generator().manual_seed(0),
+                progress=False,
+            ).latents
+            for p in (velocity, noise)
+        ]
+        assert torch.allclose(pictures[0], pictures[1], atol=1e-4)
 
 
 def test_keep_known_holds_the_prediction_outside_the_region(tiny_pipeline, scene_files, monkeypatch):

@@ -127,7 +127,7 @@ def test_generate_paints_inside_the_mask_only_and_writes_the_files(scene, painte
         "ddim",
         "11",
         2,
-        lambda i, n: steps.append((i, n)),
+        report=lambda i, n: steps.append((i, n)),
     )
     assert status == "Done: 2 result(s), seed 11."
     assert steps[0] == (0, 3) and steps[-1] == (3, 3)
@@ -161,7 +161,29 @@ def test_the_page_builds_with_every_control(painter):
     app = build_app(settings, p)
     ids = {getattr(block, "elem_id", None) for block in app.blocks.values()}
     assert {"scene-editor", "references", "subject", "guidance", "model-weight", "steps", "sampler", "seed"} <= ids
-    assert {"generate", "results", "downloads", "status", "region-mode", "box", "count"} <= ids
+    assert {"generate", "results", "downloads", "status", "region-mode", "box", "count", "keep-known"} <= ids
+
+
+def test_keep_known_reaches_the_pipeline(scene, painter, monkeypatch):
+    from subject_inpainting.pipeline import SubjectInpaintPipeline
+
+    settings, p = painter
+    seen = []
+    call = SubjectInpaintPipeline.__call__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs["keep_known"])
+        return call(self, *args, **kwargs)
+
+    monkeypatch.setattr(SubjectInpaintPipeline, "__call__", spy)
+    value = editor_value(scene, (slice(90, 170), slice(60, 160)))
+    reference = [str(FIXTURES / "reference.png")]
+    pictures = [
+        handle_generate(settings, p, value, reference, NO_SUBJECT, REGION_MODES[0], "", 5, 0.8, 3, "ddim", 0, 1, k)[0]
+        for k in (False, True)
+    ]
+    assert seen == [False, True]
+    assert not np.array_equal(*(np.asarray(g[0][0]) for g in pictures))
 
 
 def test_a_picked_subject_uses_its_reference_and_modified_guidance(tiny_model_dir, scene, tmp_path, monkeypatch):

@@ -258,7 +258,7 @@ def add_inpaint_parser(sub) -> None:
         "--keep-known",
         action="store_true",
         help="hold the model's prediction outside the region to the scene at every step (not in the original; "
-        "helps models that shift the scene's colours, such as the toy model)",
+        "helps models that shift the scene's colours)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument(

@@ -214,8 +214,9 @@ class Painter:
         seed: int,
         num_images: int,
         on_step: Callable[[int, int], None] | None = None,
+        keep_known: bool = False,
     ) -> tuple[list[tuple[Image.Image, str]], list[str], int]:
-        """Paint every reference's subject ``num_images`` times.
+        """Paint every reference's subject ``num_images`` times (``keep_known``: the pipeline's option).
 
         Returns ``(gallery [(image, caption)], written PNG paths, seed used)``."""
         import secrets
@@ -239,6 +240,7 @@ class Painter:
                     None,
                     None,
                     float(model_weight),
+                    keep_known=keep_known,
                 )
             except (ValueError, TypeError) as e:
                 raise UIError(str(e)[:1].upper() + str(e)[1:] + ".") from None
@@ -265,6 +267,7 @@ class Painter:
                     model_weight=float(model_weight),
                     progress=False,
                     callback=step,
+                    keep_known=keep_known,
                 )
                 for j, image in enumerate(result.images):
                     path = imaging.save_image_atomic(image, free_path(self.out_dir / f"seed{seed + k}-{stem}-{j}.png"))
@@ -287,6 +290,7 @@ def handle_generate(
     sampler: str,
     seed: Any,
     count: float,
+    keep_known: bool = False,
     report: Callable[[int, int], None] | None = None,
 ) -> tuple[list[tuple[Image.Image, str]], list[str], str]:
     """What Generate does: read and check the page's inputs, paint, and return ``(gallery, files, status)``.
@@ -303,7 +307,18 @@ def handle_generate(
         report(0, int(steps))
     try:
         gallery, paths, used = painter.generate(
-            scene, mask, references, chosen, guidance, model_weight, int(steps), sampler, seed, int(count), report
+            scene,
+            mask,
+            references,
+            chosen,
+            guidance,
+            model_weight,
+            int(steps),
+            sampler,
+            seed,
+            int(count),
+            report,
+            keep_known=bool(keep_known),
         )
     except (imaging.InputError, OSError) as e:
         raise UIError(f"Could not paint: {e}") from None
@@ -381,6 +396,13 @@ def build_app(settings: UISettings, painter: Painter | None = None):
                 with gr.Row():
                     seed = gr.Textbox(value="0", label="Seed (empty = random)", elem_id="seed")
                     count = gr.Slider(1, 4, value=1, step=1, label="Images per reference", elem_id="count")
+                keep_known = gr.Checkbox(
+                    value=False,
+                    label="Keep the scene outside the region",
+                    info="hold the model's picture outside the region to the scene at every step: steadier "
+                    "colours around the subject from a model that shifts them (the original does not)",
+                    elem_id="keep-known",
+                )
                 run = gr.Button("Generate", variant="primary", elem_id="generate")
         status = gr.Markdown(elem_id="status")
         gallery = gr.Gallery(
@@ -397,7 +419,7 @@ def build_app(settings: UISettings, painter: Painter | None = None):
         downloads = gr.File(label="Download", file_count="multiple", elem_id="downloads")
         run.click(
             on_generate,
-            [editor, references, subject, region, box, guidance, weight, steps, sampler, seed, count],
+            [editor, references, subject, region, box, guidance, weight, steps, sampler, seed, count, keep_known],
             [gallery, downloads, status],
             concurrency_limit=1,
         )

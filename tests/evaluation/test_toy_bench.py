@@ -24,6 +24,9 @@ def test_quick_benchmark_reports_every_setting(tmp_path, capsys):
         assert math.isfinite(r["frechet_distance"]) and r["frechet_distance"] >= 0
     # the settings the issue asks for: base with three samplers, three subject variants, four model weights
     assert sum(r["setting"].startswith("base,") for r in rows.values()) == 3
+    held = next(r for r in rows.values() if r["setting"].startswith("base + keep_known"))
+    plain = rows[held["setting"].replace(" + keep_known", "")]  # the same sampler without it
+    assert held["psnr_outside_db"] > plain["psnr_outside_db"]  # outside the region: held to the scene
     assert {r["model_weight"] for r in rows.values() if r["model_weight"] is not None} == {0.0, 0.5, 0.8, 1.0}
     table = (out / "results.md").read_text()
     assert all(name in table for name in names)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 
 from conftest import tiny_components
-from subject_inpainting.sampling.guidance import InpaintDenoiser, KnownRegionDenoiser, cfg_combine
+from subject_inpainting.sampling.guidance import InpaintDenoiser, KnownRegionDenoiser, VelocityDenoiser, cfg_combine
 
 
 def _inputs(tokens=1, batch=2):
@@ -139,3 +141,36 @@ def test_known_region_denoiser_holds_x0_outside_the_region_to_the_scene():
     assert torch.allclose(x0_out[outside], z[outside], atol=1e-4)  # the scene's latent outside
     assert torch.allclose(x0_out[inside], x0_model[inside], atol=1e-4)  # the model's own inside
     assert torch.allclose(out[inside], eps[inside], atol=1e-5) and wrapped.calls == 1
+
+
+def test_velocity_denoiser_turns_the_true_velocity_into_the_true_noise():
+    g = torch.Generator().manual_seed(2)
+    z0, noise = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
+    alphas, t = torch.linspace(0.999, 0.005, 1000), torch.tensor([3, 990])
+    a = alphas[t].view(-1, 1, 1, 1)
+    x_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
+    v = a.sqrt() * noise - (1 - a).sqrt() * z0
+    assert torch.allclose(VelocityDenoiser(lambda x, t_: v, alphas)(x_t, t), noise, atol=1e-5)
+
+
+def test_guiding_velocities_then_converting_equals_guiding_noises():
+    # the conversion is affine in the prediction with the same x for every branch, and guidance weights sum
+    # to one, so one conversion after the guidance is exact
+    unet = tiny_components(seed=0)["unet"]
+    alphas = torch.linspace(0.999, 0.005, 1000)
+
+    class NoiseFromVelocity(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner, self.dtype = unet, unet.dtype
+
+        def forward(self, x_in, t, **kwargs):
+            a = alphas[t].view(-1, 1, 1, 1)
+            v = self.inner(x_in, t, **kwargs).sample
+            return SimpleNamespace(sample=a.sqrt() * v + (1 - a).sqrt() * x_in[:, : v.shape[1]])
+
+    x, t, cond, uncond, z, keep = _inputs()
+    with torch.no_grad():
+        converted_after = VelocityDenoiser(InpaintDenoiser(unet, cond, uncond, 5.0, z, keep), alphas)(x, t)
+        converted_first = InpaintDenoiser(NoiseFromVelocity(), cond, uncond, 5.0, z, keep)(x, t)
+    assert torch.allclose(converted_after, converted_first, atol=1e-5)

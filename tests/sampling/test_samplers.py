@@ -7,7 +7,7 @@ import torch
 
 from conftest import TINY_SCHEDULE
 from subject_inpainting.sampling.samplers import SAMPLERS, num_denoiser_steps, sample
-from subject_inpainting.sampling.schedule import alphas_cumprod, original_timesteps
+from subject_inpainting.sampling.schedule import alphas_cumprod, original_timesteps, prediction_type
 
 
 def test_original_timesteps():
@@ -31,6 +31,13 @@ def test_alphas_cumprod_is_ldm_linear_schedule():
     assert torch.allclose(a.double(), torch.cumprod(1 - betas, 0), rtol=1e-6)
     with pytest.raises(ValueError, match="not supported"):
         alphas_cumprod({**TINY_SCHEDULE, "beta_schedule": "squaredcos_cap_v2"})
+
+
+def test_prediction_type_is_read_and_checked():
+    assert prediction_type(TINY_SCHEDULE) == TINY_SCHEDULE.get("prediction_type", "epsilon") == "epsilon"
+    assert prediction_type({"prediction_type": "v_prediction"}) == "v_prediction"
+    with pytest.raises(ValueError, match="'sample' is not supported"):
+        prediction_type({"prediction_type": "sample"})
 
 
 def oracle(x0: torch.Tensor):
@@ -60,12 +67,15 @@ def test_original_samplers_are_exact_on_an_oracle(sampler):
     assert [s["i"] for s in seen] == list(range(20))
 
 
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
 @pytest.mark.parametrize("sampler", [s for s in SAMPLERS if s not in ("plms", "ddim")])
-def test_diffusers_solvers_reach_the_data(sampler):
+def test_diffusers_solvers_reach_the_data(sampler, prediction):
+    # denoisers return the noise whatever the UNet predicts: a v-prediction model's solver must read eps
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(1, 4, 8, 8, generator=g)
     x_T = torch.randn(1, 4, 8, 8, generator=g)
-    out = sample(sampler, oracle(x0), x_T, TINY_SCHEDULE, 20, generator=g)
+    schedule = {**TINY_SCHEDULE, "prediction_type": prediction}
+    out = sample(sampler, oracle(x0), x_T, schedule, 20, generator=g)
     assert ((out - x0).norm() / x0.norm()).item() < 0.05
 
 

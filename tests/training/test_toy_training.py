@@ -36,6 +36,11 @@ def test_every_stage_runs_and_a_rerun_skips_finished_ones(toy_run):
     assert vae_info["latent_std"] > 0
     run = json.loads((out / "model" / "checkpoints" / "run.json").read_text())
     assert run["data"] == "toy-world" and run["cut_reference"] is True  # the model's references: cut out
+    # the toy model predicts v and its learning rate decays to 0 (the options' defaults)
+    assert json.loads((out / "model" / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == (
+        "v_prediction"
+    )
+    assert run["config"]["lr_decay"] == "cosine"
     again = toy.main(toy.parse_args(["--out", str(out), *STEPS, "--quiet"]))
     assert sum(again["seconds"].values()) < 10  # nothing retrained (only the init stage rewrites its folder)
     assert (out / "model" / "checkpoints").is_dir() or list((out / "model").glob("step-*"))

@@ -70,13 +70,18 @@ class Setting:
     sampler: str
     weight: float = 0.8
     unrelated: bool = False
+    keep_known: bool = False  # the pipeline's option: the predicted latent outside the region is the scene's
+
+
+def _sampler_label(sampler: str, steps: int) -> str:
+    return f"{'DPM-Solver++' if sampler == 'dpmsolver++' else sampler.upper()}-{steps}"
 
 
 def settings(config: ToyBenchConfig) -> list[Setting]:
-    s = [
-        Setting(f"base, {k.upper() if k != 'dpmsolver++' else 'DPM-Solver++'}-{n}", None, k)
-        for k, n in config.sampler_steps.items()
-    ]
+    steps = config.sampler_steps
+    s = [Setting(f"base, {_sampler_label(k, n)}", None, k) for k, n in steps.items()]
+    fast = "dpmsolver++" if "dpmsolver++" in steps else next(iter(steps))
+    s.append(Setting(f"base + keep_known, {_sampler_label(fast, steps[fast])}", None, fast, keep_known=True))
     s += [
         Setting("fine-tuned, no detail module, w=0.8", "nodetail", "plms"),
         Setting("fine-tuned + detail (1 token), w=0.8", "detail", "plms"),
@@ -184,6 +189,7 @@ def run_toy_bench(
                     generator=torch.Generator().manual_seed(config.seed + k),
                     paste_back=False,
                     progress=False,
+                    keep_known=setting.keep_known,
                 )
                 raw = np.asarray(result.images[0])
                 box = imaging.mask_bbox(case.mask)

@@ -89,15 +89,16 @@ def scheduler_config_from_ldm(ldm_config: dict[str, Any]) -> dict[str, Any]:
     schedule = p.get("beta_schedule", "linear")
     if schedule != "linear":
         raise ValueError(f"LDM beta_schedule {schedule!r} is not supported (expected 'linear')")
-    if p.get("parameterization", "eps") != "eps":
-        raise ValueError(f"LDM parameterization {p['parameterization']!r} is not supported (expected 'eps')")
+    parameterization = p.get("parameterization", "eps")
+    if parameterization not in ("eps", "v"):
+        raise ValueError(f"LDM parameterization {parameterization!r} is not supported (expected 'eps' or 'v')")
     return {
         "_class_name": "DDIMScheduler",
         "num_train_timesteps": int(p.get("timesteps", 1000)),
         "beta_start": float(p.get("linear_start", 0.00085)),
         "beta_end": float(p.get("linear_end", 0.012)),
         "beta_schedule": "scaled_linear",
-        "prediction_type": "epsilon",
+        "prediction_type": "epsilon" if parameterization == "eps" else "v_prediction",
         "clip_sample": False,
         "set_alpha_to_one": False,
         "steps_offset": 1,

@@ -6,6 +6,7 @@
   the pretrained one (three UNet evaluations per step, in as few calls as the models allow).
 - ``KnownRegionDenoiser``: wraps either so that the predicted clean latent outside the region is the
   scene's own (an option; the original does not do it).
+- ``VelocityDenoiser``: wraps either for a UNet that predicts the velocity ``v`` rather than the noise.
 """
 
 from __future__ import annotations
@@ -219,3 +220,28 @@ class KnownRegionDenoiser:
         x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
         x0 = self.keep * self.z_scene.to(x.dtype) + (1 - self.keep) * x0
         return (x - a.sqrt() * x0) / (1 - a).sqrt()
+
+
+class VelocityDenoiser:
+    """``denoiser(x, t) -> eps`` for a UNet that predicts ``v = √ᾱ_t · ε − √(1 − ᾱ_t) · z_0`` (Salimans & Ho,
+    2022): ``ε = √ᾱ_t · v + √(1 − ᾱ_t) · x_t``.
+
+    The wrapped denoiser's guidance combines the UNet's ``v`` predictions with weights that sum to one
+    (``s · cond + (1 − s) · uncond``, and the modified guidance likewise), so converting after the guidance
+    equals converting each prediction first; the samplers then see noise predictions, as for SD-v1.
+
+    Args:
+        denoiser: ``(x (B, C, h, w), t (B,)) -> v`` (guided).
+        alphas_cumprod: ``(T,)`` the training schedule's ``ᾱ``.
+    """
+
+    def __init__(self, denoiser, alphas_cumprod: torch.Tensor):
+        self.denoiser, self.alphas_cumprod = denoiser, alphas_cumprod
+
+    def __getattr__(self, name: str):
+        return getattr(self.denoiser, name)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        v = self.denoiser(x, t)
+        a = self.alphas_cumprod.to(x.device, x.dtype)[t.long()].view(-1, 1, 1, 1)
+        return a.sqrt() * v + (1 - a).sqrt() * x

@@ -148,6 +148,7 @@ def make_diffusers_scheduler(name: str, schedule: Mapping[str, Any]):
     config = {k: v for k, v in schedule.items() if not k.startswith("_")}
     config.pop("set_alpha_to_one", None)
     config.pop("clip_sample", None)
+    config["prediction_type"] = "epsilon"  # the denoisers return noise whatever the UNet predicts
     return getattr(diffusers, cls_name).from_config({**config, **overrides})
 
 

@@ -8,6 +8,17 @@ from typing import Any
 import torch
 
 SUPPORTED_BETA_SCHEDULES = ("scaled_linear", "linear")
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def prediction_type(schedule: Mapping[str, Any]) -> str:
+    """What the UNet predicts: ``"epsilon"`` (the noise; SD-v1 and Paint-by-Example) or ``"v_prediction"``
+    (``v = √ᾱ_t · ε − √(1 − ᾱ_t) · z_0``, Salimans & Ho 2022; SD-2 and the toy model), from the scheduler
+    config's ``prediction_type`` (absent = epsilon)."""
+    kind = schedule.get("prediction_type", "epsilon")
+    if kind not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type {kind!r} is not supported; expected one of {PREDICTION_TYPES}")
+    return kind
 
 
 def alphas_cumprod(schedule: Mapping[str, Any]) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from .. import imaging
-from .config import MIXED_PRECISION, TrainConfig
+from .config import LR_DECAYS, MIXED_PRECISION, TrainConfig
 
 
 def add_training_args(p: argparse.ArgumentParser, mode: str) -> None:
@@ -26,6 +26,11 @@ def add_training_args(p: argparse.ArgumentParser, mode: str) -> None:
         "--warmup-start",
         type=float,
         help=f"warm-up starts at this share of the learning rate (default {d.warmup_start:g})",
+    )
+    g.add_argument(
+        "--lr-decay",
+        choices=LR_DECAYS,
+        help="after the warm-up: none (flat, the original) or cosine (down to 0 at --max-steps) (default none)",
     )
     g.add_argument("--batch-size", type=int, help=f"examples per step and process (default {d.batch_size})")
     g.add_argument("--grad-accum", type=int, help="micro-batches per optimiser step (default 1)")
@@ -81,6 +86,7 @@ def config_from_args(args: argparse.Namespace, mode: str, **extra: Any) -> Train
         learning_rate=args.lr,
         warmup_steps=args.warmup_steps,
         warmup_start=args.warmup_start,
+        lr_decay=args.lr_decay,
         batch_size=args.batch_size,
         grad_accum=args.grad_accum,
         uncond_prob=args.uncond_prob,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 MODES = ("base", "subject")
 MIXED_PRECISION = ("no", "fp16", "bf16")
+LR_DECAYS = ("none", "cosine")
 
 
 @dataclass
@@ -19,6 +21,8 @@ class TrainConfig:
             loss on the hole only).
         learning_rate: peak learning rate (AdamW), not scaled by the batch size (as the original).
         warmup_steps, warmup_start: linear warm-up from ``warmup_start × lr`` to ``lr``.
+        lr_decay: after the warm-up, ``"none"`` keeps ``lr`` (the original); ``"cosine"`` lowers it along a
+            half cosine to 0 at ``max_steps`` (Loshchilov & Hutter 2017).
         batch_size: per process. max_steps: optimiser steps in all.
         uncond_prob: share of examples whose context is replaced by the learned unconditional vector.
         snr_gamma: 0 = the original's unweighted loss; γ > 0 = Min-SNR-γ weighting (faster from scratch).
@@ -33,6 +37,7 @@ class TrainConfig:
     learning_rate: float = 1e-5
     warmup_steps: int = 10_000
     warmup_start: float = 1e-6
+    lr_decay: str = "none"
     batch_size: int = 4
     max_steps: int = 1000
     grad_accum: int = 1
@@ -91,6 +96,8 @@ class TrainConfig:
                 f"warm-up needs warmup_steps >= 0 and 0 < warmup_start <= 1, "
                 f"got {self.warmup_steps}, {self.warmup_start}"
             )
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {self.lr_decay!r}")
         if self.snr_gamma < 0:
             raise ValueError(f"snr_gamma must be >= 0, got {self.snr_gamma}")
         if not 0 <= self.uncond_prob <= 1:
@@ -113,9 +120,14 @@ class TrainConfig:
         return asdict(self)
 
     def lr_at(self, step: int) -> float:
-        """Learning rate for optimiser step ``step`` (0-based): the original's linear warm-up, then flat."""
+        """Learning rate for optimiser step ``step`` (0-based): the original's linear warm-up, then flat or
+        (``lr_decay="cosine"``) a half cosine down to 0 at ``max_steps``."""
         if self.warmup_steps == 0 or step >= self.warmup_steps:
-            return self.learning_rate
+            if self.lr_decay == "none":
+                return self.learning_rate
+            span = max(1, self.max_steps - self.warmup_steps)
+            done = min(1.0, (step - self.warmup_steps) / span)
+            return self.learning_rate * 0.5 * (1 + math.cos(math.pi * done))
         share = step / self.warmup_steps
         return self.learning_rate * (self.warmup_start + (1 - self.warmup_start) * share)
 
@@ -125,6 +137,7 @@ class TrainConfig:
         "learning_rate",
         "warmup_steps",
         "warmup_start",
+        "lr_decay",
         "batch_size",
         "grad_accum",
         "uncond_prob",

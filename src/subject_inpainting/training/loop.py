@@ -25,7 +25,7 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..sampling.schedule import alphas_cumprod
+from ..sampling.schedule import alphas_cumprod, prediction_type
 from . import checkpoints as ckpt
 from .config import TrainConfig
 from .ema import EMA
@@ -48,13 +48,20 @@ class Trainable(nn.Module):
     """
 
     def __init__(
-        self, unet: nn.Module, encoder: nn.Module, hole_only: bool, alphas: torch.Tensor, snr_gamma: float = 0.0
+        self,
+        unet: nn.Module,
+        encoder: nn.Module,
+        hole_only: bool,
+        alphas: torch.Tensor,
+        snr_gamma: float = 0.0,
+        prediction_type: str = "epsilon",
     ):
         super().__init__()
         self.unet = unet
         self.encoder = encoder
         self.hole_only = hole_only
         self.snr_gamma = snr_gamma
+        self.prediction_type = prediction_type
         self.register_buffer("alphas", alphas, persistent=False)
 
     def forward(self, x_start, t, noise, reference, drop) -> torch.Tensor:
@@ -72,7 +79,18 @@ class Trainable(nn.Module):
                 context = torch.where(keep, context, padded)
                 mask = torch.ones(context.shape[:2], device=context.device, dtype=context.dtype)
                 mask[drop, 1:] = 0
-        return inpainting_loss(self.unet, x_start, t, noise, context, self.alphas, self.hole_only, mask, self.snr_gamma)
+        return inpainting_loss(
+            self.unet,
+            x_start,
+            t,
+            noise,
+            context,
+            self.alphas,
+            self.hole_only,
+            mask,
+            self.snr_gamma,
+            self.prediction_type,
+        )
 
 
 def trainable_parameters(unet: nn.Module, encoder: nn.Module, mode: str, lora: bool) -> dict[str, nn.Parameter]:
@@ -167,6 +185,7 @@ def prepare_output(
     if overwrite and out.exists():
         shutil.rmtree(out)
     elif previous is not None:
+        previous["config"] = {"lr_decay": "none", **previous["config"]}  # runs from before the option
         if previous != run:
             changed = sorted(
                 k
@@ -214,7 +233,14 @@ def train(config: TrainConfig, run: Run, accelerator=None) -> dict[str, Any]:
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     vae.requires_grad_(False).eval()
-    model = Trainable(unet, encoder, config.mode == "subject", alphas_cumprod(c["scheduler"]), config.snr_gamma)
+    model = Trainable(
+        unet,
+        encoder,
+        config.mode == "subject",
+        alphas_cumprod(c["scheduler"]),
+        config.snr_gamma,
+        prediction_type(c["scheduler"]),
+    )
     model.train()
     encoder.vision_model.eval()  # frozen tower: no dropout statistics to update
     optimizer = torch.optim.AdamW(list(params.values()), lr=config.lr_at(0))
