@@ -81,6 +81,13 @@ def test_the_trained_model_paints_and_exports_in_half_precision(toy_run, tmp_pat
     assert evaluator(torch.zeros(1, 3, 32, 32)).shape == (1, evaluator.config.embed_dim)
 
 
+def test_a_run_started_with_another_prediction_type_is_named(toy_run, capsys):
+    out, _ = toy_run
+    assert cli.main(["toy", "train", "--out", str(out), *STEPS, "--base-prediction", "epsilon", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "predicts v_prediction, not epsilon" in err and "--base-prediction v_prediction" in err
+
+
 def test_export_refuses_an_unfinished_run(tmp_path, capsys):
     (tmp_path / "run" / "model").mkdir(parents=True)
     assert cli.main(["toy", "export", str(tmp_path / "run"), "--to", str(tmp_path / "w")]) == 2

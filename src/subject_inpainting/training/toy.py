@@ -278,6 +278,14 @@ def stage_init(out: Path, args: argparse.Namespace) -> Path:
 
     folder = out / "init"
     if (folder / "model_index.json").is_file():
+        made = json.loads((folder / "scheduler" / "scheduler_config.json").read_text()).get("prediction_type")
+        if made != args.base_prediction:
+            from .loop import TrainingError
+
+            raise TrainingError(
+                f"{out}: its starting model predicts {made}, not {args.base_prediction}; rerun with "
+                f"--base-prediction {made}, or use another --out"
+            )
         return folder
     torch.manual_seed(args.seed + 3)
     unet = build_component("unet", TOY_UNET)
