@@ -463,15 +463,14 @@ class SubjectInpaintPipeline:
                 keep_latent,
                 subject_adapter=self.subject.adapter,
             )
+        alphas = alphas_cumprod(self.scheduler)
         if prediction_type(self.scheduler) == "v_prediction":
-            denoiser = VelocityDenoiser(denoiser, alphas_cumprod(self.scheduler))
+            denoiser = VelocityDenoiser(denoiser, alphas)
         if keep_known:
             scene_tensor = imaging.rgb_to_tensor(work_rgb)
             z_scene, _ = self.encode_scene(scene_tensor, torch.ones_like(scene_tensor[:, :1]))
             known = (keep_latent >= 1).float()  # latent cells wholly outside the region
-            denoiser = KnownRegionDenoiser(
-                denoiser, alphas_cumprod(self.scheduler), z_scene.expand(n, -1, -1, -1), known
-            )
+            denoiser = KnownRegionDenoiser(denoiser, alphas, z_scene.expand(n, -1, -1, -1), known)
         x = latents.to(self.device, torch.float32) if latents is not None else self.prepare_latents(n, generator)
         total = num_denoiser_steps(sampler, num_inference_steps, self.scheduler)
         step_generator = generator[0] if isinstance(generator, (list, tuple)) else generator

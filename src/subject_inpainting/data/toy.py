@@ -560,10 +560,10 @@ def subject_mask(render: Render) -> np.ndarray:
     return render.solid.astype(np.uint8) * 255
 
 
-def write_subject_photos(ident: Identity, folder, count: int, seed: int, size: int = 64) -> dict[str, list[int]]:
+def write_subject_photos(ident: Identity, folder, count: int, seed: int, size: int = 64) -> None:
     """Write ``subject_photos`` in the photo-folder format (``read_photo_folder``): ``folder/photos/NN.png``,
     their masks ``folder/masks/NN.png`` (white = subject, the pixels ``Render.cut_out`` keeps) and
-    ``folder/boxes.json``. Returns the boxes by photo name."""
+    ``folder/boxes.json``."""
     import json
     from pathlib import Path
 
@@ -577,7 +577,6 @@ def write_subject_photos(ident: Identity, folder, count: int, seed: int, size: i
         Image.fromarray(subject_mask(render)).save(folder / "masks" / name)
         boxes[name] = list(render.box)
     (folder / "boxes.json").write_text(json.dumps(boxes, indent=1) + "\n")
-    return boxes
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -190,7 +190,21 @@ class ModifiedGuidanceDenoiser:
         return s * mixed + (1 - s) * e_u
 
 
-class KnownRegionDenoiser:
+class _Wrapper:
+    """A denoiser around another: attributes such as ``calls`` come from the wrapped one."""
+
+    def __init__(self, denoiser, alphas_cumprod: torch.Tensor):
+        self.denoiser, self.alphas_cumprod = denoiser, alphas_cumprod
+
+    def __getattr__(self, name: str):
+        return getattr(self.denoiser, name)
+
+    def alpha(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``ᾱ_t`` per row, shaped to broadcast over ``x`` ``(B, C, h, w)``."""
+        return self.alphas_cumprod.to(x.device, x.dtype)[t.long()].view(-1, 1, 1, 1)
+
+
+class KnownRegionDenoiser(_Wrapper):
     """``denoiser(x, t) -> eps`` whose clean-latent prediction outside the region is the scene's latent.
 
     At every step the wrapped denoiser's ``x0 = (x - sqrt(1 - a_t) eps) / sqrt(a_t)`` is replaced by
@@ -208,21 +222,18 @@ class KnownRegionDenoiser:
     """
 
     def __init__(self, denoiser, alphas_cumprod: torch.Tensor, z_scene: torch.Tensor, keep: torch.Tensor):
-        self.denoiser, self.alphas_cumprod = denoiser, alphas_cumprod
+        super().__init__(denoiser, alphas_cumprod)
         self.z_scene, self.keep = z_scene, keep
-
-    def __getattr__(self, name: str):  # ``calls`` and the like come from the wrapped denoiser
-        return getattr(self.denoiser, name)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         eps = self.denoiser(x, t)
-        a = self.alphas_cumprod.to(x.device, x.dtype)[t.long()].view(-1, 1, 1, 1)
+        a = self.alpha(x, t)
         x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
         x0 = self.keep * self.z_scene.to(x.dtype) + (1 - self.keep) * x0
         return (x - a.sqrt() * x0) / (1 - a).sqrt()
 
 
-class VelocityDenoiser:
+class VelocityDenoiser(_Wrapper):
     """``denoiser(x, t) -> eps`` for a UNet that predicts ``v = √ᾱ_t · ε − √(1 − ᾱ_t) · z_0`` (Salimans & Ho,
     2022): ``ε = √ᾱ_t · v + √(1 − ᾱ_t) · x_t``.
 
@@ -235,13 +246,7 @@ class VelocityDenoiser:
         alphas_cumprod: ``(T,)`` the training schedule's ``ᾱ``.
     """
 
-    def __init__(self, denoiser, alphas_cumprod: torch.Tensor):
-        self.denoiser, self.alphas_cumprod = denoiser, alphas_cumprod
-
-    def __getattr__(self, name: str):
-        return getattr(self.denoiser, name)
-
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         v = self.denoiser(x, t)
-        a = self.alphas_cumprod.to(x.device, x.dtype)[t.long()].view(-1, 1, 1, 1)
+        a = self.alpha(x, t)
         return a.sqrt() * v + (1 - a).sqrt() * x

@@ -1,8 +1,10 @@
-"""The training objective: epsilon prediction on the inpainting UNet (Paint-by-Example, LDM ``p_losses``)."""
+"""The training objective: noise or velocity prediction on the inpainting UNet (Paint-by-Example, LDM ``p_losses``)."""
 
 from __future__ import annotations
 
 import torch
+
+from ..sampling.schedule import PREDICTION_TYPES
 
 
 def add_noise(z0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
@@ -60,7 +62,7 @@ def inpainting_loss(
     elif prediction_type == "v_prediction":
         target = a.sqrt() * noise.float() - (1 - a).sqrt() * z0.float()
     else:
-        raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}")
+        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
     err = (out.float() - target) ** 2
     if hole_only:
         err = err * (1 - x_start[:, -1:].float())
