@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from PIL import Image
 
 from subject_inpainting import cli
-from subject_inpainting.evaluation.toy_bench import ToyBenchConfig, settings
+from subject_inpainting.data import toy
+from subject_inpainting.evaluation.toy_bench import CHANGED_PARTS, ToyBenchConfig, settings, with_part_changed
 
 
 def test_quick_benchmark_reports_every_setting(tmp_path, capsys):
@@ -28,7 +30,28 @@ def test_quick_benchmark_reports_every_setting(tmp_path, capsys):
     plain = rows[held["setting"].replace(" + keep_known", "")]  # the same sampler without it
     assert held["psnr_outside_db"] > plain["psnr_outside_db"]  # outside the region: held to the scene
     assert {r["model_weight"] for r in rows.values() if r["model_weight"] is not None} == {0.0, 0.5, 0.8, 1.0}
+    # the identity score's reference points: the truth with one part changed scores below the truth itself
+    points = result["truth_with_one_part_changed"]
+    assert list(points) == list(CHANGED_PARTS)
+    assert all(p["cases"] == 2 and -1 <= p["identity_mean"] < 0.999 for p in points.values())
     table = (out / "results.md").read_text()
-    assert all(name in table for name in names)
+    assert all(name in table for name in names) and "| body colour |" in table
     assert Image.open(out / "identity.png").size[0] > 0
     assert str(out / "results.json") in capsys.readouterr().out
+
+
+def test_with_part_changed_changes_that_part_only():
+    ident = toy.split_identities(0, "heldout", 1)[0]
+    for part in [*CHANGED_PARTS, "marking_color"]:
+        other = with_part_changed(ident, part)
+        differs = [
+            f
+            for f in ("shape", "body", "pattern", "pattern_color", "marking", "marking_color")
+            if getattr(other, f) != getattr(ident, f)
+        ]
+        assert differs == [part] and other.index == ident.index
+    # same scene, pose and box: only the subject's pixels differ
+    a, b = toy.make_case(ident, seed=5), toy.make_case(with_part_changed(ident, "body"), seed=5)
+    assert (a.scene == b.scene).all() and a.box == b.box and (a.truth != b.truth).any()
+    with pytest.raises(ValueError, match="part 'size'"):
+        with_part_changed(ident, "size")
