@@ -632,9 +632,10 @@ def run_bench_toy(args: argparse.Namespace) -> int:
     if evaluator is None:
         raise CLIError("no evaluator identity encoder: give --evaluator (toy train writes one to OUT/evaluator)")
     result = run_toy_bench(model, evaluator, Path(args.out), config, progress=not args.quiet)
-    from .evaluation.toy_bench import markdown_table, reference_points_table
+    from .evaluation.toy_bench import markdown_table, reference_points_table, truth_outline_line
 
     print(markdown_table(result["results"]))
+    print(truth_outline_line(result["truth_outline_read"], result["results"][0]["cases"]))
     print("\nWhat the identity score sees:\n" + reference_points_table(result["truth_with_one_part_changed"]))
     print(Path(args.out) / "results.json")
     return 0

@@ -24,6 +24,7 @@ def test_quick_benchmark_reports_every_setting(tmp_path, capsys):
         assert -1 <= r["identity_mean"] <= 1 and r["cases"] == 2
         assert 10 < r["psnr_outside_db"] < 100  # the model's own output, before paste-back: not exact
         assert math.isfinite(r["frechet_distance"]) and r["frechet_distance"] >= 0
+        assert r["outline_read"] in (0.0, 0.5, 1.0)  # two cases, each read right or not
     # the settings the issue asks for: base with three samplers, three subject variants, four model weights
     assert sum(r["setting"].startswith("base,") for r in rows.values()) == 3
     held = next(r for r in rows.values() if r["setting"].startswith("base + keep_known"))
@@ -34,8 +35,10 @@ def test_quick_benchmark_reports_every_setting(tmp_path, capsys):
     points = result["truth_with_one_part_changed"]
     assert list(points) == list(CHANGED_PARTS)
     assert all(p["cases"] == 2 and -1 <= p["identity_mean"] < 0.999 for p in points.values())
+    assert result["truth_outline_read"] == 1.0  # the truths of the quick cases are read right
     table = (out / "results.md").read_text()
     assert all(name in table for name in names) and "| body colour |" in table
+    assert "outline read as the subject's shape" in table and "on the truths themselves: 100% of 2" in table
     assert Image.open(out / "identity.png").size[0] > 0
     assert str(out / "results.json") in capsys.readouterr().out
 

@@ -181,7 +181,7 @@ def _shape_polygon(shape: str, s: float) -> list[tuple[float, float]] | None:
     return None
 
 
-def _shape_mask(shape: str, s: int) -> Image.Image:
+def shape_mask(shape: str, s: int) -> Image.Image:
     """An ``L`` mask of the shape at ``s × s`` (drawn supersampled)."""
     big = s * SUPERSAMPLE
     m = Image.new("L", (big, big), 0)
@@ -251,7 +251,7 @@ def _marking_layer(marking: str, s: int) -> tuple[Image.Image, Image.Image | Non
 
 def render_subject(ident: Identity, size: int) -> Image.Image:
     """The identity, upright and unlit, as an ``RGBA`` sprite of ``size × size`` (transparent outside)."""
-    shape = _shape_mask(ident.shape, size)
+    shape = shape_mask(ident.shape, size)
     rgb = Image.new("RGB", (size, size), PALETTE[ident.body])
     rgb.paste(Image.new("RGB", (size, size), PALETTE[ident.pattern_color]), mask=_pattern_layer(ident.pattern, size))
     marking, pupil = _marking_layer(ident.marking, size)
