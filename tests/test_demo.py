@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ def test_demo_writes_a_grid_and_prints_where(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out.strip() == str(out)
     assert "identity scores" in captured.err
+    assert re.search(r"painted outlines read as: .*\(subject: \w+\).*; [0-2] of 2 right", captured.err)
     grid = np.asarray(Image.open(out))
     # two rows of five cells (scene | region | reference | result | truth), each 3 × 64 pixels, with margins
     assert grid.shape[0] >= 2 * 192 and grid.shape[1] >= 5 * 192

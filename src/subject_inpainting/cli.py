@@ -511,6 +511,9 @@ def run_demo(args: argparse.Namespace) -> int:
     if result["scores"] is not None:
         scores = ", ".join(f"{s:.2f}" for s in result["scores"])
         print(f"identity scores of the results against the truth (1 = same subject): {scores}", file=sys.stderr)
+    reads = ", ".join(f"{read or 'nothing'} (subject: {shape})" for read, shape in result["outlines"])
+    right = sum(read == shape for read, shape in result["outlines"])
+    print(f"painted outlines read as: {reads}; {right} of {len(result['outlines'])} right", file=sys.stderr)
     print(out)
     return 0
 

@@ -1,7 +1,8 @@
 """``subject-inpaint demo``: the whole pipeline on the embedded toy model, in a grid picture.
 
 Each row is a held-out case: scene | region | reference | result | truth, for subjects the model never
-saw in training, with the evaluator's identity score of the result against the truth.
+saw in training, with the evaluator's identity score of the result against the truth and the shape its
+painted outline reads as.
 """
 
 from __future__ import annotations
@@ -82,10 +83,13 @@ def demo(
     device=None,
     keep_known: bool = True,
 ) -> dict[str, Any]:
-    """Paint ``cases`` held-out cases and write the grid to ``out``; returns ``{"out", "scores"}``.
+    """Paint ``cases`` held-out cases and write the grid to ``out``; returns ``{"out", "scores", "outlines"}``
+    (``outlines``: per case, the shape the painted outline reads as — ``evaluation.outline`` — and the
+    subject's).
     ``keep_known`` (on by default here: it steadies the colours around the subject a little, 21.5 → 20.2 /
     255 on the region's background) is the pipeline's option."""
     from .evaluation.identity import IdentityEncoder
+    from .evaluation.outline import read_shape
     from .pipeline import SubjectInpaintPipeline
     from .weights import default_evaluator
 
@@ -94,6 +98,7 @@ def demo(
     identities = toy.split_identities(ws, "heldout", cases)
     items = [toy.make_case(ident, seed=seed * 1000 + k, size=pipe.resolution) for k, ident in enumerate(identities)]
     results = run_cases(pipe, items, steps, sampler, seed, keep_known)
+    outlines = [(read_shape(r, c.scene, c.mask), c.identity.shape) for r, c in zip(results, items, strict=True)]
     scores = None
     evaluator_dir = default_evaluator()
     if evaluator_dir is not None:
@@ -112,4 +117,4 @@ def demo(
         )
     grid = imaging.image_grid(rows, cell=3 * pipe.resolution)
     imaging.save_image_atomic(grid, out)
-    return {"out": out, "scores": scores}
+    return {"out": out, "scores": scores, "outlines": outlines}
