@@ -202,11 +202,12 @@ def run_toy_bench(
         cases = [toy.make_case(ident, seed=seed, size=pipe.resolution) for seed in seeds]
         unrelated = next((o for o in others if o.shape != ident.shape), others[0])
         stranger = toy.make_case(unrelated, seed=config.seed + i, size=pipe.resolution).reference
-        for seed, case in zip(seeds, cases, strict=True):
+        boxes = [imaging.mask_bbox(case.mask) for case in cases]
+        with torch.no_grad():  # the truths' features, scored against every setting's painting
+            truths = [scorer(crop_pixels(case.truth, box))[0] for case, box in zip(cases, boxes, strict=True)]
+        for seed, case, box, truth in zip(seeds, cases, boxes, truths, strict=True):
             truth_outlines.append(read_shape(case.truth, case.scene, case.mask) == ident.shape)
-            box = imaging.mask_bbox(case.mask)
             with torch.no_grad():
-                truth = scorer(crop_pixels(case.truth, box))[0]
                 for part in CHANGED_PARTS:
                     other = toy.make_case(with_part_changed(ident, part), seed=seed, size=pipe.resolution).truth
                     changed[part].append(float(scorer(crop_pixels(other, box))[0] @ truth))
@@ -215,7 +216,7 @@ def run_toy_bench(
                 pipe.load_subject(variants[setting.subject])
             else:
                 pipe.unload_subject()
-            for k, case in enumerate(cases):
+            for k, (case, box, truth) in enumerate(zip(cases, boxes, truths, strict=True)):
                 reference = stranger if setting.unrelated else case.reference
                 result = pipe(
                     Image.fromarray(case.scene),
@@ -230,10 +231,8 @@ def run_toy_bench(
                     keep_known=setting.keep_known,
                 )
                 raw = np.asarray(result.images[0])
-                box = imaging.mask_bbox(case.mask)
                 with torch.no_grad():
                     painted = scorer(crop_pixels(raw, box))[0]
-                    truth = scorer(crop_pixels(case.truth, box))[0]
                 rec = records[setting.name]
                 rec["identity"].append(float(painted @ truth))
                 rec["psnr"].append(psnr(raw, case.scene, ~case.mask))
