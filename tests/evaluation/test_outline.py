@@ -53,3 +53,20 @@ def test_a_drawn_silhouette_fits_its_own_shape_best():
 def test_mismatched_pictures_are_refused():
     with pytest.raises(ValueError, match=r"image \(8, 8, 3\), scene \(8, 9, 3\)"):
         painted_silhouette(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8), np.ones((8, 8), bool))
+
+
+def test_a_higher_threshold_keeps_fewer_pixels():
+    # the truth's subject differs from the scene by various amounts: raising the threshold can only drop pixels
+    case = toy.make_case(toy.split_identities(0, "heldout", 1)[0], seed=3)
+    low, high = (painted_silhouette(case.truth, case.scene, case.mask, t) for t in (16, 96))
+    assert high.sum() < low.sum() and not (high & ~low).any()
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"threshold": -1}, {"threshold": 255}, {"template_alpha": 0}, {"template_alpha": 256}]
+)
+def test_reader_settings_out_of_range_are_refused(kwargs):
+    case = toy.make_case(toy.split_identities(0, "heldout", 1)[0], seed=3)
+    name, value = next(iter(kwargs.items()))
+    with pytest.raises(ValueError, match=rf"{name} must be .* got {value}"):
+        read_shape(case.truth, case.scene, case.mask, **kwargs)
