@@ -6,14 +6,17 @@ For ``--cases`` held-out toy cases (case k: the k-th held-out identity, ``toy.ma
    threshold and template opacity): how often a truth reads as its own shape. This is the reader's ceiling.
 2. **The reader on paintings** (DPM-Solver++ 20 steps, guidance 5, no paste-back, keep_known off), for every
    threshold: how often the painting reads right, and how many read as "square" (a silhouette that fills the
-   rectangular hole: a repainted background joins it at low thresholds).
+   rectangular hole: a repainted background joins it at low thresholds); at the reader's defaults, how many
+   of each shape read right; and the same case painted with an UNRELATED reference (the next case's subject
+   of another shape): how often the painting reads as that reference's shape (does the model draw the shape
+   it is shown?) and as the case's own subject's (the scene alone suggesting it).
 3. **Where the outline is lost** (at threshold 48, template opacity 64, the reader's defaults): the truth
    through the VAE and back (the VAE's ceiling); the model's one-step clean prediction from the truth's
    latent noised to each ``--noised-t`` (does the model keep an outline that the noisy latent still shows?);
    and the painting itself.
 
 Prints a markdown report; ``--out FILE.json`` keeps the numbers. With no ``--model`` the embedded default is
-used. About 4 minutes for 80 cases on 2 CPU cores.
+used. About 4.5 minutes for 80 cases on 2 CPU cores.
 
     python benchmarks/toy/outline_diagnosis.py --cases 80 --out /tmp/outline.json
 """
@@ -92,6 +95,31 @@ def noised_truth_predictions(pipe, case: toy.InpaintCase, ts: Sequence[int], sca
     return out
 
 
+def unrelated(cases: Sequence[toy.InpaintCase], k: int) -> int:
+    """The first case after ``k`` (cyclically) whose subject has another shape than case ``k``'s."""
+    n = len(cases)
+    for j in ((k + d) % n for d in range(1, n)):
+        if cases[j].identity.shape != cases[k].identity.shape:
+            return j
+    raise ValueError("every case has the same shape: no unrelated reference of another shape")
+
+
+def paint(pipe, case: toy.InpaintCase, reference: np.ndarray, scale: float, seed: int) -> np.ndarray:
+    """The model's whole output (no paste-back) for the case's scene and hole, ``(H, W, 3)`` uint8."""
+    painted = pipe(
+        Image.fromarray(case.scene),
+        Image.fromarray(reference),
+        mask=Image.fromarray(case.mask.astype(np.uint8) * 255),
+        num_inference_steps=20,
+        sampler="dpmsolver++",
+        guidance_scale=scale,
+        generator=torch.Generator().manual_seed(seed),
+        paste_back=False,
+        progress=False,
+    )
+    return np.asarray(painted.images[0])
+
+
 def main(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     model = args.model or default_model()
@@ -104,34 +132,29 @@ def main(args: argparse.Namespace) -> dict:
     truth_reads = {f"{t}/{a}": [] for t in args.thresholds for a in args.alphas}
     painted_reads = {t: [] for t in args.thresholds}
     vae_reads, noised_reads = [], {t: [] for t in args.noised_t}
+    default_reads, stranger_reads, stranger_shapes = [], [], []
     right = [c.identity.shape for c in cases]
     for k, case in enumerate(tqdm(cases, desc="outline diagnosis", disable=args.quiet)):
         for t in args.thresholds:
             for a in args.alphas:
                 read = read_shape(case.truth, case.scene, case.mask, threshold=t, template_alpha=a)
                 truth_reads[f"{t}/{a}"].append(read)
-        painted = pipe(
-            Image.fromarray(case.scene),
-            Image.fromarray(case.reference),
-            mask=Image.fromarray(case.mask.astype(np.uint8) * 255),
-            num_inference_steps=20,
-            sampler="dpmsolver++",
-            guidance_scale=args.guidance,
-            generator=torch.Generator().manual_seed(k),
-            paste_back=False,
-            progress=False,
-        )
-        raw = np.asarray(painted.images[0])
+        raw = paint(pipe, case, case.reference, args.guidance, k)
         for t in args.thresholds:
             painted_reads[t].append(read_shape(raw, case.scene, case.mask, threshold=t))
+        default_reads.append(read_shape(raw, case.scene, case.mask))
+        stranger = cases[unrelated(cases, k)]
+        with_stranger = paint(pipe, case, stranger.reference, args.guidance, k)
+        stranger_reads.append(read_shape(with_stranger, case.scene, case.mask))
+        stranger_shapes.append(stranger.identity.shape)
         z, _ = pipe.encode_scene(imaging.rgb_to_tensor(case.truth), torch.ones(1, 1, *case.mask.shape))
         vae_reads.append(read_shape(imaging.tensor_to_rgb(pipe.decode(z))[0], case.scene, case.mask))
         predictions = noised_truth_predictions(pipe, case, args.noised_t, args.guidance, k)
         for t, pred in zip(args.noised_t, predictions, strict=True):
             noised_reads[t].append(read_shape(pred, case.scene, case.mask))
 
-    def rate(reads: list) -> float:
-        return float(np.mean([r == s for r, s in zip(reads, right, strict=True)]))
+    def rate(reads: list, shapes: list = right) -> float:
+        return float(np.mean([r == s for r, s in zip(reads, shapes, strict=True)]))
 
     result = {
         "model": args.model or "the embedded default model",
@@ -144,6 +167,11 @@ def main(args: argparse.Namespace) -> dict:
                 "reads": Counter(map(str, v)),
             }
             for t, v in painted_reads.items()
+        },
+        "painted_right_by_shape": Counter(s for r, s in zip(default_reads, right, strict=True) if r == s),
+        "unrelated_reference": {
+            "read_as_its_shape": rate(stranger_reads, stranger_shapes),
+            "read_as_the_subjects_shape": rate(stranger_reads),
         },
         "vae_round_trip": rate(vae_reads),
         "noised_truth": {str(t): rate(v) for t, v in noised_reads.items()},
@@ -175,6 +203,14 @@ def report(r: dict) -> str:
         lines += [f"| painting (DPM-Solver++ 20) | {r['paintings']['48']['read_right']:.1%} |"]
         reads = r["paintings"]["48"]["reads"].most_common()
         lines += ["", "Paintings read as: " + ", ".join(f"{k} {v}" for k, v in reads)]
+    right = r["painted_right_by_shape"]
+    by_shape = [f"{k} {right.get(k, 0)} of {v}" for k, v in r["truth_shapes"].items()]
+    lines += ["Read right, by shape: " + ", ".join(by_shape)]
+    u = r["unrelated_reference"]
+    lines += [
+        f"Painted with an unrelated subject's reference of another shape: read as that reference's shape "
+        f"{u['read_as_its_shape']:.1%}, as the case's own subject's {u['read_as_the_subjects_shape']:.1%}"
+    ]
     lines += ["Truths' shapes: " + ", ".join(f"{k} {v}" for k, v in r["truth_shapes"].most_common())]
     return "\n".join(lines)
 

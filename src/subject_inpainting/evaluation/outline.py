@@ -38,7 +38,8 @@ def painted_silhouette(image: np.ndarray, scene: np.ndarray, region: np.ndarray,
         region: ``(H, W)`` bool, the hole that was painted.
         threshold: the largest channel difference (0-255) below which a pixel counts as scene; the model's
             repainted background differs by about 20 on average, a subject by far more (at 32, 23 of 80 of
-            the shipped model's paintings read as a square, the whole region; at 48, 12).
+            the previous shipped model's paintings read as a square, the whole region, and 20 of the
+            current one's; at 48, 12 and 10).
 
     Returns:
         ``(H, W)`` bool, cleaned of isolated pixels (3 × 3 median).

@@ -32,7 +32,7 @@ TOY_UNET: dict[str, Any] = {
     "sample_size": TOY_RESOLUTION // 4,
     "in_channels": 17,  # noisy latent + masked-scene latent + mask
     "out_channels": 8,
-    "block_out_channels": [32, 64, 128],
+    "block_out_channels": [64, 64, 128],
     "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
     "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
     "layers_per_block": 1,

@@ -48,7 +48,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--vae-steps", type=int, default=1000, help="VAE training steps (default 1000)")
     p.add_argument("--tower-steps", type=int, default=600, help="vision-tower training steps (default 600)")
     p.add_argument("--evaluator-steps", type=int, default=500, help="evaluator training steps (default 500)")
-    p.add_argument("--base-steps", type=int, default=10_000, help="base inpainting training steps (default 10000)")
+    p.add_argument("--base-steps", type=int, default=5_000, help="base inpainting training steps (default 5000)")
     p.add_argument("--base-batch", type=int, default=32, help="base training batch (default 32)")
     p.add_argument(
         "--base-cache",
@@ -57,7 +57,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="examples rendered and VAE-encoded once for base training (default 32000; 0 = new ones every step)",
     )
     p.add_argument("--base-lr", type=float, default=5e-4, help="base training learning rate (default 5e-4)")
-    p.add_argument("--base-snr-gamma", type=float, default=5.0, help="Min-SNR-γ weighting of the base loss (default 5)")
+    p.add_argument(
+        "--base-snr-gamma",
+        type=float,
+        default=0.0,
+        help="Min-SNR-γ weighting of the base loss (default 0: the plain v loss, whose outlines came out better)",
+    )
     p.add_argument("--base-ema", type=float, default=0.999, help="EMA decay of the base weights (default 0.999)")
     p.add_argument(
         "--base-prediction",
