@@ -36,7 +36,9 @@ def test_batched_guidance_equals_two_calls():
     with torch.no_grad():
         out = d(x, t)
     assert d.calls == 1
-    assert torch.allclose(out, _separate(unet, x, t, cond, uncond, z, keep, 5.0), atol=1e-5)
+    # A batch of 4 and two of 2 round differently (about 2e-6 per output here); the guided combination
+    # multiplies that by the scale, so the tolerance is scaled too (1.1e-5 seen with torch 2.14.1).
+    assert torch.allclose(out, _separate(unet, x, t, cond, uncond, z, keep, 5.0), atol=5e-6 * 5.0)
 
 
 def test_contexts_of_different_lengths_are_padded_exactly():
