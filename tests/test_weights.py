@@ -113,10 +113,12 @@ def test_the_vision_tower_reads_the_parts_of_new_subjects(embedded):
             seed=7,
             cut_reference=True,  # as the model's references are
         )
-        items = [data[i] for i in range(n)]
+        items = [data.reference_item(i) for i in range(n)]
         with torch.no_grad():
             x = enc.tower_states(torch.stack([it["reference"] for it in items]))[0].float()
         labels = [toy.attribute_labels(data.identities[int(it["identity"])]) for it in items]
+        for lab, it in zip(labels, items, strict=True):
+            lab.update(zip(toy.POSE_ATTRIBUTES, it["reference_pose"].tolist(), strict=True))
         return x, {k: torch.tensor([lab[k] for lab in labels]) for k in PROBE_FLOOR}
 
     x_train, y_train = features("train", 1024)
@@ -125,7 +127,7 @@ def test_the_vision_tower_reads_the_parts_of_new_subjects(embedded):
     x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
     torch.manual_seed(0)
     for part, floor in PROBE_FLOOR.items():
-        probe = torch.nn.Linear(x_train.shape[1], toy.ATTRIBUTES[part])
+        probe = torch.nn.Linear(x_train.shape[1], {**toy.ATTRIBUTES, **toy.POSE_ATTRIBUTES}[part])
         optimizer = torch.optim.Adam(probe.parameters(), lr=1e-2)
         for _ in range(300):
             loss = torch.nn.functional.cross_entropy(probe(x_train), y_train[part]) + 1e-3 * probe.weight.square().sum()

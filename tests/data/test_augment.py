@@ -23,7 +23,7 @@ def test_presets_match_the_original_settings():
     base = AugmentConfig.base()
     assert (base.reference_margin, base.flip_p, base.rotation_degrees) == (10, 0.5, 20.0)
     assert (base.blur_p, base.elastic_p) == (0.0, 0.0)
-    assert (base.box_extension, base.bezier_p) == (0.4, 0.5)
+    assert (base.box_extension, base.bezier_p, base.crop_min_share) == (0.4, 0.5, 0.0)
     assert base.rotation_p == 0.5 and base.blur_radius == (0.1, 2.0) and base.bezier_jitter == 5.0
     subject = AugmentConfig.subject()
     assert (subject.blur_p, subject.elastic_p) == (0.3, 0.3)
@@ -99,7 +99,13 @@ def test_bad_inputs_and_settings_raise():
         augment_reference(IMAGE, {"flip_p": 1}, gen(0))
     with pytest.raises(TypeError, match=r"torch.Generator"):
         augment_reference(IMAGE, OFF, 0)
-    for bad in ({"flip_p": 1.5}, {"bezier_p": -0.1}, {"rotation_degrees": -1}, {"elastic_sigma": 0.0}):
+    for bad in (
+        {"flip_p": 1.5},
+        {"bezier_p": -0.1},
+        {"rotation_degrees": -1},
+        {"elastic_sigma": 0.0},
+        {"crop_min_share": 1.2},
+    ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             AugmentConfig(**bad)
     with pytest.raises(ValueError, match=r"reference_margin"):

@@ -90,6 +90,29 @@ def test_square_crop_varies_in_side_and_position():
     assert len({c[0] for c in crops}) > 10
 
 
+@SETTINGS
+@given(box_in_image(), seeds, st.floats(0.0, 1.0))
+def test_square_crop_min_share_sets_the_smallest_side(case, seed, share):
+    box, (width, height) = case
+    crop = square_crop(box, (width, height), generator=gen(seed), min_share=share)
+    assert contains((0, 0, width, height), crop) and contains(crop, box)
+    longer, shorter = max(box[2] - box[0], box[3] - box[1]), min(width, height)
+    if longer <= shorter:
+        assert max(longer, math.ceil(share * shorter)) <= crop[2] - crop[0] <= shorter
+
+
+def test_square_crop_min_share_one_never_zooms_and_zero_is_the_default():
+    crops = [square_crop((45, 20, 55, 30), (200, 100), generator=gen(s), min_share=1.0) for s in range(20)]
+    assert {(c[2] - c[0], c[3] - c[1]) for c in crops} == {(100, 100)}
+    for s in range(10):
+        assert square_crop((45, 20, 55, 30), (200, 100), generator=gen(s), min_share=0.0) == square_crop(
+            (45, 20, 55, 30), (200, 100), generator=gen(s)
+        )
+    for bad in (-0.1, 1.5, "1", True, math.nan):
+        with pytest.raises(ValueError, match="min_share"):
+            square_crop((45, 20, 55, 30), (200, 100), generator=gen(0), min_share=bad)
+
+
 def test_square_crop_of_a_wide_box_falls_back_to_the_full_height():
     assert square_crop((0, 10, 150, 20), (200, 100), generator=gen(0)) == (0, 0, 150, 100)
     assert square_crop((20, 10, 170, 20), (200, 100), generator=gen(3)) == (20, 0, 170, 100)

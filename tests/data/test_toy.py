@@ -83,6 +83,58 @@ def test_training_examples_use_another_render_as_reference():
     assert data.procedural
 
 
+def test_pose_labels_bin_the_tilt_and_name_the_mirroring():
+    # Five bins of 10 degrees over ±25: [-25, -15), [-15, -5), [-5, 5), [5, 15), [15, 25]; outside is clipped.
+    angles = (-40, -25, -15.1, -15, -5.1, -5, 0, 4.9, 5, 14.9, 15, 25, 40)
+    assert [toy.pose_labels(a, False)["tilt"] for a in angles] == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4, 4]
+    assert toy.pose_labels(0, True) == {"tilt": 2, "flip": 1} and toy.pose_labels(0, False)["flip"] == 0
+    assert set(toy.pose_labels(3, True)) == set(toy.POSE_ATTRIBUTES)
+
+
+def test_a_render_can_take_a_given_pose_and_keeps_everything_else():
+    ident = toy.identity(0, 12)
+    free = toy.render_scene(ident, 64, seed=5, occlusion_p=0.0)
+    posed = toy.render_scene(ident, 64, seed=5, occlusion_p=0.0, angle=-free.pose.angle, flip=not free.pose.flip)
+    assert (posed.pose.angle, posed.pose.flip) == (-free.pose.angle, not free.pose.flip)
+    assert (posed.pose.side, posed.pose.x, posed.pose.y) == (free.pose.side, free.pose.x, free.pose.y)
+    assert np.array_equal(posed.background, free.background) and not np.array_equal(posed.image, free.image)
+    same = toy.render_scene(ident, 64, seed=5, occlusion_p=0.0, angle=free.pose.angle, flip=free.pose.flip)
+    assert np.array_equal(same.image, free.image)
+
+
+def test_same_pose_examples_show_the_reference_in_the_scenes_pose():
+    ids = toy.split_identities(0, "train", 10)
+    args = (ids, 64, 64, 32, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, toy.toy_augment())
+    same, free = toy.ToyWorldExamples(*args, seed=0, same_pose=True), toy.ToyWorldExamples(*args, seed=0)
+    matched = 0
+    for i in range(8):
+        scene, other = same.scene(i), same._other(i)
+        assert (scene.pose.angle, scene.pose.flip) == (other.pose.angle, other.pose.flip)
+        assert abs(scene.pose.angle) <= toy.TILT_RANGE
+        assert scene.box != other.box or not np.array_equal(scene.background, other.background)
+        item = same[i]
+        assert item["reference_pose"].tolist() == list(toy.pose_labels(scene.pose.angle, scene.pose.flip).values())
+        assert np.array_equal(item["pixel_values"].numpy(), same[i]["pixel_values"].numpy())
+        f = free.scene(i)
+        matched += free[i]["reference_pose"].tolist() == list(toy.pose_labels(f.pose.angle, f.pose.flip).values())
+    assert matched < 8  # without same_pose the reference's pose is drawn on its own
+
+
+def test_reference_and_scene_items_match_the_whole_item():
+    from subject_inpainting.imaging import rgb_to_tensor
+
+    ids = toy.split_identities(0, "train", 10)
+    data = toy.ToyWorldExamples(
+        ids, 64, 64, 32, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, toy.toy_augment(), seed=0, cut_reference=True, same_pose=True
+    )
+    for i in range(4):
+        item, ref = data[i], data.reference_item(i)
+        assert set(ref) == {"reference", "identity", "reference_pose"}
+        assert all(torch.equal(item[k], ref[k]) for k in ref)  # toy_augment draws nothing for the reference
+        # toy_augment never zooms: the example's picture is the whole scene
+        assert torch.equal(item["pixel_values"], rgb_to_tensor(data.scene(i).image)[0])
+
+
 def test_references_are_cut_out_onto_white():
     from subject_inpainting.training.toy import to_unit_range
 

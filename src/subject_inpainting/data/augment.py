@@ -47,6 +47,9 @@ class AugmentConfig:
             original's albumentations ``ElasticTransform`` defaults, alpha 1 and sigma 50 plus a random
             affine part of up to 50 px, were at 224 px mostly an affine warp; this is a true elastic one.)
         box_extension: the largest share of the free space each side of the box is extended by (0.4).
+        crop_min_share: the smallest square crop of the scene, as a share of its shorter side (0: the
+            extended box alone, ``boxes.square_crop``; 1: never zoom in, for scenes rendered at the training
+            resolution, which an enlarged crop would blur).
         bezier_p: probability of the irregular Bézier hole instead of the extended box (original: 0.5).
         bezier_jitter: the largest move of each point of the Bézier outline, in pixels of the source
             photo (original: 5).
@@ -62,11 +65,12 @@ class AugmentConfig:
     elastic_alpha: float = 4.0
     elastic_sigma: float = 12.0
     box_extension: float = 0.4
+    crop_min_share: float = 0.0
     bezier_p: float = 0.5
     bezier_jitter: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("flip_p", "rotation_p", "blur_p", "elastic_p", "bezier_p", "box_extension"):
+        for name in ("flip_p", "rotation_p", "blur_p", "elastic_p", "bezier_p", "box_extension", "crop_min_share"):
             _check_number(name, getattr(self, name), low=0.0, high=1.0)
         for name in ("rotation_degrees", "elastic_alpha", "bezier_jitter"):
             _check_number(name, getattr(self, name), low=0.0)

@@ -115,13 +115,17 @@ def extend_box(box: Sequence[float], size: Sequence[int], max_share: float = 0.4
     return x0 - left, y0 - top, x1 + right, y1 + bottom
 
 
-def square_crop(box: Sequence[float], size: Sequence[int], *, generator: torch.Generator) -> Box:
+def square_crop(
+    box: Sequence[float], size: Sequence[int], *, generator: torch.Generator, min_share: float = 0.0
+) -> Box:
     """A random square crop of the image that holds ``box`` (the extended box of a training example).
 
     The side is an integer uniform between the box's longer side and ``min(W, H)``; the position is
     uniform among those that hold the box and stay inside the image. The original (Paint-by-Example)
     instead took a square of side ``min(W, H)`` and shrank it by up to 60% of the smallest free margin;
     drawing the side directly covers a wider range of scales, from the box alone to the whole short side.
+    ``min_share`` raises the smallest side to that share of ``min(W, H)``: 1 never zooms in (for pictures
+    already at the training resolution, which a zoomed crop would blur when it is enlarged).
 
     Fallback: when the box's longer side exceeds ``min(W, H)`` no square inside the image can hold it.
     The crop is then the most nearly square one that does: the box's longer side by the image's whole
@@ -132,14 +136,19 @@ def square_crop(box: Sequence[float], size: Sequence[int], *, generator: torch.G
         box: ``(x0, y0, x1, y1)`` inside the image.
         size: ``(W, H)``.
         generator: the source of the three draws (side, x, y).
+        min_share: the smallest side as a share of ``min(W, H)``, in ``[0, 1]`` (default 0: the box's side).
 
     Returns:
         ``(x0, y0, x1, y1)`` of the crop.
     """
     x0, y0, x1, y1 = check_box(box, size)
     width, height = check_size(size)
+    if isinstance(min_share, bool) or not isinstance(min_share, numbers.Real) or not 0 <= min_share <= 1:
+        raise ValueError(f"min_share {min_share!r}: must be a number in [0, 1]")
     longer = max(x1 - x0, y1 - y0)
-    side = randint(generator, longer, max(longer, min(width, height)))
+    shorter_side = min(width, height)
+    low = max(longer, math.ceil(min_share * shorter_side))
+    side = randint(generator, min(low, max(longer, shorter_side)), max(longer, shorter_side))
     crop_w, crop_h = min(side, width), min(side, height)
     # Bounds on the crop's left/top edge: far enough right/down to reach the box's far side, not past its
     # near side, and inside the image. Both ranges are non-empty because the crop is at least as large as

@@ -602,7 +602,7 @@ def make_example(
 
     extended = extend_box(box, size, augment.box_extension, generator=generator)
     use_bezier = uniform(generator, 1)[0] < augment.bezier_p
-    crop = square_crop(extended, size, generator=generator)
+    crop = square_crop(extended, size, generator=generator, min_share=augment.crop_min_share)
     # The hole lies inside the extended box, which the crop holds: draw it in the crop's own frame.
     cx0, cy0, cx1, cy1 = crop
     crop_size = (cx1 - cx0, cy1 - cy0)
@@ -616,22 +616,38 @@ def make_example(
     hole = resize_mask(hole, (resolution, resolution))
 
     ref_rgb, ref_box = (rgb, box) if reference_from is None else reference_from
-    if reference_mask is not None:
-        ref_rgb = cut_out(ref_rgb, reference_mask)
-    ref_size = (ref_rgb.shape[1], ref_rgb.shape[0])
-    rx0, ry0, rx1, ry1 = reference_box(check_box(ref_box, ref_size), ref_size, augment.reference_margin)
-    square = (reference_size, reference_size)
-    reference = np.asarray(Image.fromarray(ref_rgb[ry0:ry1, rx0:rx1]).resize(square, Image.Resampling.BICUBIC))
-    reference = augment_reference(reference, augment, generator)
     return {
         "pixel_values": rgb_to_tensor(scene)[0],
         "keep_mask": keep_mask_tensor(hole)[0],
-        # Already S×S: reference_tensor only normalises (the same arithmetic as at inference).
-        "reference": reference_tensor(Image.fromarray(reference), reference_size, mean, std)[0],
+        "reference": make_reference(ref_rgb, ref_box, reference_size, mean, std, augment, generator, reference_mask),
         "box": torch.tensor(box, dtype=torch.int64),
         "extended_box": torch.tensor(extended, dtype=torch.int64),
         "crop": torch.tensor(crop, dtype=torch.int64),
     }
+
+
+def make_reference(
+    rgb: np.ndarray,
+    box: Sequence[float],
+    reference_size: int,
+    image_mean: Sequence[float],
+    image_std: Sequence[float],
+    augment: AugmentConfig,
+    generator: torch.Generator,
+    mask: np.ndarray | None = None,
+) -> torch.Tensor:
+    """Step 4 of ``make_example``: the reference cut around ``box`` of ``rgb`` with ``augment.reference_margin``
+    pixels (on white where ``mask`` is False, when given), resized to ``reference_size`` (bicubic), augmented
+    (``augment_reference``) and normalised: ``(3, S, S)`` float."""
+    if mask is not None:
+        rgb = cut_out(rgb, mask)
+    size = (rgb.shape[1], rgb.shape[0])
+    x0, y0, x1, y1 = reference_box(check_box(box, size), size, augment.reference_margin)
+    square = (reference_size, reference_size)
+    reference = np.asarray(Image.fromarray(rgb[y0:y1, x0:x1]).resize(square, Image.Resampling.BICUBIC))
+    reference = augment_reference(reference, augment, generator)
+    # Already S×S: reference_tensor only normalises (the same arithmetic as at inference).
+    return reference_tensor(Image.fromarray(reference), reference_size, image_mean, image_std)[0]
 
 
 def _shift(box: Box, dx: int, dy: int) -> Box:

@@ -16,6 +16,7 @@ Everything is a pure function of the world seed and the indices.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -80,6 +81,21 @@ ATTRIBUTES: dict[str, int] = {
     "marking": len(MARKINGS),
     "marking_color": len(PALETTE),
 }
+
+
+# How a render shows the subject, named as a caption would ("tilted left", "mirrored"): the vision tower
+# learns to read these too, so that its embedding carries the reference's pose as CLIP's does. ``tilt`` bins
+# the rotation (``TILT_RANGE`` degrees either way) into equal parts, from clockwise to counter-clockwise.
+TILT_RANGE = 25.0
+POSE_ATTRIBUTES: dict[str, int] = {"tilt": 5, "flip": 2}
+
+
+def pose_labels(angle: float, flip: bool) -> dict[str, int]:
+    """A pose as class indices (``POSE_ATTRIBUTES`` order): the tilt bin of ``angle`` (degrees, clipped to
+    ±``TILT_RANGE``) and whether the sprite is mirrored."""
+    bins = POSE_ATTRIBUTES["tilt"]
+    share = (min(max(float(angle), -TILT_RANGE), TILT_RANGE) + TILT_RANGE) / (2 * TILT_RANGE)
+    return {"tilt": min(int(share * bins), bins - 1), "flip": int(bool(flip))}
 
 
 def attribute_labels(ident: Identity) -> dict[str, int]:
@@ -377,11 +393,26 @@ class Render:
         return cut_out(self.image, self.solid)
 
 
-def render_scene(ident: Identity, size: int, seed: int, occlusion_p: float = 0.3, scale=(0.35, 0.6)) -> Render:
-    """Identity ``ident`` in a random scene drawn from ``seed``."""
+def render_scene(
+    ident: Identity,
+    size: int,
+    seed: int,
+    occlusion_p: float = 0.3,
+    scale=(0.35, 0.6),
+    angle: float | None = None,
+    flip: bool | None = None,
+) -> Render:
+    """Identity ``ident`` in a random scene drawn from ``seed``; ``angle`` and ``flip``, when given, replace
+    the drawn rotation and mirroring (everything else is drawn as without them)."""
     r = _rng(seed, 2, ident.index)
     background, horizon = render_background(size, r)
     pose = random_pose(size, horizon, r, scale)
+    if angle is not None or flip is not None:
+        pose = dataclasses.replace(
+            pose,
+            angle=pose.angle if angle is None else float(angle),
+            flip=pose.flip if flip is None else bool(flip),
+        )
     sprite = posed_sprite(ident, pose)
     canvas = Image.fromarray(background)
     canvas.paste(sprite, (pose.x, pose.y), sprite)
@@ -419,13 +450,20 @@ def render_scene(ident: Identity, size: int, seed: int, occlusion_p: float = 0.3
 # Training examples, made on the fly
 # ---------------------------------------------------------------------------------------------------
 def toy_augment():
-    """The original's data settings scaled to 64-pixel scenes: the reference margin and the Bézier jitter
-    are in source pixels (10 and 5 for photos of about 500 pixels)."""
-    import dataclasses
+    """The original's data settings adapted to 64-pixel scenes rendered at the training resolution.
 
+    The reference margin and the Bézier jitter are in source pixels (10 and 5 for photos of about 500
+    pixels). The scene is never zoomed into (``crop_min_share`` 1): a zoomed 64-pixel crop would be
+    enlarged, blurring the subject, and the test scenes are whole. The reference is neither flipped nor
+    rotated: it comes from another render (``ToyWorldExamples``), which already stops the model from
+    copying pixels, the reason the original augments its same-image references, and its pose is the pose
+    the model learns to paint (``same_pose``).
+    """
     from .augment import AugmentConfig
 
-    return dataclasses.replace(AugmentConfig.base(), reference_margin=2, bezier_jitter=1.0)
+    return dataclasses.replace(
+        AugmentConfig.base(), reference_margin=2, bezier_jitter=1.0, crop_min_share=1.0, flip_p=0.0, rotation_p=0.0
+    )
 
 
 def _seed(*key: int) -> int:
@@ -437,9 +475,15 @@ class ToyWorldExamples(torch.utils.data.Dataset):
     ``(world_seed, seed, i)``, so no two items repeat and a resumed run sees the same items.
 
     Each item shows identity ``identities[i % n]`` in a random scene; the reference is cut from ANOTHER
-    render of the same identity (another scene, pose and lighting), as a user's reference photo is — not
-    from the same image as the original's self-supervised data. Items carry ``identity`` (its position in
-    ``identities``) for identity-encoder training.
+    render of the same identity (another scene, size, position and lighting), as a user's reference photo
+    is — not from the same image as the original's self-supervised data. With ``same_pose`` that render
+    shows the subject in the scene's pose (rotation and mirroring), as the original's same-image references
+    mostly do: the model then learns to paint the subject in the reference's pose, which the vision tower
+    reads (``POSE_ATTRIBUTES``), instead of drawing a pose at random from a pose-free embedding — a small
+    model averages the poses it cannot tell apart into a blob. Without it the pose is drawn independently.
+    Items carry ``identity`` (its position in ``identities``) for identity-encoder training and
+    ``reference_pose`` ``(2,)`` int64, the ``pose_labels`` (tilt, flip) of the render the reference was cut
+    from (its pose as seen, unless the augmentation flips or rotates it).
 
     Args:
         identities: the identities to show (e.g. ``split_identities(seed, "train")``).
@@ -448,6 +492,7 @@ class ToyWorldExamples(torch.utils.data.Dataset):
         length: the number of items (the loop's steps × batch).
         cut_reference: the reference shows the subject on white (True) or its crop with the other
             render's background (False: the evaluator's training data, which scores painted regions).
+        same_pose: the reference's render shows the subject in the scene's pose (True) or in its own.
     """
 
     procedural = True  # every index is a new example: the training loop reads them in order
@@ -464,6 +509,7 @@ class ToyWorldExamples(torch.utils.data.Dataset):
         seed: int = 0,
         length: int = 10**9,
         cut_reference: bool = False,
+        same_pose: bool = False,
     ):
         if not identities:
             raise ValueError("identities: empty")
@@ -472,6 +518,7 @@ class ToyWorldExamples(torch.utils.data.Dataset):
         self.image_mean, self.image_std, self.augment = image_mean, image_std, augment
         self.seed, self.length, self.epoch = seed, length, 0
         self.cut_reference = bool(cut_reference)
+        self.same_pose = bool(same_pose)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -479,13 +526,47 @@ class ToyWorldExamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
+    def _pose(self, index: int) -> dict:
+        """The pose both renders of item ``index`` share with ``same_pose`` (else none is imposed)."""
+        if not self.same_pose:
+            return {}
+        r = _rng(self.seed, self.epoch, index, 3)
+        return {"angle": float(r.uniform(-TILT_RANGE, TILT_RANGE)), "flip": bool(r.random() < 0.5)}
+
+    def scene(self, index: int) -> Render:
+        """The render item ``index`` paints into (its scene, with the subject)."""
+        ident = self.identities[index % len(self.identities)]
+        return render_scene(ident, self.scene_size, seed=_seed(self.seed, self.epoch, index, 0), **self._pose(index))
+
+    def _other(self, index: int) -> Render:
+        ident = self.identities[index % len(self.identities)]
+        seed = _seed(self.seed, self.epoch, index, 1)
+        return render_scene(ident, self.scene_size, seed=seed, occlusion_p=0.0, **self._pose(index))
+
+    def _generator(self, index: int) -> torch.Generator:
+        return torch.Generator().manual_seed(_seed(self.seed, self.epoch, index, 2))
+
+    def _labels(self, index: int, other: Render) -> dict[str, torch.Tensor]:
+        pose = list(pose_labels(other.pose.angle, other.pose.flip).values())
+        return {"identity": torch.tensor(index % len(self.identities)), "reference_pose": torch.tensor(pose)}
+
+    def reference_item(self, index: int) -> dict[str, torch.Tensor]:
+        """Only the reference of item ``index`` (``reference``, ``identity``, ``reference_pose``), at half the
+        rendering cost: for the encoders, which never see the scene. Equal to the whole item's when the
+        augmentation draws nothing for the reference (no flip, rotation, blur or deformation, as
+        ``toy_augment``); otherwise an equally distributed one."""
+        from .datasets import make_reference
+
+        other = self._other(index)
+        picture = other.cut_out() if self.cut_reference else other.image
+        size, mean, std = self.reference_size, self.image_mean, self.image_std
+        ref = make_reference(picture, other.box, size, mean, std, self.augment, self._generator(index))
+        return {"reference": ref, **self._labels(index, other)}
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         from .datasets import make_example
 
-        label = index % len(self.identities)
-        ident = self.identities[label]
-        scene = render_scene(ident, self.scene_size, seed=_seed(self.seed, self.epoch, index, 0))
-        other = render_scene(ident, self.scene_size, seed=_seed(self.seed, self.epoch, index, 1), occlusion_p=0.0)
+        scene, other = self.scene(index), self._other(index)
         example = make_example(
             scene.image,
             scene.box,
@@ -494,10 +575,10 @@ class ToyWorldExamples(torch.utils.data.Dataset):
             image_mean=self.image_mean,
             image_std=self.image_std,
             augment=self.augment,
-            generator=torch.Generator().manual_seed(_seed(self.seed, self.epoch, index, 2)),
+            generator=self._generator(index),
             reference_from=(other.cut_out() if self.cut_reference else other.image, other.box),
         )
-        example["identity"] = torch.tensor(label)
+        example.update(self._labels(index, other))
         return example
 
 

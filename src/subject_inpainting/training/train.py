@@ -40,7 +40,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     source.add_argument(
         "--toy-world",
         action="store_true",
-        help="procedural toy-world scenes made on the fly (the world seed is --seed)",
+        help="procedural toy-world scenes made on the fly, each reference in its scene's pose "
+        "(the world seed is --seed)",
     )
     data.add_argument("--images", metavar="DIR", help="image folder of --openimages / --coco")
     data.add_argument("--min-area", type=float, default=0.02, help="keep boxes covering at least this share (0.02)")
@@ -114,8 +115,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             seed=config.seed,
             length=length,
             cut_reference=args.cut_reference,
+            same_pose=True,
         )
-        fingerprint = {"model": str(args.model), "data": "toy-world", "identities": len(identities)}
+        fingerprint = {"model": str(args.model), "data": "toy-world", "identities": len(identities), "same_pose": True}
     else:
         dataset = InpaintingExamples(
             records,
