@@ -49,6 +49,13 @@ def test_cached_draws_equal_the_vae_draws(vae_and_examples):
     assert not torch.allclose(other[0], b[0])  # the draws come from the generator
 
 
+def test_worker_processes_make_the_same_cache(vae_and_examples):
+    vae, _, examples = vae_and_examples
+    inline = LatentCache.build(examples, vae, 5, batch=2, progress=False)
+    workers = LatentCache.build(examples, vae, 5, batch=2, progress=False, num_workers=2)
+    assert all(torch.equal(inline.tensors[k], workers.tensors[k]) for k in inline.tensors)
+
+
 def test_cache_saves_and_loads_in_half_precision(vae_and_examples, tmp_path):
     vae, _, examples = vae_and_examples
     cache = LatentCache.build(examples, vae, 3, progress=False)

@@ -78,20 +78,28 @@ class LatentCache(torch.utils.data.Dataset):
         batch: int = 64,
         progress: bool = True,
         dtype: torch.dtype = torch.float16,
+        num_workers: int = 0,
     ) -> LatentCache:
         """Encode items ``0 .. count-1`` of ``dataset`` (epoch 0) with ``vae``; stored in ``dtype``.
 
         ``dataset`` items carry ``pixel_values`` ``(3, H, W)`` in [-1, 1], ``keep_mask`` ``(1, H, W)`` and
-        ``reference``, as ``data.datasets.make_example`` makes them.
+        ``reference``, as ``data.datasets.make_example`` makes them. ``num_workers`` > 0 makes the items in
+        that many processes while this one encodes (the same items, in the same order).
         """
         if count < 1 or count > len(dataset):
             raise ValueError(f"latent cache of {count} examples: expected 1 to {len(dataset)} (the data's size)")
         dataset.set_epoch(0)
         device = next(vae.parameters()).device
         parts: dict[str, list[torch.Tensor]] = {k: [] for k in FIELDS}
+        batches = [list(range(start, min(count, start + batch))) for start in range(0, count, batch)]
+        if num_workers > 0:
+            loaded = torch.utils.data.DataLoader(
+                dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=list
+            )
+        else:
+            loaded = ([dataset[i] for i in indices] for indices in batches)
         with tqdm(total=count, desc="encoding the latent cache", unit="example", disable=not progress) as bar:
-            for start in range(0, count, batch):
-                items = [dataset[i] for i in range(start, min(count, start + batch))]
+            for items in loaded:
                 pixels = torch.stack([it["pixel_values"] for it in items]).to(device)
                 keep = torch.stack([it["keep_mask"] for it in items]).to(device)
                 scene, masked, keep_latent = encode_example(vae, pixels, keep)

@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 
 from ..data import toy
-from ..imaging import resize_rgb, rgb_to_tensor
 from ..models.reference_encoder import CLIP_IMAGE_MEAN, CLIP_IMAGE_STD
 from ..models.toy import TOY_CLASS_MAPPER, TOY_EVALUATOR, TOY_RESOLUTION, TOY_UNET, TOY_VAE, TOY_VISION
 from ..sampling.schedule import PREDICTION_TYPES
@@ -92,8 +91,7 @@ def examples(
     split: str, seed: int, reference_size: int = TOY_VISION["image_size"], cut_reference: bool = True
 ) -> toy.ToyWorldExamples:
     """Procedural training examples of a split's identities at the toy resolution (``cut_reference``: the
-    references show the subject on white, as the toy model's do), each reference in its scene's pose
-    (``same_pose``, as base training sees them)."""
+    references show the subject on white, as the toy model's do)."""
     return toy.ToyWorldExamples(
         toy.split_identities(seed, split),
         TOY_RESOLUTION,
@@ -104,15 +102,11 @@ def examples(
         toy.toy_augment(),
         seed=seed,
         cut_reference=cut_reference,
-        same_pose=True,
     )
 
 
-def _scenes(data: toy.ToyWorldExamples, step: int, size: int) -> torch.Tensor:
-    """Batch ``step`` of the VAE's pictures: the examples' whole scenes at the training resolution, ``(B, 3, R, R)``
-    in [-1, 1] (rendered without the references the VAE never sees)."""
-    side = (data.resolution, data.resolution)
-    return torch.cat([rgb_to_tensor(resize_rgb(data.scene(step * size + j).image, side)) for j in range(size)])
+def _batch(data, step: int, size: int, key: str) -> torch.Tensor:
+    return torch.stack([data[step * size + j][key] for j in range(size)])
 
 
 def _done(folder: Path) -> bool:
@@ -136,7 +130,7 @@ def stage_vae(out: Path, args: argparse.Namespace) -> Path:
     batch = 16
 
     def loss_fn(step: int, g: torch.Generator) -> torch.Tensor:
-        x = _scenes(data, step, batch)
+        x = _batch(data, step, batch, "pixel_values")
         posterior = vae.encode(x).latent_dist
         rec = vae.decode(posterior.sample(generator=g)).sample
         kl = posterior.kl().mean() / posterior.mean[0].numel()  # per latent element
@@ -155,7 +149,7 @@ def stage_vae(out: Path, args: argparse.Namespace) -> Path:
         progress=not args.quiet,
     )
     with torch.no_grad():  # the scaling factor makes the latents unit-variance, as SD's 0.18215 does
-        x = torch.cat([_scenes(data, 10**6 + i, 16) for i in range(8)])
+        x = torch.cat([_batch(data, 10**6 + i, 16, "pixel_values") for i in range(8)])
         std = vae.encode(x).latent_dist.mean.std().item()
         rec = vae.decode(vae.encode(x).latent_dist.mean).sample
         error = F.l1_loss(rec, x).item()
@@ -182,38 +176,36 @@ def _identity_stage(
 
     ``objective="identity"`` classifies the split's identities with a cosine-softmax head (the evaluator:
     400 identities, each seen many times). ``"attributes"`` has linear heads on the embedding name each part
-    of the identity instead (``toy.ATTRIBUTES``: shape, colours, pattern, marking) and the pose the
-    reference shows it in (``toy.POSE_ATTRIBUTES``: tilt, mirroring; mean cross-entropy): the vision tower's
-    objective, on the large training split. A tower trained to tell 400 identities apart memorised them by
-    their colours: a linear probe read the shape of HELD-OUT subjects from it 30 % of the time (chance 12 %),
-    and the inpainting model, which sees only this embedding, painted colours and patterns without outlines.
-    A tower that named the parts but not the pose carried no pose (a ridge probe of the rotation: R² 0.06),
-    so the inpainting model could not paint the reference's pose and averaged the poses into blobs.
+    of the identity instead (``toy.ATTRIBUTES``: shape, colours, pattern, marking; mean cross-entropy): the
+    vision tower's objective, on the large training split. A tower trained to tell 400 identities apart
+    memorised them by their colours: a linear probe read the shape of HELD-OUT subjects from it 30 % of the
+    time (chance 12 %), and the inpainting model, which sees only this embedding, painted colours and
+    patterns without outlines.
 
     ``cut_reference``: train on subjects cut out onto white (the tower: the model's references are) or on
     crops with their background (the evaluator: it scores painted regions, which have one)."""
     data = examples(split, args.seed, cut_reference=cut_reference)
-    dim = embed(model, to_input(torch.stack([data.reference_item(i)["reference"] for i in range(2)]))).shape[-1]
+    dim = embed(model, to_input(_batch(data, 0, 2, "reference"))).shape[-1]
     torch.manual_seed(args.seed + 1)
     if objective == "identity":
         heads = {"identity": torch.nn.Linear(dim, len(data.identities), bias=False)}
     else:
-        heads = {k: torch.nn.Linear(dim, n) for k, n in {**toy.ATTRIBUTES, **toy.POSE_ATTRIBUTES}.items()}
+        heads = {k: torch.nn.Linear(dim, n) for k, n in toy.ATTRIBUTES.items()}
         part_labels = [toy.attribute_labels(ident) for ident in data.identities]
     batch = 64
 
     def loss_fn(step: int, g: torch.Generator) -> torch.Tensor:
-        items = [data.reference_item(step * batch + j) for j in range(batch)]
+        items = [data[step * batch + j] for j in range(batch)]
         pixels = to_input(torch.stack([it["reference"] for it in items]))
         labels = torch.stack([it["identity"] for it in items])
         features = embed(model, pixels)
         if objective == "identity":
             logits = 16.0 * F.normalize(features, dim=-1) @ F.normalize(heads["identity"].weight, dim=-1).T
             return F.cross_entropy(logits, labels)
-        targets = {k: torch.tensor([part_labels[int(i)][k] for i in labels]) for k in toy.ATTRIBUTES}
-        poses = torch.stack([it["reference_pose"] for it in items])  # (B, 2): tilt, flip
-        targets.update({k: poses[:, j] for j, k in enumerate(toy.POSE_ATTRIBUTES)})
-        losses = [F.cross_entropy(linear(features), targets[k], ignore_index=-1) for k, linear in heads.items()]
+        losses = [
+            F.cross_entropy(linear(features), torch.tensor([part_labels[int(i)][k] for i in labels]), ignore_index=-1)
+            for k, linear in heads.items()
+        ]
         return torch.stack(losses).mean()
 
     params = {f"model.{k}": p for k, p in model.named_parameters()}

@@ -40,8 +40,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     source.add_argument(
         "--toy-world",
         action="store_true",
-        help="procedural toy-world scenes made on the fly, each reference in its scene's pose "
-        "(the world seed is --seed)",
+        help="procedural toy-world scenes made on the fly (the world seed is --seed)",
     )
     data.add_argument("--images", metavar="DIR", help="image folder of --openimages / --coco")
     data.add_argument("--min-area", type=float, default=0.02, help="keep boxes covering at least this share (0.02)")
@@ -115,9 +114,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             seed=config.seed,
             length=length,
             cut_reference=args.cut_reference,
-            same_pose=True,
         )
-        fingerprint = {"model": str(args.model), "data": "toy-world", "identities": len(identities), "same_pose": True}
+        fingerprint = {"model": str(args.model), "data": "toy-world", "identities": len(identities)}
     else:
         dataset = InpaintingExamples(
             records,
@@ -147,7 +145,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     examples = dataset
     if args.latent_cache is not None:
         dataset = cached_latents(
-            out / "latent-cache.safetensors", dataset, components["vae"], args.latent_cache, accelerator, not args.quiet
+            out / "latent-cache.safetensors",
+            dataset,
+            components["vae"],
+            args.latent_cache,
+            accelerator,
+            not args.quiet,
+            config.num_workers,
         )
 
     def publish(c: dict[str, Any], folder: Path) -> None:
@@ -160,14 +164,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     return train(config, run, accelerator)
 
 
-def cached_latents(path: Path, dataset, vae, count: int, accelerator, progress: bool):
+def cached_latents(path: Path, dataset, vae, count: int, accelerator, progress: bool, num_workers: int = 0):
     """The run's latent cache: read from ``path`` when an earlier (interrupted) run wrote it, else encoded
-    by the main process and written there."""
+    by the main process (its examples made by ``num_workers`` processes) and written there."""
     from .latents import LatentCache
 
     if accelerator.is_main_process and not path.is_file():
         vae.to(accelerator.device)
-        LatentCache.build(dataset, vae, count, progress=progress).save(path)
+        LatentCache.build(dataset, vae, count, progress=progress, num_workers=num_workers).save(path)
     accelerator.wait_for_everyone()
     cache = LatentCache.load(path)
     if len(cache) != count:
