@@ -403,3 +403,26 @@ def test_two_processes_with_accelerate_launch(tiny_model_dir, tmp_path):
     assert [p.name for p in loop.ckpt.list_checkpoints(tmp_path / "ddp")] == ["step-00000002"]
     pipe = SubjectInpaintPipeline.from_pretrained(tiny_model_dir)
     assert pipe.load_subject(tmp_path / "ddp").encoder.has_detail
+
+
+def test_toy_world_runs_show_the_models_own_world(tiny_model_dir, tmp_path, capsys):
+    """The training split comes from the world the model records, not from --seed (which only draws)."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    index = json.loads((model / "model_index.json").read_text())
+    (model / "model_index.json").write_text(json.dumps({**index, "toy_world_seed": 3}))
+
+    def world(name: str, *extra: str) -> tuple[int, int]:
+        out = tmp_path / name
+        argv = ["--toy-world", "--out", str(out), "--max-steps", "1", "--batch-size", "2", *FAST, *extra]
+        train.main(train.parse_args(argv))
+        run = json.loads((out / "checkpoints" / "run.json").read_text())
+        return run["world"], json.loads((out / "model_index.json").read_text())["toy_world_seed"]
+
+    assert world("recorded", "--model", str(model), "--seed", "5") == (3, 3)
+    assert world("named", "--model", str(model), "--seed", "5", "--toy-world-seed", "4") == (4, 4)
+    assert world("unrecorded", "--model", str(tiny_model_dir), "--seed", "5") == (5, 5)
+
+    bad = ["train", "--model", str(model), "--manifest", "m.jsonl", "--out", str(tmp_path / "x"), *FAST]
+    assert cli.main([*bad, "--toy-world-seed", "2"]) == 2
+    assert "--toy-world-seed 2: only with --toy-world" in capsys.readouterr().err

@@ -14,6 +14,7 @@ Usage from Python (or a test)::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +41,15 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     source.add_argument(
         "--toy-world",
         action="store_true",
-        help="procedural toy-world scenes made on the fly (the world seed is --seed)",
+        help="procedural toy-world scenes made on the fly, of the training split of the world --toy-world-seed",
+    )
+    data.add_argument(
+        "--toy-world-seed",
+        type=int,
+        metavar="N",
+        help="with --toy-world: the world whose training identities are shown (default: the world --model was "
+        "trained on, as its model_index.json records, else --seed); the published model records it, and "
+        "`bench toy` and `demo` hold out that world's test identities",
     )
     data.add_argument("--images", metavar="DIR", help="image folder of --openimages / --coco")
     data.add_argument("--min-area", type=float, default=0.02, help="keep boxes covering at least this share (0.02)")
@@ -88,6 +97,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     from ..pipeline import SubjectInpaintPipeline
     from .loop import Run, make_accelerator, prepare_output, train
 
+    if args.toy_world_seed is not None and not args.toy_world:
+        raise ValueError(f"--toy-world-seed {args.toy_world_seed}: only with --toy-world")
     out = Path(args.out)
     config = config_from_args(args, "base", max_steps=args.max_steps)
     records = None if args.toy_world else load_records(args)
@@ -101,7 +112,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.toy_world:
         from ..data import toy
 
-        identities = toy.split_identities(config.seed, "train")
+        world = toy_world(args, config.seed)
+        identities = toy.split_identities(world, "train")
         length = config.max_steps * config.batch_size * config.grad_accum * 64  # room for 64 processes
         dataset = toy.ToyWorldExamples(
             identities,
@@ -115,7 +127,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             length=length,
             cut_reference=args.cut_reference,
         )
-        fingerprint = {"model": str(args.model), "data": "toy-world", "identities": len(identities)}
+        fingerprint = {"model": str(args.model), "data": "toy-world", "identities": len(identities), "world": world}
     else:
         dataset = InpaintingExamples(
             records,
@@ -154,14 +166,30 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             config.num_workers,
         )
 
+    extra = {"trained_from": str(args.model)}
+    if args.toy_world:
+        extra["toy_world_seed"] = fingerprint["world"]
+
     def publish(c: dict[str, Any], folder: Path) -> None:
-        staged_publish(
-            folder, "model_index.json", lambda tmp: save_components(c, tmp, extra={"trained_from": str(args.model)})
-        )
+        staged_publish(folder, "model_index.json", lambda tmp: save_components(c, tmp, extra=extra))
 
     preview = preview_function(examples, "base", config.preview_steps) if config.preview_every else None
     run = Run(components, dataset, out, publish, fingerprint, preview, progress=not args.quiet)
     return train(config, run, accelerator)
+
+
+def toy_world(args: argparse.Namespace, seed: int) -> int:
+    """The toy world of a ``--toy-world`` run: ``--toy-world-seed``, else the world ``--model`` records
+    (``toy_world_seed`` in its model_index.json), else ``seed``. Training a world-0 model on another world's
+    split would show it that world's held-out identities, which its benchmark then scores as unseen."""
+    if args.toy_world_seed is not None:
+        return args.toy_world_seed
+    index = Path(args.model) / "model_index.json"
+    if index.is_file():
+        recorded = json.loads(index.read_text()).get("toy_world_seed")
+        if recorded is not None:
+            return int(recorded)
+    return seed
 
 
 def cached_latents(path: Path, dataset, vae, count: int, accelerator, progress: bool, num_workers: int = 0):
