@@ -19,13 +19,15 @@ from . import imaging
 from .data import toy
 
 
-def world_seed(model: Path | str) -> int:
-    """The toy world a model was trained on (0 if it does not say)."""
+def world_seed(model: Path | str, default: int = 0) -> int:
+    """The toy world a model was trained on (``toy_world_seed`` in its model_index.json; ``default`` if it
+    does not say, or is not a readable folder)."""
     index = Path(model) / "model_index.json"
     try:
-        return int(json.loads(index.read_text()).get("toy_world_seed", 0))
+        recorded = json.loads(index.read_text()).get("toy_world_seed")
     except (OSError, ValueError):
-        return 0
+        return default
+    return default if recorded is None else int(recorded)
 
 
 def crop_pixels(rgb: np.ndarray, box) -> torch.Tensor:

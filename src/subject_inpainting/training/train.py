@@ -14,7 +14,6 @@ Usage from Python (or a test)::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -182,14 +181,9 @@ def toy_world(args: argparse.Namespace, seed: int) -> int:
     """The toy world of a ``--toy-world`` run: ``--toy-world-seed``, else the world ``--model`` records
     (``toy_world_seed`` in its model_index.json), else ``seed``. Training a world-0 model on another world's
     split would show it that world's held-out identities, which its benchmark then scores as unseen."""
-    if args.toy_world_seed is not None:
-        return args.toy_world_seed
-    index = Path(args.model) / "model_index.json"
-    if index.is_file():
-        recorded = json.loads(index.read_text()).get("toy_world_seed")
-        if recorded is not None:
-            return int(recorded)
-    return seed
+    from ..demo import world_seed
+
+    return args.toy_world_seed if args.toy_world_seed is not None else world_seed(args.model, default=seed)
 
 
 def cached_latents(path: Path, dataset, vae, count: int, accelerator, progress: bool, num_workers: int = 0):
