@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -48,3 +50,27 @@ def test_psnr_of_a_known_error():
     b[0, 0, 0] = 255  # one of 48 values off by the peak: mse = 255² / 48
     assert metrics.psnr(a, b) == pytest.approx(10 * np.log10(48))
     assert metrics.psnr(a, b, mask=np.arange(16).reshape(4, 4) > 0) == float("inf")
+
+
+def test_paired_exact_test_counts_only_the_discordant_cases():
+    # 14 cases right only with a, 8 only with b, 30 right with both, 28 with neither: a binomial tail on 22.
+    a = [True] * 14 + [False] * 8 + [True] * 30 + [False] * 28
+    b = [False] * 14 + [True] * 8 + [True] * 30 + [False] * 28
+    only_a, only_b, p = metrics.paired_exact_test(a, b)
+    assert (only_a, only_b) == (14, 8)
+    assert p == pytest.approx(2 * sum(math.comb(22, k) for k in range(9)) / 2**22)
+    assert p == pytest.approx(0.286, abs=1e-3)
+    assert metrics.paired_exact_test(b, a) == (8, 14, p)  # two-sided: symmetric
+
+
+def test_paired_exact_test_extremes():
+    assert metrics.paired_exact_test([True] * 10, [False] * 10) == (10, 0, pytest.approx(2 / 2**10))
+    assert metrics.paired_exact_test([True, False], [True, False]) == (0, 0, 1.0)
+    assert metrics.paired_exact_test([True], [False])[2] == 1.0  # one discordant case proves nothing
+
+
+def test_paired_exact_test_rejects_unpaired_input():
+    with pytest.raises(ValueError, match="same cases: got 2 and 3"):
+        metrics.paired_exact_test([True, False], [True, False, True])
+    with pytest.raises(ValueError, match="no cases"):
+        metrics.paired_exact_test([], [])

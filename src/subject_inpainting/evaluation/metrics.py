@@ -3,6 +3,9 @@ elsewhere; these only compute)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -81,3 +84,27 @@ def mean_pairwise_cosine(generated: torch.Tensor | np.ndarray, real: torch.Tenso
     g = g / np.linalg.norm(g, axis=1, keepdims=True)
     r = r / np.linalg.norm(r, axis=1, keepdims=True)
     return float((g @ r.T).mean())
+
+
+def paired_exact_test(a: Sequence[bool], b: Sequence[bool]) -> tuple[int, int, float]:
+    """Exact McNemar test of two methods scored right/wrong on the same cases (``a[i]``, ``b[i]``: case ``i``).
+
+    Only the discordant cases count: ``only_a`` right with ``a`` alone, ``only_b`` with ``b`` alone. Under
+    the null hypothesis (neither is better) each discordant case falls either way with probability ½, so the
+    two-sided p-value is ``min(1, 2 · P(Binomial(only_a + only_b, ½) ≤ min(only_a, only_b)))``. Pairing is
+    what makes a 7.5-point difference over 80 cases readable at all: the unpaired standard error of each
+    rate is ~5.5 points there.
+
+    Returns ``(only_a, only_b, p_value)``.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired results must cover the same cases: got {len(a)} and {len(b)}")
+    if not len(a):
+        raise ValueError("paired results: no cases")
+    only_a = sum(bool(x) and not bool(y) for x, y in zip(a, b, strict=True))
+    only_b = sum(bool(y) and not bool(x) for x, y in zip(a, b, strict=True))
+    n = only_a + only_b
+    if n == 0:
+        return only_a, only_b, 1.0
+    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1))
+    return only_a, only_b, min(1.0, 2 * tail / 2**n)
