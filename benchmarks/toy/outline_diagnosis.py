@@ -150,13 +150,12 @@ def compare(paths: Sequence[str]) -> dict:
     cases right with only one of them and the exact McNemar p-value."""
     runs = {p: _load_run(p) for p in paths}
     first = runs[paths[0]]["case_reads"]
+    right = {}
     for p, run in runs.items():
         reads = run["case_reads"]
         if (reads["world"], reads["shapes"]) != (first["world"], first["shapes"]):
             raise SystemExit(f"--compare {p}: other cases than {paths[0]} (world, count or shapes differ)")
-    right = {}
-    for p, run in runs.items():
-        right[p] = [r == s for r, s in zip(run["case_reads"]["paintings"], first["shapes"], strict=True)]
+        right[p] = [r == s for r, s in zip(reads["paintings"], reads["shapes"], strict=True)]
     n = len(first["shapes"])
     lines = [f"Paintings read right on the same {n} cases", "", "| run | model | read right |", "|---|---|---|"]
     lines += [f"| {p} | {runs[p]['model']} | {np.mean(right[p]):.1%} |" for p in paths]
@@ -181,7 +180,8 @@ def main(args: argparse.Namespace) -> dict:
         raise SystemExit("this installation has no embedded toy model; name one with --model")
     model = str(model)
     pipe = SubjectInpaintPipeline.from_pretrained(model)
-    ids = toy.split_identities(world_seed(model), "heldout", args.cases)
+    world = world_seed(model)
+    ids = toy.split_identities(world, "heldout", args.cases)
     cases = [toy.make_case(ident, seed=500 + k, size=pipe.resolution) for k, ident in enumerate(ids)]
     truth_reads = {f"{t}/{a}": [] for t in args.thresholds for a in args.alphas}
     painted_reads = {t: [] for t in args.thresholds}
@@ -231,7 +231,7 @@ def main(args: argparse.Namespace) -> dict:
         "noised_truth": {str(t): rate(v) for t, v in noised_reads.items()},
         "truth_shapes": Counter(right),
         # each case's reading, for paired comparisons (--compare): case k is held-out identity k, seed 500 + k
-        "case_reads": {"world": world_seed(model), "shapes": right, "paintings": [str(r) for r in default_reads]},
+        "case_reads": {"world": world, "shapes": right, "paintings": [str(r) for r in default_reads]},
         "seconds": round(time.perf_counter() - start, 1),
     }
     print(report(result))
