@@ -60,7 +60,11 @@ def test_seed_and_several_images(inpaint_args, scene_files, tmp_path, capsys):
     first = np.asarray(Image.open(paths[0]))
     assert cli.main(with_mask(inpaint_args("--overwrite", out=tmp_path / "again.png"), scene_files)) == 0
     capsys.readouterr()
-    assert np.array_equal(first, np.asarray(Image.open(tmp_path / "again.png")))
+    again = np.asarray(Image.open(tmp_path / "again.png"))
+    # A batch of two may round differently from a batch of one (on one thread: by 1 level in 0.05 % of the
+    # values), while another noise changes the whole painted region, as the second image shows.
+    assert np.abs(first.astype(int) - again.astype(int)).max() <= 1
+    assert np.abs(first.astype(int) - np.asarray(Image.open(paths[1])).astype(int)).max() > 16
 
 
 def test_original_checkpoint_folder_and_conversion(reference_dir, scene_files, tmp_path, capsys):

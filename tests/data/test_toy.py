@@ -104,6 +104,44 @@ def test_a_render_can_take_a_given_pose_and_keeps_everything_else():
     assert np.array_equal(same.image, free.image)
 
 
+def _placed(pose: toy.Pose) -> tuple:
+    return pose.side, pose.x, pose.y, pose.flip
+
+
+def test_tilt_scales_the_drawn_rotation_and_keeps_every_other_draw():
+    ident = toy.identity(0, 12)
+    world = toy.render_scene(ident, 64, seed=5)
+    upright = toy.render_scene(ident, 64, seed=5, tilt=0)
+    half = toy.render_scene(ident, 64, seed=5, tilt=toy.TILT_RANGE / 2)
+    assert world.pose.angle != 0
+    assert upright.pose.angle == 0 and half.pose.angle == pytest.approx(world.pose.angle / 2)
+    for r in (upright, half):
+        assert _placed(r.pose) == _placed(world.pose)
+        assert np.array_equal(r.background, world.background) and not np.array_equal(r.image, world.image)
+    assert np.array_equal(toy.render_scene(ident, 64, seed=5, tilt=toy.TILT_RANGE).image, world.image)
+    assert toy.render_scene(ident, 64, seed=5, tilt=0, angle=7).pose.angle == 7  # a given angle wins
+    for bad in (-1, 181, float("nan")):
+        with pytest.raises(ValueError, match="tilt must be a rotation range"):
+            toy.render_scene(ident, 64, seed=5, tilt=bad)
+
+
+def test_upright_examples_show_both_renders_upright_and_draw_the_rest_alike():
+    ids = toy.split_identities(0, "train", 10)
+    args = (ids, 64, 64, 32, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, toy.toy_augment())
+    upright, world = toy.ToyWorldExamples(*args, seed=0, tilt=0), toy.ToyWorldExamples(*args, seed=0)
+    for i in range(4):
+        for a, b in ((upright.scene(i), world.scene(i)), (upright._other(i), world._other(i))):
+            assert a.pose.angle == 0 and b.pose.angle != 0
+            assert _placed(a.pose) == _placed(b.pose)
+        assert upright[i]["reference_pose"][0] == toy.pose_labels(0.0, False)["tilt"]  # the middle tilt bin
+    same = toy.ToyWorldExamples(*args, seed=0, tilt=0, same_pose=True)
+    assert all(same.scene(i).pose.angle == 0 == same._other(i).pose.angle for i in range(4))
+    default = toy.ToyWorldExamples(*args, seed=0, tilt=toy.TILT_RANGE)[3]
+    assert all(torch.equal(v, world[3][k]) for k, v in default.items())
+    with pytest.raises(ValueError, match="tilt must be a rotation range of 0-180 degrees, got -5"):
+        toy.ToyWorldExamples(*args, tilt=-5)
+
+
 def test_same_pose_examples_show_the_reference_in_the_scenes_pose():
     ids = toy.split_identities(0, "train", 10)
     args = (ids, 64, 64, 32, CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, toy.toy_augment())

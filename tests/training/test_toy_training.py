@@ -88,6 +88,20 @@ def test_a_run_started_with_another_prediction_type_is_named(toy_run, capsys):
     assert "predicts v_prediction, not epsilon" in err and "--base-prediction v_prediction" in err
 
 
+def test_base_tilt_goes_to_base_training_and_is_checked_first(tmp_path, capsys, monkeypatch):
+    from subject_inpainting.training import train
+
+    seen = []
+    monkeypatch.setattr(train, "main", lambda args: seen.append(args.toy_tilt))
+    (tmp_path / "run" / "model").mkdir(parents=True)  # which base training would make
+    for extra in (["--base-tilt", "0"], []):
+        toy.stage_base(tmp_path / "run", toy.parse_args(["--out", str(tmp_path / "run"), *extra]))
+    assert seen == [0.0, None]  # the world's own range is not passed: the run's fingerprint stays as it was
+    assert cli.main(["toy", "train", "--out", str(tmp_path / "bad"), "--base-tilt", "200"]) == 2
+    assert "--base-tilt 200: expected a rotation range of 0-180 degrees" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before any stage ran
+
+
 def test_export_refuses_an_unfinished_run(tmp_path, capsys):
     (tmp_path / "run" / "model").mkdir(parents=True)
     assert cli.main(["toy", "export", str(tmp_path / "run"), "--to", str(tmp_path / "w")]) == 2

@@ -426,3 +426,28 @@ def test_toy_world_runs_show_the_models_own_world(tiny_model_dir, tmp_path, caps
     bad = ["train", "--model", str(model), "--manifest", "m.jsonl", "--out", str(tmp_path / "x"), *FAST]
     assert cli.main([*bad, "--toy-world-seed", "2"]) == 2
     assert "--toy-world-seed 2: only with --toy-world" in capsys.readouterr().err
+
+
+def test_toy_tilt_reaches_the_examples_and_the_runs_record(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    from subject_inpainting.data import toy
+
+    tilts = []
+
+    class Recorded(toy.ToyWorldExamples):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            tilts.append(self.tilt)
+
+    monkeypatch.setattr(toy, "ToyWorldExamples", Recorded)
+    common = ["--model", str(tiny_model_dir), "--max-steps", "1", "--batch-size", "2", *FAST]
+    for name, extra in (("upright", ["--toy-tilt", "0"]), ("world", [])):
+        train.main(train.parse_args(["--toy-world", "--out", str(tmp_path / name), *common, *extra]))
+    runs = [json.loads((tmp_path / n / "checkpoints" / "run.json").read_text()) for n in ("upright", "world")]
+    assert tilts == [0.0, toy.TILT_RANGE]
+    assert runs[0]["tilt"] == 0 and "tilt" not in runs[1]  # the world's own range keeps older runs resumable
+
+    manifest = ["train", "--manifest", "m.jsonl", "--out", str(tmp_path / "x"), *common]
+    assert cli.main([*manifest, "--toy-tilt", "0"]) == 2
+    assert "--toy-tilt 0: only with --toy-world" in capsys.readouterr().err
+    assert cli.main(["train", "--toy-world", "--out", str(tmp_path / "y"), *common, "--toy-tilt", "-3"]) == 2
+    assert "--toy-tilt -3: expected a rotation range of 0-180 degrees" in capsys.readouterr().err

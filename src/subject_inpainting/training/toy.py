@@ -65,6 +65,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     p.add_argument("--base-ema", type=float, default=0.999, help="EMA decay of the base weights (default 0.999)")
     p.add_argument(
+        "--base-tilt",
+        type=float,
+        default=toy.TILT_RANGE,
+        metavar="DEGREES",
+        help=f"rotation range of the base training renders, either way (default {toy.TILT_RANGE:g}, the world's; "
+        "0: upright, which drew crosses and stars)",
+    )
+    p.add_argument(
         "--base-prediction",
         choices=PREDICTION_TYPES,
         default="v_prediction",
@@ -361,6 +369,8 @@ def stage_base(out: Path, args: argparse.Namespace) -> Path:
         "cpu",
         "--cut-reference",
     ]
+    if args.base_tilt != toy.TILT_RANGE:  # the world's own range leaves the run's fingerprint as it was
+        argv += ["--toy-tilt", str(args.base_tilt)]
     argv += (["--latent-cache", str(args.base_cache)] if args.base_cache else []) + (["--quiet"] if args.quiet else [])
     train.main(train.parse_args(argv))
     _finish(folder, {"steps": args.base_steps})
@@ -369,6 +379,8 @@ def stage_base(out: Path, args: argparse.Namespace) -> Path:
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     """Run the requested stages in order; returns ``{"out", "seconds": {stage: s}}``."""
+    if not 0 <= args.base_tilt <= 180:  # checked before hours of earlier stages, not when base training starts
+        raise ValueError(f"--base-tilt {args.base_tilt:g}: expected a rotation range of 0-180 degrees")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     functions = {

@@ -50,6 +50,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "trained on, as its model_index.json records, else --seed); the published model records it, and "
         "`bench toy` and `demo` hold out that world's test identities",
     )
+    data.add_argument(
+        "--toy-tilt",
+        type=float,
+        metavar="DEGREES",
+        help="with --toy-world: the subjects' rotation range in the training renders, either way (default: the "
+        "world's own; 0: upright, with which the toy model draws crosses and stars); the references are still "
+        "rotated by the augmentation",
+    )
     data.add_argument("--images", metavar="DIR", help="image folder of --openimages / --coco")
     data.add_argument("--min-area", type=float, default=0.02, help="keep boxes covering at least this share (0.02)")
     data.add_argument("--max-area", type=float, default=0.8, help="and at most this share of the image (0.8)")
@@ -98,6 +106,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.toy_world_seed is not None and not args.toy_world:
         raise ValueError(f"--toy-world-seed {args.toy_world_seed}: only with --toy-world")
+    if args.toy_tilt is not None and not args.toy_world:
+        raise ValueError(f"--toy-tilt {args.toy_tilt:g}: only with --toy-world")
+    if args.toy_tilt is not None and not 0 <= args.toy_tilt <= 180:
+        raise ValueError(f"--toy-tilt {args.toy_tilt:g}: expected a rotation range of 0-180 degrees")
     out = Path(args.out)
     config = config_from_args(args, "base", max_steps=args.max_steps)
     records = None if args.toy_world else load_records(args)
@@ -125,8 +137,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             seed=config.seed,
             length=length,
             cut_reference=args.cut_reference,
+            tilt=toy.TILT_RANGE if args.toy_tilt is None else args.toy_tilt,
         )
         fingerprint = {"model": str(args.model), "data": "toy-world", "identities": len(identities), "world": world}
+        if args.toy_tilt is not None:
+            fingerprint["tilt"] = args.toy_tilt
     else:
         dataset = InpaintingExamples(
             records,
