@@ -21,11 +21,11 @@ from subject_inpainting.pipeline import SubjectInpaintPipeline
 
 CASES = 6
 # Measured with the shipped weights (DPM-Solver++ 20 steps, 6 held-out cases, case seeds 100+k / 200+k /
-# 300+k): own-reference mean 0.570 / 0.445 / 0.634, unrelated-reference mean 0.094 / 0.177 / 0.034, so gaps
-# of 0.48 / 0.27 / 0.60, and the own reference scored higher in 6 / 5 / 6 of the 6 cases (the previous
-# model, Min-SNR-5 with a narrower UNet: gaps 0.44 / 0.17 / 0.46; the epsilon-prediction one before it:
-# 0.45 / 0.12 / 0.52). The test (seeds 100+k, gap 0.48 and 6 wins measured) asks for a gap of 0.15 and 5
-# wins: a model that ignores its reference (gap ~0) fails.
+# 300+k): own-reference mean 0.546 / 0.425 / 0.540, unrelated-reference mean 0.091 / 0.191 / 0.089, so gaps
+# of 0.46 / 0.23 / 0.45, and the own reference scored higher in 6 / 5 / 6 of the 6 cases (the previous
+# model, trained on tilted renders: gaps 0.48 / 0.27 / 0.60; the Min-SNR-5 one before it: 0.44 / 0.17 /
+# 0.46). The test (seeds 100+k, gap 0.46 and 6 wins measured) asks for a gap of 0.15 and 5 wins: a model
+# that ignores its reference (gap ~0) fails.
 IDENTITY_MARGIN = 0.15
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from subject_inpainting import cli
+from subject_inpainting.data import toy as data_toy
 from subject_inpainting.evaluation.identity import IdentityEncoder
 from subject_inpainting.pipeline import SubjectInpaintPipeline
 from subject_inpainting.training import toy
@@ -94,9 +95,10 @@ def test_base_tilt_goes_to_base_training_and_is_checked_first(tmp_path, capsys, 
     seen = []
     monkeypatch.setattr(train, "main", lambda args: seen.append(args.toy_tilt))
     (tmp_path / "run" / "model").mkdir(parents=True)  # which base training would make
-    for extra in (["--base-tilt", "0"], []):
+    for extra in ([], ["--base-tilt", "10"], ["--base-tilt", str(data_toy.TILT_RANGE)]):
         toy.stage_base(tmp_path / "run", toy.parse_args(["--out", str(tmp_path / "run"), *extra]))
-    assert seen == [0.0, None]  # the world's own range is not passed: the run's fingerprint stays as it was
+    assert seen == [0.0, 10.0, None]  # upright by default; the world's own range is left out of the fingerprint
+    assert json.loads((tmp_path / "run" / "model" / "DONE").read_text())["tilt"] == data_toy.TILT_RANGE
     assert cli.main(["toy", "train", "--out", str(tmp_path / "bad"), "--base-tilt", "200"]) == 2
     assert "--base-tilt 200: expected a rotation range of 0-180 degrees" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()  # refused before any stage ran
