@@ -121,7 +121,7 @@ def test_tilt_scales_the_drawn_rotation_and_keeps_every_other_draw():
     assert np.array_equal(toy.render_scene(ident, 64, seed=5, tilt=toy.TILT_RANGE).image, world.image)
     assert toy.render_scene(ident, 64, seed=5, tilt=0, angle=7).pose.angle == 7  # a given angle wins
     for bad in (-1, 181, float("nan")):
-        with pytest.raises(ValueError, match="tilt must be a rotation range"):
+        with pytest.raises(ValueError, match=r"tilt (-1|181|nan): expected a rotation range of 0-180 degrees"):
             toy.render_scene(ident, 64, seed=5, tilt=bad)
 
 
@@ -138,7 +138,7 @@ def test_upright_examples_show_both_renders_upright_and_draw_the_rest_alike():
     assert all(same.scene(i).pose.angle == 0 == same._other(i).pose.angle for i in range(4))
     default = toy.ToyWorldExamples(*args, seed=0, tilt=toy.TILT_RANGE)[3]
     assert all(torch.equal(v, world[3][k]) for k, v in default.items())
-    with pytest.raises(ValueError, match="tilt must be a rotation range of 0-180 degrees, got -5"):
+    with pytest.raises(ValueError, match="tilt -5: expected a rotation range of 0-180 degrees"):
         toy.ToyWorldExamples(*args, tilt=-5)
 
 

@@ -97,7 +97,7 @@ def test_base_tilt_goes_to_base_training_and_is_checked_first(tmp_path, capsys, 
     (tmp_path / "run" / "model").mkdir(parents=True)  # which base training would make
     for extra in ([], ["--base-tilt", "10"], ["--base-tilt", str(data_toy.TILT_RANGE)]):
         toy.stage_base(tmp_path / "run", toy.parse_args(["--out", str(tmp_path / "run"), *extra]))
-    assert seen == [0.0, 10.0, None]  # upright by default; the world's own range is left out of the fingerprint
+    assert seen == [0.0, 10.0, data_toy.TILT_RANGE]  # upright by default
     assert json.loads((tmp_path / "run" / "model" / "DONE").read_text())["tilt"] == data_toy.TILT_RANGE
     assert cli.main(["toy", "train", "--out", str(tmp_path / "bad"), "--base-tilt", "200"]) == 2
     assert "--base-tilt 200: expected a rotation range of 0-180 degrees" in capsys.readouterr().err

@@ -440,11 +440,13 @@ def test_toy_tilt_reaches_the_examples_and_the_runs_record(tiny_model_dir, tmp_p
 
     monkeypatch.setattr(toy, "ToyWorldExamples", Recorded)
     common = ["--model", str(tiny_model_dir), "--max-steps", "1", "--batch-size", "2", *FAST]
-    for name, extra in (("upright", ["--toy-tilt", "0"]), ("world", [])):
+    names = {"upright": ["--toy-tilt", "0"], "world": [], "named": ["--toy-tilt", str(toy.TILT_RANGE)]}
+    for name, extra in names.items():
         train.main(train.parse_args(["--toy-world", "--out", str(tmp_path / name), *common, *extra]))
-    runs = [json.loads((tmp_path / n / "checkpoints" / "run.json").read_text()) for n in ("upright", "world")]
-    assert tilts == [0.0, toy.TILT_RANGE]
-    assert runs[0]["tilt"] == 0 and "tilt" not in runs[1]  # the world's own range keeps older runs resumable
+    runs = [json.loads((tmp_path / n / "checkpoints" / "run.json").read_text()) for n in names]
+    assert tilts == [0.0, toy.TILT_RANGE, toy.TILT_RANGE]
+    assert runs[0]["tilt"] == 0  # the world's own range, given or not, keeps older runs resumable
+    assert "tilt" not in runs[1] and "tilt" not in runs[2]
 
     manifest = ["train", "--manifest", "m.jsonl", "--out", str(tmp_path / "x"), *common]
     assert cli.main([*manifest, "--toy-tilt", "0"]) == 2

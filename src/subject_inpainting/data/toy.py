@@ -393,9 +393,11 @@ class Render:
         return cut_out(self.image, self.solid)
 
 
-def _check_tilt(tilt: float) -> float:
+def check_tilt(tilt: float, name: str = "tilt") -> float:
+    """``tilt`` if it is a rotation range of 0-180 degrees, else a ``ValueError`` naming ``name`` (the
+    parameter, or the command-line flag that gave it)."""
     if not 0 <= tilt <= 180:
-        raise ValueError(f"tilt must be a rotation range of 0-180 degrees, got {tilt!r}")
+        raise ValueError(f"{name} {tilt:g}: expected a rotation range of 0-180 degrees")
     return tilt
 
 
@@ -413,7 +415,7 @@ def render_scene(
     the drawn rotation and mirroring (everything else is drawn as without them). ``tilt`` narrows or widens
     the range of the drawn rotation to ±``tilt`` degrees (0: upright) by scaling it, so that every other
     draw of the scene stays the same."""
-    _check_tilt(tilt)
+    check_tilt(tilt)
     r = _rng(seed, 2, ident.index)
     background, horizon = render_background(size, r)
     pose = random_pose(size, horizon, r, scale)
@@ -533,7 +535,7 @@ class ToyWorldExamples(torch.utils.data.Dataset):
         self.seed, self.length, self.epoch = seed, length, 0
         self.cut_reference = bool(cut_reference)
         self.same_pose = bool(same_pose)
-        self.tilt = float(_check_tilt(tilt))
+        self.tilt = float(check_tilt(tilt))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

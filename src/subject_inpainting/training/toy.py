@@ -377,8 +377,7 @@ def stage_base(out: Path, args: argparse.Namespace) -> Path:
         "cpu",
         "--cut-reference",
     ]
-    if args.base_tilt != toy.TILT_RANGE:  # the world's own range leaves the run's fingerprint as it was
-        argv += ["--toy-tilt", str(args.base_tilt)]
+    argv += ["--toy-tilt", str(args.base_tilt)]
     argv += (["--latent-cache", str(args.base_cache)] if args.base_cache else []) + (["--quiet"] if args.quiet else [])
     train.main(train.parse_args(argv))
     _finish(folder, {"steps": args.base_steps, "tilt": args.base_tilt})
@@ -387,8 +386,7 @@ def stage_base(out: Path, args: argparse.Namespace) -> Path:
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
     """Run the requested stages in order; returns ``{"out", "seconds": {stage: s}}``."""
-    if not 0 <= args.base_tilt <= 180:  # checked before hours of earlier stages, not when base training starts
-        raise ValueError(f"--base-tilt {args.base_tilt:g}: expected a rotation range of 0-180 degrees")
+    toy.check_tilt(args.base_tilt, "--base-tilt")  # before hours of earlier stages, not when base training starts
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     functions = {

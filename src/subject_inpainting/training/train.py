@@ -108,8 +108,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--toy-world-seed {args.toy_world_seed}: only with --toy-world")
     if args.toy_tilt is not None and not args.toy_world:
         raise ValueError(f"--toy-tilt {args.toy_tilt:g}: only with --toy-world")
-    if args.toy_tilt is not None and not 0 <= args.toy_tilt <= 180:
-        raise ValueError(f"--toy-tilt {args.toy_tilt:g}: expected a rotation range of 0-180 degrees")
+    if args.toy_tilt is not None:
+        from ..data.toy import check_tilt
+
+        check_tilt(args.toy_tilt, "--toy-tilt")
     out = Path(args.out)
     config = config_from_args(args, "base", max_steps=args.max_steps)
     records = None if args.toy_world else load_records(args)
@@ -140,8 +142,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             tilt=toy.TILT_RANGE if args.toy_tilt is None else args.toy_tilt,
         )
         fingerprint = {"model": str(args.model), "data": "toy-world", "identities": len(identities), "world": world}
-        if args.toy_tilt is not None:
-            fingerprint["tilt"] = args.toy_tilt
+        if dataset.tilt != toy.TILT_RANGE:  # the world's own range keeps the fingerprint of runs made before it
+            fingerprint["tilt"] = dataset.tilt
     else:
         dataset = InpaintingExamples(
             records,
