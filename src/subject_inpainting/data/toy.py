@@ -505,9 +505,9 @@ class ToyWorldExamples(torch.utils.data.Dataset):
         same_pose: the reference's render shows the subject in the scene's pose (True) or in its own.
         tilt: the rotation range of both renders, in degrees either way (default the world's ``TILT_RANGE``;
             0: upright, as the objects of the original's photos mostly stand; the augmentation still rotates
-            the reference). A small model averages the tilts it cannot predict into a blob: trained on
-            upright renders, the toy model drew crosses and stars for the first time (session notes of
-            issue 4).
+            the reference). A small model may average the tilts it cannot predict into a blob: trained on
+            upright renders, the shipped toy model drew crosses and stars for the first time, though another
+            training seed of the same recipe drew no cross (session notes of issue 4, stops 18 and 20).
     """
 
     procedural = True  # every index is a new example: the training loop reads them in order

@@ -15,7 +15,8 @@ Stages, each resumable (checkpoints inside a stage; a finished stage is skipped 
                     picture in shifted colours (19 dB outside the region against 27 dB with ``v``).
                     The pool's scenes and references are drawn upright by default (``--base-tilt 0``):
                     trained on the world's ±25° tilts, which a reference does not convey, the model
-                    never drew a cross or a star.
+                    never drew a cross or a star (upright, one run drew some, another with another
+                    seed none: a run's outlines vary with its seed).
 
 The result ``OUT/model`` is a project-format model and ``OUT/evaluator`` the scoring encoder.
 """
@@ -77,8 +78,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         type=float,
         default=0.0,
         metavar="DEGREES",
-        help="rotation range of the base training renders, either way (default 0: upright, which drew crosses and "
-        f"stars; the world's own range, {toy.TILT_RANGE:g}, left them convex blobs)",
+        help="rotation range of the base training renders, either way (default 0: upright, the shipped model's; "
+        f"its run drew some crosses and stars, which runs on the world's own range, {toy.TILT_RANGE:g}, never did, "
+        "though a second seed of the upright recipe drew no cross either)",
     )
     p.add_argument(
         "--base-prediction",
