@@ -122,11 +122,19 @@ def expect_bad_input(argv, capsys, tmp_path, match):
         ({"--model": "./no-such-folder"}, "no such model file or folder"),
         ({"--out": "result.xyz"}, "unknown image type"),
         ({"--out": "existing.png"}, "already exists"),
-        ({"--out": "SCENE"}, "is one of the inputs"),
+        ({"--out": "SCENE"}, "is the input --scene"),
         ({"--device": "cuda"}, "CUDA is not available"),
         ({"--device": "toaster"}, "not a device"),
         ({"--eta": "0.5"}, "--eta applies to --sampler ddim only"),
-        ({"--context": "0.5"}, "--context must be >= 1"),
+        ({"--context": "0.5"}, "--context: expected a number between 1 and 100"),
+        ({"--mask": None, "--box": "0,0,1e400,10"}, "'1e400' is not a finite number"),
+        ({"--mask": None, "--box": "nan,0,10,10"}, "'nan' is not a finite number"),
+        ({"--guidance": "1e300"}, "--guidance: expected a number between 0 and 100"),
+        ({"--num-images": "1000000"}, "--num-images: expected a whole number between 1 and 16"),
+        ({"--reference-box": "0,0,5000,5"}, "outside the 30×30 reference"),
+        ({"--scene": "fifo.png"}, "is not a regular file"),
+        ({"--scene": "huge.png", "--max-pixels": "100"}, "the limit is 100"),
+        ({"--out": "/sys/out.png"}, "cannot write into /sys"),
     ],
 )
 def test_bad_inputs(change, match, scene_files, tiny_model_dir, tmp_path, capsys, monkeypatch):
@@ -141,6 +149,8 @@ def test_bad_inputs(change, match, scene_files, tiny_model_dir, tmp_path, capsys
     Image.new("L", (48, 40)).save(tmp_path / "black.png")
     Image.new("L", (96, 40), 255).save(tmp_path / "wide.png")
     (tmp_path / "existing.png").write_bytes(b"keep me")
+    os.mkfifo(tmp_path / "fifo.png")
+    Image.new("RGB", (400, 400)).save(tmp_path / "huge.png")
     shutil.copytree(tiny_model_dir, tmp_path / "broken-model")
     shutil.rmtree(tmp_path / "broken-model" / "vae")
     opts = {
@@ -165,18 +175,18 @@ def test_bad_inputs(change, match, scene_files, tiny_model_dir, tmp_path, capsys
     ("argv", "match"),
     [
         (["inpaint", "--scene", "s.png"], "the following arguments are required"),
-        (["inpaint", "--steps", "0"], "expected a number >= 1"),
-        (["inpaint", "--guidance", "-2"], "expected a finite number >= 0"),
+        (["inpaint", "--steps", "0"], "expected a whole number between 1 and 1,000"),
+        (["inpaint", "--guidance", "-2"], "expected a number between 0 and 100"),
         (["inpaint", "--sampler", "heun"], "invalid choice"),
         (["frobnicate"], "invalid choice"),
-        (["toy", "world", "--out", "w", "--cases", "-1"], "expected a number >= 0"),
-        (["ui", "--port", "0"], "expected a number >= 1"),
+        (["toy", "world", "--out", "w", "--cases", "-1"], "expected a whole number between 0 and 1,000"),
+        (["toy", "world", "--out", "w", "--size", "100000"], "expected a whole number between 32 and 1,024"),
+        (["finetune", "--photos", "p", "--base", "b", "--out", "o", "--max-steps", "0"], "between 1 and"),
+        (["ui", "--port", "0"], "expected a whole number between 1 and 65,535"),
     ],
 )
 def test_usage_errors_are_one_line(argv, match, capsys, tmp_path):
-    with pytest.raises(SystemExit) as e:
-        cli.main(argv)
-    assert e.value.code == 2
+    assert cli.main(argv) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and match in lines[0]
 
@@ -186,7 +196,7 @@ def test_convert_refuses_to_overwrite(reference_dir, tmp_path, capsys):
     dest.mkdir()
     (dest / "mine.txt").write_text("mine")
     assert cli.main(["convert", str(reference_dir / "pbe-tiny"), "--out", str(dest)]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "was not written by subject-inpainting" in capsys.readouterr().err
     assert (dest / "mine.txt").read_text() == "mine"
 
 
@@ -198,9 +208,9 @@ def test_toy_world_writes_a_new_folder_only(tmp_path, capsys):
     assert len((out / "train" / "manifest.jsonl").read_text().splitlines()) == 2
     assert len(list((out / "subjects").glob("*/photos/*.png"))) == 4
     assert cli.main(argv) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "already holds a toy world (add --overwrite" in capsys.readouterr().err
     assert cli.main([*argv[:3], str(tmp_path / "small"), "--size", "16"]) == 2
-    assert "at least 32 pixels" in capsys.readouterr().err
+    assert "between 32 and 1,024" in capsys.readouterr().err
 
 
 def test_ui_refuses_a_folder_that_is_not_a_subject(tmp_path, capsys):

@@ -95,8 +95,8 @@ def test_fit_mask_same_aspect_resizes_other_aspect_refuses():
 def test_boxes():
     assert imaging.parse_box("1,2,30,40") == (1, 2, 30, 40)
     assert imaging.parse_box("1 2 30.4 40") == (1, 2, 30, 40)
-    for bad in ("1,2,3", "a,b,c,d", ""):
-        with pytest.raises(InputError, match="four numbers"):
+    for bad, match in (("1,2,3", "four numbers"), ("a,b,c,d", "'a' is not a number"), ("", "four numbers")):
+        with pytest.raises(InputError, match=match):
             imaging.parse_box(bad)
     m = imaging.box_to_mask((2, 3, 5, 7), (10, 10))
     assert m.sum() == 12 and m[3:7, 2:5].all()

@@ -250,3 +250,137 @@ def test_keep_known_holds_the_prediction_outside_the_region(tiny_pipeline, scene
     assert not np.array_equal(np.asarray(plain.images[0]), np.asarray(held.images[0]))
     with pytest.raises(TypeError, match="keep_known must be True or False, got 'yes'"):
         run(tiny_pipeline, scene_files, keep_known="yes")
+
+
+def no_model_work(pipe, monkeypatch):
+    """Make every model of ``pipe`` fail if called: the checks must come before any of them runs."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model ran on inputs that should have been refused")
+
+    for module in (pipe.unet, pipe.vae, pipe.reference_encoder):
+        monkeypatch.setattr(module, "forward", refuse)
+    monkeypatch.setattr(pipe.vae, "encode", refuse)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_reference_tensor_with_nan_or_inf_is_refused_before_the_models(tiny_pipeline, scene_files, monkeypatch, bad):
+    no_model_work(tiny_pipeline, monkeypatch)
+    x = torch.zeros(1, 3, 32, 32)
+    x[0, 1, 5, 7] = bad
+    with pytest.raises(ValueError, match="reference tensor holds NaN or infinite values") as e:
+        run(tiny_pipeline, {**scene_files, "reference": x})
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="NaN"):
+        tiny_pipeline.prepare_inputs(scene_files["scene"], x[0], mask=scene_files["mask"])
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64, torch.bool])
+def test_reference_tensor_must_be_floating_point(tiny_pipeline, scene_files, monkeypatch, dtype):
+    no_model_work(tiny_pipeline, monkeypatch)
+    with pytest.raises(TypeError, match=rf"must be floating point .*got {dtype}"):
+        run(tiny_pipeline, {**scene_files, "reference": torch.zeros(1, 3, 32, 32, dtype=dtype)})
+
+
+def test_reference_box_with_a_tensor_reference_is_refused(tiny_pipeline, scene_files):
+    with pytest.raises(ValueError, match="reference_box crops a reference picture"):
+        run(tiny_pipeline, {**scene_files, "reference": torch.zeros(1, 3, 32, 32)}, reference_box=(0, 0, 9, 9))
+
+
+def test_numpy_images_paint_what_the_files_paint(tiny_pipeline, scene_files):
+    scene = np.asarray(Image.open(scene_files["scene"]))
+    reference = np.asarray(Image.open(scene_files["reference"]))
+    mask = scene_files["mask_array"]
+    expected = run(tiny_pipeline, scene_files)
+    for mask_array in (mask, mask.astype(np.uint8) * 255):
+        out = run(tiny_pipeline, {"scene": scene, "reference": reference, "mask": mask_array})
+        assert torch.equal(out.latents, expected.latents)
+        assert np.array_equal(np.asarray(out.images[0]), np.asarray(expected.images[0]))
+
+
+def test_numpy_rgba_and_grey_scenes(tiny_pipeline, scene_files):
+    rgba = np.dstack([make_scene(), np.full((40, 48), 77, np.uint8)])
+    out = run(tiny_pipeline, {**scene_files, "scene": rgba})
+    assert out.images[0].mode == "RGBA"
+    assert np.array_equal(np.asarray(out.images[0])[~scene_files["mask_array"]], rgba[~scene_files["mask_array"]])
+    grey = make_scene()[..., 0]
+    inputs = tiny_pipeline.prepare_inputs(grey, scene_files["reference"], mask=scene_files["mask"])
+    assert inputs.scene.shape == (40, 48, 3) and np.array_equal(inputs.scene[..., 2], grey)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error", "match"),
+    [
+        ("scene", np.zeros((40, 48, 3), np.float32), TypeError, "scene array must be uint8 .*got float32"),
+        ("scene", np.zeros((40, 48, 2), np.uint8), ValueError, r"scene array must have shape .*got \(40, 48, 2\)"),
+        ("scene", np.zeros((1, 40, 48, 3), np.uint8), ValueError, r"got \(1, 40, 48, 3\)"),
+        ("scene", np.zeros((0, 48, 3), np.uint8), ValueError, r"scene array is empty \(shape \(0, 48, 3\)\)"),
+        ("reference", np.zeros((30, 30, 3), np.int16), TypeError, "reference array must be uint8 .*got int16"),
+        ("mask", np.zeros((40, 48), np.float64), TypeError, "mask array must be bool or uint8 .*got float64"),
+        ("mask", np.ones((40, 48, 3), bool), ValueError, r"mask array must have shape \(H, W\), got \(40, 48, 3\)"),
+        ("scene", 3, TypeError, r"scene must be a path \(str or os.PathLike\), a PIL.Image or a numpy array; got int"),
+        ("scene", [[0, 1], [2, 3]], TypeError, "scene must be .*; got list"),
+        ("scene", torch.zeros(3, 40, 48), TypeError, "scene must be .*; got Tensor"),
+        ("mask", b"mask.png", TypeError, "mask must be .*; got bytes"),
+        ("reference", None, TypeError, "reference must be .*numpy array, or a torch.Tensor .*; got NoneType"),
+    ],
+    ids=[
+        "float-scene",
+        "two-channel-scene",
+        "batched-scene",
+        "empty-scene",
+        "int16-reference",
+        "float-mask",
+        "rgb-mask",
+        "int-scene",
+        "list-scene",
+        "tensor-scene",
+        "bytes-mask",
+        "none-reference",
+    ],
+)
+def test_unusable_image_inputs_are_named(tiny_pipeline, scene_files, monkeypatch, name, value, error, match):
+    no_model_work(tiny_pipeline, monkeypatch)
+    with pytest.raises(error, match=match) as e:
+        run(tiny_pipeline, {**scene_files, name: value})
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ({"x0": 1, "y0": 2, "x1": 3, "y1": 4}, "expected four numbers"),
+        ((4, 6, 20), "expected four numbers x0,y0,x1,y1, got 3"),
+        (("4", "6", "20", "30"), "'4' is not a number"),
+        ((4, 6, 20, None), "None is not a number"),
+        ((4, 6, 20, True), "True is not a number"),
+        ({4, 6, 20, 30}, "expected four numbers"),
+        (b"\x04\x06\x14\x1e", "expected four numbers"),
+        (12, "expected four numbers"),
+        (np.zeros((2, 4)), "expected four numbers"),
+        (torch.tensor([4, 6, 20, 30, 1]), "got 5"),
+        ((4, 6, 20, np.nan), "nan is not a finite number"),
+        ("0,0,1e400,10", "'1e400' is not a finite number"),
+    ],
+    ids=["dict", "three", "strings", "none", "bool", "set", "bytes", "int", "2d-array", "five-tensor", "nan", "inf"],
+)
+@pytest.mark.parametrize("which", ["box", "reference_box"])
+def test_boxes_that_are_not_four_numbers_are_named(tiny_pipeline, scene_files, monkeypatch, which, value, match):
+    no_model_work(tiny_pipeline, monkeypatch)
+    kwargs = {"box": (4, 6, 20, 30)} if which == "box" else {}
+    kwargs[which] = value
+    with pytest.raises(ValueError, match=rf"^{which} .*{match}") as e:
+        run(tiny_pipeline, scene_files, **kwargs)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "box",
+    [(4, 6, 20, 30), [4.2, 6, 20, 29.9], np.array([4, 6, 20, 30]), torch.tensor([4, 6, 20, 30]), "4,6,20,30"],
+    ids=["tuple", "list", "numpy", "tensor", "text"],
+)
+def test_boxes_of_every_form_mark_the_same_region(tiny_pipeline, scene_files, box):
+    inputs = tiny_pipeline.prepare_inputs(scene_files["scene"], scene_files["reference"], box=box)
+    expected = np.zeros((40, 48), bool)
+    expected[6:30, 4:20] = True
+    assert np.array_equal(inputs.mask, expected)

@@ -11,10 +11,14 @@ from PIL import Image
 
 pytest.importorskip("gradio")
 
-from subject_inpainting import weights
+from subject_inpainting import imaging, weights
 from subject_inpainting.ui import (
+    COUNT,
+    GUIDANCE,
+    MODEL_WEIGHT,
     NO_SUBJECT,
     REGION_MODES,
+    STEPS,
     Painter,
     UIError,
     UISettings,
@@ -23,6 +27,7 @@ from subject_inpainting.ui import (
     handle_generate,
     parse_seed,
     read_references,
+    read_upload,
     region_mask,
 )
 
@@ -69,6 +74,50 @@ def test_editor_mistakes_are_one_sentence(scene, value, limit, message):
         editor_scene_and_mask(value, limit)
 
 
+def test_a_file_that_is_not_an_image_is_one_sentence_without_its_path(scene, tmp_path):
+    text = tmp_path / "holiday.png"
+    text.write_bytes(b"these are words, not pixels")
+    pdf = tmp_path / "scan.pdf"
+    pdf.write_bytes(b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
+    painted = editor_value(scene, (slice(0, 5), slice(0, 5)))
+    for source in (text, pdf, str(text), text.read_bytes()):
+        with pytest.raises(UIError) as caught:
+            editor_scene_and_mask({**painted, "background": source}, 10**8)
+        message = str(caught.value)
+        assert message == "The scene is not an image this page can read; use a PNG, JPEG or WebP file."
+        assert str(tmp_path) not in message and "holiday" not in message
+    with pytest.raises(UIError, match=r"^The painted layer is not an image"):
+        editor_scene_and_mask({**painted, "layers": [text]}, 10**8)
+
+
+def test_uploads_go_through_the_project_reader(scene, tmp_path, monkeypatch):
+    png = (FIXTURES / "scene.png").read_bytes()
+    got = read_upload(png, "scene", 10**8)  # the bytes the browser's editor sends
+    assert got.shape == (*scene.shape[:2], 4) and np.array_equal(got[..., :3], scene) and (got[..., 3] == 255).all()
+    seen = []
+    real = imaging.open_image
+    monkeypatch.setattr(
+        imaging, "open_image", lambda source, what, limit: seen.append((what, limit)) or real(source, what)
+    )
+    read_upload(FIXTURES / "scene.png", "scene", 10**8)
+    assert seen == [("scene", 10**8)]
+    monkeypatch.setattr(imaging, "open_image", real)
+    # Over the limit: refused from the header, before anything is decoded.
+    from PIL import ImageFile
+
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(1) or real_load(self))
+    with pytest.raises(UIError, match=r"^The scene is 256×256 pixels; this page takes up to 60,000 pixels\."):
+        read_upload(png, "scene", 60_000)
+    assert decoded == []
+    # A layer with transparency keeps its alpha (the painted pixels).
+    layer = np.zeros((6, 8, 4), np.uint8)
+    layer[2:4, 3:5] = (255, 0, 255, 153)
+    Image.fromarray(layer).save(tmp_path / "layer.png")
+    assert np.array_equal(read_upload(tmp_path / "layer.png", "painted layer", 100)[..., 3] > 0, layer[..., 3] > 0)
+
+
 def test_region_modes_and_the_box_field():
     mask = np.zeros((40, 60), bool)
     mask[5:10, 5:10] = mask[20:30, 30:35] = True
@@ -86,7 +135,7 @@ def test_region_modes_and_the_box_field():
 def test_references_and_seeds(tmp_path):
     broken = tmp_path / "photo.png"
     broken.write_bytes(b"not a picture")
-    with pytest.raises(UIError, match=r"reference photo\.png is not an image"):
+    with pytest.raises(UIError, match=r"^The reference photo\.png is not an image this page can read; use a PNG"):
         read_references([str(broken)], None)
     with pytest.raises(UIError, match="Add a reference photo"):
         read_references([], None)
@@ -143,25 +192,110 @@ def test_generate_paints_inside_the_mask_only_and_writes_the_files(scene, painte
     assert not np.array_equal(*(np.asarray(Image.open(f)) for f in files))  # two different samples
 
 
-def test_generate_reports_bad_settings_and_model_as_sentences(scene, painter, tmp_path):
-    settings, p = painter
+def test_a_model_that_fails_to_load_is_a_sentence(scene, tmp_path):
     value = editor_value(scene, (slice(90, 170), slice(60, 160)))
     reference = [str(FIXTURES / "reference.png")]
-    with pytest.raises(UIError, match="Num_inference_steps must be between 1 and 1000, got 5000"):
-        handle_generate(settings, p, value, reference, NO_SUBJECT, REGION_MODES[0], "", 5, 0.8, 5000, "ddim", 0, 1)
-    with pytest.raises(UIError, match="Sampler must be one of"):
-        handle_generate(settings, p, value, reference, NO_SUBJECT, REGION_MODES[0], "", 5, 0.8, 2, "euler-x", 0, 1)
     missing = UISettings(model=str(tmp_path / "nowhere"))
     with pytest.raises(UIError, match="Could not load the model"):
         handle_generate(missing, Painter(missing), value, reference, None, REGION_MODES[0], "", 5, 0.8, 2, "ddim", 0, 1)
 
 
+# (field, value, its bounds): values a direct API call could send; the page's sliders allow none of them.
+BAD_SETTINGS = [
+    ("count", 1e9, COUNT),
+    ("count", 0, COUNT),
+    ("count", 2.5, COUNT),
+    ("count", float("nan"), COUNT),
+    ("count", True, COUNT),
+    ("steps", -1, STEPS),
+    ("steps", 5000, STEPS),
+    ("steps", float("nan"), STEPS),
+    ("steps", "many", STEPS),
+    ("guidance", float("nan"), GUIDANCE),
+    ("guidance", float("inf"), GUIDANCE),
+    ("guidance", 0.5, GUIDANCE),
+    ("guidance", None, GUIDANCE),
+    ("model_weight", -0.1, MODEL_WEIGHT),
+    ("model_weight", 1.5, MODEL_WEIGHT),
+    ("model_weight", float("nan"), MODEL_WEIGHT),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "bounds"), BAD_SETTINGS)
+def test_settings_outside_the_sliders_are_refused_before_any_work(scene, painter, field, value, bounds):
+    settings, p = painter
+    good = {"guidance": 5.0, "model_weight": 0.8, "steps": 2, "count": 1}
+    good[field] = value
+    before = sorted(p.out_dir.iterdir())
+    with pytest.raises(UIError) as caught:
+        handle_generate(
+            settings,
+            p,
+            editor_value(scene, (slice(90, 170), slice(60, 160))),
+            [str(FIXTURES / "reference.png")],
+            NO_SUBJECT,
+            REGION_MODES[0],
+            "",
+            good["guidance"],
+            good["model_weight"],
+            good["steps"],
+            "ddim",
+            "0",
+            good["count"],
+        )
+    message = str(caught.value)
+    assert message.startswith(f"{bounds.name} must be ") and f"from {bounds.low:g} to {bounds.high:g}; got " in message
+    assert message.endswith(".") and ". " not in message and "\n" not in message  # one sentence
+    assert sorted(p.out_dir.iterdir()) == before
+
+
+def test_the_sampler_must_be_one_offered(scene, painter):
+    settings, p = painter
+    value = editor_value(scene, (slice(90, 170), slice(60, 160)))
+    before = sorted(p.out_dir.iterdir())
+    reference = [str(FIXTURES / "reference.png")]
+    for bad in ("euler-x", "", None, ["ddim"]):
+        with pytest.raises(UIError, match=r"^Sampler must be one of plms, ddim, .*; got "):
+            handle_generate(settings, p, value, reference, NO_SUBJECT, REGION_MODES[0], "", 5, 0.8, 2, bad, 0, 1)
+    assert sorted(p.out_dir.iterdir()) == before
+
+
 def test_the_page_builds_with_every_control(painter):
     settings, p = painter
     app = build_app(settings, p)
-    ids = {getattr(block, "elem_id", None) for block in app.blocks.values()}
-    assert {"scene-editor", "references", "subject", "guidance", "model-weight", "steps", "sampler", "seed"} <= ids
-    assert {"generate", "results", "downloads", "status", "region-mode", "box", "count", "keep-known"} <= ids
+    blocks = {getattr(block, "elem_id", None): block for block in app.blocks.values()}
+    assert {"scene-editor", "references", "subject", "guidance", "model-weight", "steps", "sampler", "seed"} <= {
+        *blocks
+    }
+    assert {"generate", "results", "downloads", "status", "region-mode", "box", "count", "keep-known"} <= {*blocks}
+    # The sliders offer exactly what handle_generate accepts, and hand any number on to its check (which names
+    # the field) instead of refusing it with Gradio's message.
+    for elem_id, bounds in (("guidance", GUIDANCE), ("model-weight", MODEL_WEIGHT), ("steps", STEPS), ("count", COUNT)):
+        slider = blocks[elem_id]
+        assert (slider.minimum, slider.maximum) == (bounds.low, bounds.high)
+        assert slider.preprocess(1e9) == 1e9
+
+
+def test_the_page_reads_the_editor_with_the_project_reader(painter, scene, tmp_path):
+    import gradio as gr
+    from gradio.components.image_editor import EditorData
+    from gradio.data_classes import FileData
+
+    def page_editor(settings: UISettings):
+        app = build_app(settings, painter[1])
+        return next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == "scene-editor")
+
+    editor = page_editor(painter[0])
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    with pytest.raises(gr.Error) as caught:
+        editor.preprocess(EditorData(background=FileData(path=str(text), orig_name="notes.png")))
+    assert caught.value.message == "The scene is not an image this page can read; use a PNG, JPEG or WebP file."
+    got = editor.preprocess(EditorData(background=FileData(path=str(FIXTURES / "scene.png"))))
+    assert np.array_equal(got["background"][..., :3], scene)
+    small = page_editor(UISettings(model=painter[0].model, max_pixels=1000, out_dir=tmp_path / "out"))
+    with pytest.raises(gr.Error, match="256×256 pixels; this page takes up to 1,000 pixels"):
+        small.preprocess(EditorData(background=FileData(path=str(FIXTURES / "scene.png"))))
 
 
 def test_keep_known_reaches_the_pipeline(scene, painter, monkeypatch):

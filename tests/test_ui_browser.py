@@ -26,7 +26,7 @@ pytestmark = [
 ]
 
 from subject_inpainting import weights  # noqa: E402
-from subject_inpainting.ui import UISettings, launch  # noqa: E402
+from subject_inpainting.ui import UISettings, launch, unreadable  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ui"
 # Chromium as the machine allows it: no sandbox as root, no GPU, and no calls home (refused here, slow).
@@ -105,7 +105,7 @@ def paint_centre(page) -> float:
 
 def upload_reference(page) -> None:
     page.locator("#references input[type=file]").set_input_files(str(FIXTURES / "reference.png"))
-    page.get_by_text("reference.png").first.wait_for(timeout=10_000)
+    page.get_by_text("reference.png").first.wait_for(timeout=30_000)  # slow on a busy machine
 
 
 def test_paint_a_subject_in_the_browser(page, server, tmp_path):
@@ -150,5 +150,24 @@ def test_no_mask_is_a_message_and_the_page_keeps_working(page, tmp_path):
     page.screenshot(path=str(screenshots(tmp_path) / "ui-no-mask.png"), full_page=True)
     assert page.get_by_text("Traceback").count() == 0
     paint_centre(page)  # the server keeps serving: the same page now paints
+    page.locator("#generate").click()
+    page.get_by_text("Done: 1 result(s)").wait_for(timeout=120_000)
+
+
+def test_a_scene_that_is_not_an_image_is_one_sentence_and_the_page_keeps_working(page, tmp_path):
+    not_a_picture = tmp_path / "holiday.png"
+    not_a_picture.write_text("a shopping list, named like a picture")
+    editor = page.locator("#scene-editor")
+    sync_api.expect(editor).to_contain_text("%", timeout=30_000)
+    editor.locator("input[type=file]").set_input_files(str(not_a_picture))
+    # The page shows the sentence and nothing else: exact=True matches an element holding only that text.
+    page.get_by_text(unreadable("scene"), exact=True).first.wait_for(timeout=30_000)
+    page.screenshot(path=str(screenshots(tmp_path) / "ui-not-an-image.png"), full_page=True)
+    shown = page.locator("body").inner_text()
+    assert "holiday" not in shown and str(tmp_path) not in shown and "/tmp/" not in shown
+    assert "Traceback" not in shown and "Error:" not in shown
+    upload_scene(page)  # the server keeps serving: a picture now paints
+    paint_centre(page)
+    upload_reference(page)
     page.locator("#generate").click()
     page.get_by_text("Done: 1 result(s)").wait_for(timeout=120_000)

@@ -3,6 +3,9 @@
 Conventions: images are ``uint8`` arrays ``(H, W, 3)``; masks are ``bool`` arrays ``(H, W)`` with
 True = the region to edit (files on disk: white = edit, thresholded at mid-grey). Inside the model the
 original's *keep* mask is used (1 = keep, 0 = hole), see ``keep_mask_tensor``.
+
+torch is imported inside the tensor functions only: commands read and check every image before they pay
+the seconds that importing torch costs.
 """
 
 from __future__ import annotations
@@ -11,15 +14,22 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from .utils import atomic_file
+from .utils.files import InputPathError, atomic_file, check_input
+from .utils.parse import ParseError
+from .utils.parse import parse_box as _parse_box
 
-# Refuse decompression bombs loudly rather than with PIL's warning (about 180 MP, as PIL's own limit).
-MAX_PIXELS = 178_956_970
+if TYPE_CHECKING:
+    import torch
+
+# The largest image read, in pixels: Pillow's own warning threshold (a decompression bomb beyond it). An
+# option can lower it or raise it up to Pillow's hard limit, twice as large, above which Pillow refuses.
+MAX_PIXELS = 89_478_485
+PILLOW_HARD_LIMIT = 2 * MAX_PIXELS
 IMAGE_SUFFIXES = {
     ".png": "PNG",
     ".jpg": "JPEG",
@@ -35,42 +45,64 @@ class InputError(ValueError):
     """A user input that cannot be used (missing file, not an image, empty mask ...): one line."""
 
 
+class ImageTooLarge(InputError):
+    """An image over the pixel limit; ``size`` is ``(width, height)``, or None when Pillow refused the file
+    before saying (beyond its own hard limit)."""
+
+    def __init__(self, message: str, size: tuple[int, int] | None, limit: int):
+        super().__init__(message)
+        self.size, self.limit = size, limit
+
+
 # ---------------------------------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------------------------------
-def open_image(source: str | os.PathLike | Image.Image, what: str) -> Image.Image:
+def open_image(source: str | os.PathLike | Image.Image, what: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open and fully decode an image, honouring its EXIF orientation.
 
     Args:
         source: a path or an already open ``PIL.Image``.
         what: what the image is for, used in error messages (``"scene"``, ``"mask"`` ...).
+        max_pixels: the largest image accepted (``MAX_PIXELS`` by default; at most ``PILLOW_HARD_LIMIT``).
+            The size is read from the file's header, before anything is decoded.
 
     Raises:
-        InputError: missing or unreadable file, not an image, truncated, or too large.
+        InputError: missing or unreadable file, not a regular file, not an image, truncated, or too large.
     """
     if isinstance(source, Image.Image):
         image = source
     else:
         path = Path(source)
-        if not path.exists():
-            raise InputError(f"{what} {path}: no such file")
-        if path.is_dir():
-            raise InputError(f"{what} {path}: is a folder, not an image file")
+        try:
+            check_input(path, what)
+        except InputPathError as e:
+            raise InputError(str(e)) from None
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is ours, below
                 image = Image.open(path)
+                if image.width * image.height > max_pixels:
+                    w, h = image.size
+                    raise ImageTooLarge(
+                        f"{what} {path}: too large ({w}×{h} = {w * h:,} pixels; the limit is {max_pixels:,})",
+                        (w, h),
+                        max_pixels,
+                    )
                 image.load()  # decode now: a truncated file fails here, not later
+        except ImageTooLarge:
+            raise
         except PermissionError:
             raise InputError(f"{what} {path}: cannot be read (permission denied)") from None
         except UnidentifiedImageError:
             raise InputError(f"{what} {path}: not an image (or a format Pillow cannot read)") from None
-        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-            raise InputError(f"{what} {path}: too large (more than {MAX_PIXELS:,} pixels)") from None
+        except Image.DecompressionBombError:
+            message = f"{what} {path}: too large (more than {PILLOW_HARD_LIMIT:,} pixels; the limit is {max_pixels:,})"
+            raise ImageTooLarge(message, None, max_pixels) from None
         except (OSError, ValueError, SyntaxError) as e:
             raise InputError(f"{what} {path}: the image is damaged or truncated ({e})") from None
-    if image.width * image.height > MAX_PIXELS:
-        raise InputError(f"{what}: too large ({image.width}×{image.height} pixels; limit {MAX_PIXELS:,})")
+    if image.width * image.height > max_pixels:
+        message = f"{what}: too large ({image.width}×{image.height} pixels; the limit is {max_pixels:,})"
+        raise ImageTooLarge(message, image.size, max_pixels)
     if image.width < 1 or image.height < 1:
         raise InputError(f"{what}: empty image ({image.width}×{image.height})")
     return ImageOps.exif_transpose(image)
@@ -165,39 +197,40 @@ def load_scene_and_mask(
         if not edit.any():
             raise InputError("mask is empty: no pixel is white (>= 128); white marks the region to edit")
     else:
-        edit = box_to_mask(parse_box(box) if isinstance(box, str) else box, size)
+        edit = box_to_mask(box, size)
     return rgb, alpha, edit
 
 
-def parse_box(text: str) -> tuple[int, int, int, int]:
-    """``"x0,y0,x1,y1"`` (pixels; x1, y1 exclusive) → ints.
+def parse_box(value: str | Sequence[float], what: str = "box") -> tuple[int, int, int, int]:
+    """``"x0,y0,x1,y1"`` or four numbers (pixels; x1, y1 exclusive) → ints (``utils.parse.parse_box``).
 
     Raises:
-        InputError: not four numbers.
+        InputError: not four finite numbers.
     """
-    parts = [p.strip() for p in str(text).replace(" ", ",").split(",") if p.strip()]
     try:
-        values = [round(float(p)) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) != 4:
-        raise InputError(f"box {text!r}: expected four numbers x0,y0,x1,y1")
-    return values[0], values[1], values[2], values[3]
+        return _parse_box(value, what)
+    except ParseError as e:
+        raise InputError(str(e)) from None
 
 
-def box_to_mask(box: Sequence[float], size: tuple[int, int]) -> np.ndarray:
+def box_to_mask(
+    box: Sequence[float] | str, size: tuple[int, int], what: str = "box", image: str = "scene"
+) -> np.ndarray:
     """A box ``(x0, y0, x1, y1)`` inside an image of ``size = (W, H)`` → bool mask.
 
+    Args:
+        what: the box's name in messages (``"box"``, ``"reference box"``); ``image``: the image's.
+
     Raises:
-        InputError: the box is empty or not inside the image.
+        InputError: the box is not four finite numbers, is empty, or is not inside the image.
     """
-    x0, y0, x1, y1 = (round(float(v)) for v in box)
+    x0, y0, x1, y1 = parse_box(box, what)
     W, H = size
     if x1 <= x0 or y1 <= y0:
-        raise InputError(f"box {x0},{y0},{x1},{y1}: empty (need x0 < x1 and y0 < y1)")
+        raise InputError(f"{what} {x0},{y0},{x1},{y1}: empty (need x0 < x1 and y0 < y1)")
     if x0 < 0 or y0 < 0 or x1 > W or y1 > H:
         raise InputError(
-            f"box {x0},{y0},{x1},{y1}: outside the {W}×{H} scene (need 0 ≤ x0 < x1 ≤ {W}, 0 ≤ y0 < y1 ≤ {H})"
+            f"{what} {x0},{y0},{x1},{y1}: outside the {W}×{H} {image} (need 0 ≤ x0 < x1 ≤ {W}, 0 ≤ y0 < y1 ≤ {H})"
         )
     mask = np.zeros((H, W), dtype=bool)
     mask[y0:y1, x0:x1] = True
@@ -232,17 +265,23 @@ def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """``(H, W, 3)`` uint8 → ``(1, 3, H, W)`` in [-1, 1] (the original's ``ToTensor`` + ``Normalize(0.5, 0.5)``)."""
+    import torch
+
     return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
 
 
 def tensor_to_rgb(images: torch.Tensor) -> list[np.ndarray]:
     """``(B, 3, H, W)`` in [0, 1] → list of ``(H, W, 3)`` uint8."""
+    import torch
+
     arr = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return list(arr)
 
 
 def keep_mask_tensor(mask: np.ndarray) -> torch.Tensor:
     """Edit mask ``(H, W)`` bool → the original's keep mask ``(1, 1, H, W)``: 1 = keep, 0 = hole."""
+    import torch
+
     return torch.from_numpy(~mask)[None, None].float()
 
 
@@ -258,12 +297,14 @@ def reference_tensor(
     The optional ``box`` crops it first. Transparent pixels are laid on white. The photo is resized to
     ``size × size`` with bicubic interpolation, as the original (``resize((224, 224))``), then normalised.
     """
+    import torch
+
     rgb, alpha = to_rgb(image)
     if alpha is not None:
         a = alpha[..., None].astype(np.float32) / 255.0
         rgb = np.round(rgb * a + 255.0 * (1 - a)).astype(np.uint8)
     if box is not None:
-        crop = box_to_mask(box, (rgb.shape[1], rgb.shape[0]))  # validates
+        crop = box_to_mask(box, (rgb.shape[1], rgb.shape[0]), "reference box", "reference")  # validates
         x0, y0, x1, y1 = mask_bbox(crop)
         rgb = rgb[y0:y1, x0:x1]
     resized = np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BICUBIC))
@@ -311,6 +352,8 @@ def composite(scene: np.ndarray, generated: np.ndarray, mask: np.ndarray, radius
 
 def reference_to_image(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> Image.Image:
     """A normalised reference ``(3, S, S)`` back to a picture (for previews and grids)."""
+    import torch
+
     x = pixels.detach().float().cpu() * torch.tensor(list(std))[:, None, None] + torch.tensor(list(mean))[:, None, None]
     return Image.fromarray(tensor_to_rgb(x[None])[0])
 

@@ -34,8 +34,9 @@ from .sampling.guidance import InpaintDenoiser, KnownRegionDenoiser, ModifiedGui
 from .sampling.samplers import SAMPLERS, num_denoiser_steps, sample
 from .sampling.schedule import alphas_cumprod, prediction_type
 
-ImageInput = str | os.PathLike | Image.Image
+ImageInput = str | os.PathLike | Image.Image | np.ndarray
 REGIONS = ("full", "crop")
+_IMAGE_TYPES = "a path (str or os.PathLike), a PIL.Image or a numpy array"
 
 
 @dataclass
@@ -246,29 +247,69 @@ class SubjectInpaintPipeline:
     ) -> PreparedInputs:
         """Read and validate the images: scene in any mode, a mask (white = edit) or a box, a reference.
 
+        Images are paths, PIL images or numpy arrays (``uint8`` ``(H, W, 3)``, ``(H, W, 4)`` or ``(H, W)``;
+        a mask array is ``bool`` or ``uint8`` ``(H, W)``, True or >= 128 = edit). The reference may also be
+        its normalised pixels as a tensor. Everything is checked here, before any model runs.
+
         Raises:
-            InputError: one line naming the input and what is wrong with it.
+            TypeError: an input of a type (or array dtype) the pipeline does not take.
+            ValueError: a reference tensor of the wrong shape or holding NaN or infinite values.
+            InputError: one line naming the input and what is wrong with it (unreadable file, array of the
+                wrong shape, empty mask, a box that is not four finite numbers or lies outside its image ...).
         """
-        rgb, alpha, edit = imaging.load_scene_and_mask(scene, mask, box)
-        enc = self.reference_encoder
+        scene = _as_image(scene, "scene")
+        mask = None if mask is None else _as_image(mask, "mask", is_mask=True)
+        box = None if box is None else imaging.parse_box(box, "box")
+        reference_box = None if reference_box is None else imaging.parse_box(reference_box, "reference_box")
         if isinstance(reference, torch.Tensor):
-            expected = (1, 3, enc.image_size, enc.image_size)
-            ref = reference[None] if reference.ndim == 3 else reference
-            if tuple(ref.shape) != expected:
+            if reference_box is not None:
                 raise ValueError(
-                    f"a reference tensor must be normalised pixels of shape {expected}, got {tuple(reference.shape)}"
+                    "reference_box crops a reference picture, but the reference is a tensor of normalised "
+                    "pixels; crop the picture before making the tensor, or give the picture"
                 )
+            ref = self.check_reference_tensor(reference)
         else:
-            if isinstance(reference_box, str):
-                reference_box = imaging.parse_box(reference_box)
+            enc = self.reference_encoder
             ref = imaging.reference_tensor(
-                imaging.open_image(reference, "reference"),
+                imaging.open_image(_as_image(reference, "reference", tensor_too=True), "reference"),
                 enc.image_size,
                 enc.image_mean,
                 enc.image_std,
                 reference_box,
             )
+        rgb, alpha, edit = imaging.load_scene_and_mask(scene, mask, box)
         return PreparedInputs(rgb, alpha, edit, ref)
+
+    def check_reference_tensor(self, reference: torch.Tensor) -> torch.Tensor:
+        """A reference given as normalised pixels ``(3, S, S)`` or ``(1, 3, S, S)`` → ``(1, 3, S, S)``.
+
+        Checked before any model work, so that a NaN or a stray integer tensor is named here rather than
+        silently painted as noise.
+
+        Raises:
+            TypeError: not a floating-point tensor.
+            ValueError: the wrong shape, or NaN or infinite values.
+        """
+        enc = self.reference_encoder
+        expected = (1, 3, enc.image_size, enc.image_size)
+        if not reference.is_floating_point():
+            raise TypeError(
+                "a reference tensor must be floating point (normalised pixels, e.g. torch.float32), "
+                f"got {reference.dtype}"
+            )
+        ref = reference[None] if reference.ndim == 3 else reference
+        if tuple(ref.shape) != expected:
+            raise ValueError(
+                f"a reference tensor must be normalised pixels of shape {expected}, got {tuple(reference.shape)}"
+            )
+        finite = torch.isfinite(ref)
+        if not finite.all():
+            bad = int((~finite).sum())
+            raise ValueError(
+                f"reference tensor holds NaN or infinite values ({bad} of {ref.numel()}); "
+                "it must be finite normalised pixels"
+            )
+        return ref
 
     def work_box(self, mask: np.ndarray, region: str, context: float) -> tuple[int, int, int, int]:
         """The part of the scene the model sees: all of it (``"full"``, the original: stretched to the
@@ -376,11 +417,12 @@ class SubjectInpaintPipeline:
         """Paint the reference's subject into the masked region of the scene.
 
         Args:
-            scene: path or PIL image, any size and mode (RGB, RGBA, L, P, CMYK, 16-bit); EXIF orientation
-                is honoured.
-            reference: path or PIL image of the subject, resized (bicubic) to the tower's input; or its
-                normalised pixels ``(1, 3, S, S)``.
-            mask: path or PIL image, white (>= 128) = region to edit; same aspect ratio as the scene.
+            scene: path or PIL image, any size and mode (RGB, RGBA, L, P, CMYK, 16-bit; EXIF orientation
+                is honoured), or a numpy ``uint8`` array ``(H, W, 3)``, ``(H, W, 4)`` or ``(H, W)``.
+            reference: path, PIL image or numpy array (as the scene) of the subject, resized (bicubic) to
+                the tower's input; or its normalised pixels, a finite float tensor ``(1, 3, S, S)``.
+            mask: path or PIL image, white (>= 128) = region to edit, or a numpy ``(H, W)`` array (``bool``,
+                or ``uint8`` >= 128 = edit); same aspect ratio as the scene.
             box: instead of a mask, ``(x0, y0, x1, y1)`` in scene pixels (or ``"x0,y0,x1,y1"``).
             num_inference_steps: sampling steps (the original's rounding for PLMS/DDIM).
             guidance_scale: classifier-free guidance scale ``s`` (5 in the paper; 1 = no guidance).
@@ -394,7 +436,7 @@ class SubjectInpaintPipeline:
             region: ``"full"`` (the original: whole scene stretched to the model's square) or ``"crop"``
                 (a square around the mask, ``context`` × its size).
             context: crop side over the mask's longer side, for ``region="crop"``.
-            reference_box: crop the reference to ``(x0, y0, x1, y1)`` first.
+            reference_box: crop the reference picture to ``(x0, y0, x1, y1)`` first (not for a tensor).
             model_weight: with a subject loaded (``load_subject``), the weight ``w`` of the fine-tuned model
                 in modified guidance (0.8 in the paper; 0 = the pretrained model alone).
             guidance_threshold: with a subject, modified guidance applies at timesteps below this ``T``;
@@ -511,3 +553,39 @@ class SubjectInpaintPipeline:
 
 def _gen_device(generator: torch.Generator | None) -> torch.device:
     return generator.device if generator is not None else torch.device("cpu")
+
+
+def _as_image(
+    value: Any, what: str, is_mask: bool = False, tensor_too: bool = False
+) -> str | os.PathLike | Image.Image:
+    """An image input as ``imaging`` takes it: paths and PIL images unchanged, numpy arrays as PIL images.
+
+    Scene and reference arrays are ``uint8`` ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA or ``(H, W)`` grey;
+    mask arrays are ``bool`` or ``uint8`` ``(H, W)`` (True or >= 128 = edit, as a mask file's white).
+
+    Raises:
+        TypeError: another type, or an array of another dtype.
+        InputError: an array of another shape, or an empty one.
+    """
+    if isinstance(value, (str, os.PathLike, Image.Image)):
+        return value
+    if not isinstance(value, np.ndarray):
+        accepted = _IMAGE_TYPES + (", or a torch.Tensor of normalised pixels" if tensor_too else "")
+        raise TypeError(f"{what} must be {accepted}; got {type(value).__name__}")
+    if is_mask:
+        if value.dtype not in (np.bool_, np.uint8):
+            raise TypeError(f"a {what} array must be bool or uint8 (True or >= 128 = edit), got {value.dtype}")
+        if value.ndim != 2:
+            raise imaging.InputError(f"a {what} array must have shape (H, W), got {value.shape}")
+        if value.dtype == np.bool_:
+            value = value.astype(np.uint8) * 255
+    else:
+        if value.dtype != np.uint8:
+            raise TypeError(f"a {what} array must be uint8 (0-255), got {value.dtype}")
+        if not (value.ndim == 2 or (value.ndim == 3 and value.shape[2] in (3, 4))):
+            raise imaging.InputError(
+                f"a {what} array must have shape (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) grey, got {value.shape}"
+            )
+    if value.shape[0] < 1 or value.shape[1] < 1:
+        raise imaging.InputError(f"{what} array is empty (shape {value.shape})")
+    return Image.fromarray(np.ascontiguousarray(value))

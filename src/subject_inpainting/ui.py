@@ -11,6 +11,9 @@ error toast), and the server goes on serving.
 
 from __future__ import annotations
 
+import functools
+import math
+import os
 import re
 import tempfile
 import threading
@@ -30,10 +33,50 @@ from .utils import free_path
 DEFAULT_MAX_PIXELS = 4096 * 4096
 REGION_MODES = ("painted strokes", "box around the strokes")
 NO_SUBJECT = "(none: plain model)"
+SCENE_EDITOR_ID = "scene-editor"
 
 
 class UIError(ValueError):
     """A mistake the person at the page can fix; the message is shown as it is."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The range of one of the page's sliders; ``handle_generate`` holds every request to it, since a call
+    through Gradio's API can send any number."""
+
+    name: str  # as the page labels the field
+    low: float
+    high: float
+    whole: bool = False  # a count: whole numbers only
+
+    def check(self, value: Any) -> float:
+        """``value`` as a number inside the range (and whole when ``whole``); ``UIError`` otherwise."""
+        try:
+            number = math.nan if isinstance(value, bool) else float(value)
+        except (TypeError, ValueError, OverflowError):
+            number = math.nan
+        if not self.low <= number <= self.high or (self.whole and number != int(number)):
+            kind = "a whole number" if self.whole else "a number"
+            raise UIError(f"{self.name} must be {kind} from {self.low:g} to {self.high:g}; got {value!r}.")
+        return number
+
+
+GUIDANCE = Bounds("Guidance scale", 1, 15)
+MODEL_WEIGHT = Bounds("Model weight", 0, 1)
+STEPS = Bounds("Steps", 1, 100, whole=True)
+COUNT = Bounds("Images per reference", 1, 4, whole=True)
+
+
+def unreadable(what: str) -> str:
+    """The sentence for a file that is not a picture (or one the reader cannot decode)."""
+    return f"The {what} is not an image this page can read; use a PNG, JPEG or WebP file."
+
+
+def too_large(what: str, size: tuple[int, int] | None, max_pixels: int) -> str:
+    """The sentence for a picture over the page's pixel limit (``size`` None: too large to say)."""
+    shown = "too large" if size is None else f"{size[0]}×{size[1]} pixels"
+    return f"The {what} is {shown}; this page takes up to {max_pixels:,} pixels. Resize it first."
 
 
 @dataclass
@@ -59,11 +102,39 @@ class UISettings:
 # ---------------------------------------------------------------------------------------------------
 # Reading what the page sends
 # ---------------------------------------------------------------------------------------------------
-def _as_array(image: Any) -> np.ndarray | None:
+def read_upload(source: str | os.PathLike | bytes, what: str, max_pixels: int) -> np.ndarray:
+    """A picture the page was sent, as a file or its bytes, read by ``imaging.open_image`` (decoded in full,
+    EXIF orientation applied, decompression bombs refused).
+
+    Returns:
+        ``(H, W, 4)`` uint8 RGBA (opaque when the file has no alpha).
+
+    Raises:
+        UIError: not an image the reader can decode, or more than ``max_pixels`` pixels.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        # The browser sends the editor's images as bytes; the reader takes a file.
+        with tempfile.TemporaryDirectory(prefix="subject-inpaint-upload-") as folder:
+            path = Path(folder) / "upload"
+            path.write_bytes(source)
+            return read_upload(path, what, max_pixels)
+    try:
+        image = imaging.open_image(source, what, max_pixels)  # the size is read from the header first
+    except imaging.ImageTooLarge as e:
+        raise UIError(too_large(what, e.size, max_pixels)) from None
+    except imaging.InputError:
+        raise UIError(unreadable(what)) from None
+    rgb, alpha = imaging.to_rgb(image)
+    if alpha is None:
+        alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    return np.dstack([rgb, alpha])
+
+
+def _as_array(image: Any, what: str, max_pixels: int) -> np.ndarray | None:
     if image is None:
         return None
-    if isinstance(image, (str, Path)):
-        image = imaging.open_image(image, "scene")
+    if isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)):
+        return read_upload(image, what, max_pixels)
     return np.asarray(image)
 
 
@@ -72,25 +143,25 @@ def editor_scene_and_mask(value: dict[str, Any] | None, max_pixels: int) -> tupl
 
     Args:
         value: ``{"background": (H, W, 3|4), "layers": [(H, W, 4) ...], "composite": ...}`` (numpy arrays,
-            PIL images or file paths); a pixel is painted where any layer's alpha is above zero.
+            PIL images, file paths or file bytes); a pixel is painted where any layer's alpha is above zero.
         max_pixels: the largest scene accepted.
 
     Returns:
         ``(scene (H, W, 3) uint8, mask (H, W) bool)``.
 
     Raises:
-        UIError: no scene, a scene too large, or nothing painted.
+        UIError: no scene, a scene that is not an image or too large, or nothing painted.
     """
-    background = _as_array(value.get("background")) if value else None
+    background = _as_array(value.get("background"), "scene", max_pixels) if value else None
     if background is None or background.size == 0:
         raise UIError("Upload a scene first (the picture to paint into).")
     h, w = background.shape[:2]
     if h * w > max_pixels:
-        raise UIError(f"The scene is {w}×{h} pixels; this page takes up to {max_pixels:,} pixels. Resize it first.")
+        raise UIError(too_large("scene", (w, h), max_pixels))
     scene = background[..., :3] if background.ndim == 3 else np.repeat(background[..., None], 3, axis=2)
     mask = np.zeros((h, w), bool)
     for layer in value.get("layers") or []:
-        layer = _as_array(layer)
+        layer = _as_array(layer, "painted layer", max_pixels)
         if layer is None or layer.ndim != 3 or layer.shape[2] != 4:
             continue
         painted = layer[..., 3] > 0
@@ -135,7 +206,7 @@ def read_references(files: Sequence[Any] | None, subject: str | None) -> list[tu
         try:
             image = imaging.open_image(path, "reference")
         except imaging.InputError:
-            raise UIError(f"The reference {Path(path).name} is not an image this page can read.") from None
+            raise UIError(unreadable(f"reference {Path(path).name}")) from None
         references.append((Path(path).name, image.convert("RGB")))
     if not references and subject:
         from .convert.subject import subject_reference_crops
@@ -298,13 +369,20 @@ def handle_generate(
     Raises:
         UIError: one sentence for anything the person can fix (also for a model or file that fails to load).
     """
+    from .sampling.samplers import SAMPLERS
+
+    # The numbers first: they are cheap to check, and nothing is read or written for a request they refuse.
+    guidance, model_weight = GUIDANCE.check(guidance), MODEL_WEIGHT.check(model_weight)
+    steps, count = int(STEPS.check(steps)), int(COUNT.check(count))
+    if sampler not in SAMPLERS:
+        raise UIError(f"Sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}.")
     scene, painted = editor_scene_and_mask(editor, settings.max_pixels)
     mask = region_mask(painted, region, box)
     chosen = None if subject in (None, "", NO_SUBJECT) else subject
     references = read_references(files, chosen)
     seed = parse_seed(seed)
     if report is not None:
-        report(0, int(steps))
+        report(0, steps)
     try:
         gallery, paths, used = painter.generate(
             scene,
@@ -313,10 +391,10 @@ def handle_generate(
             chosen,
             guidance,
             model_weight,
-            int(steps),
+            steps,
             sampler,
             seed,
-            int(count),
+            count,
             report,
             keep_known=bool(keep_known),
         )
@@ -328,6 +406,69 @@ def handle_generate(
 # ---------------------------------------------------------------------------------------------------
 # The page
 # ---------------------------------------------------------------------------------------------------
+# The editor decodes a picked or dropped file in the browser; one it cannot decode leaves it empty without a
+# word, and the file never reaches the server. This check, run once in the page, triggers the scene-check
+# element's upload event for such a file, whose handler shows the same sentence the server gives.
+_SCENE_CHECK_JS = """
+const editor = "#EDITOR_ID";
+async function readable(file) {
+  const url = URL.createObjectURL(file);
+  try {
+    const image = new Image();
+    image.src = url;
+    await image.decode();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+async function check(files) {
+  for (const file of files) {
+    if (!(await readable(file))) {
+      trigger("upload");
+      return;
+    }
+  }
+}
+// Capture: the editor handles the event first otherwise; the files are copied while the event lasts.
+document.addEventListener("change", (event) => {
+  const input = event.target;
+  if (input instanceof HTMLInputElement && input.type === "file" && input.closest(editor)) {
+    check(Array.from(input.files || []));
+  }
+}, true);
+document.addEventListener("drop", (event) => {
+  if (event.target instanceof Element && event.target.closest(editor) && event.dataTransfer) {
+    check(Array.from(event.dataTransfer.files));
+  }
+}, true);
+""".replace("EDITOR_ID", SCENE_EDITOR_ID)
+
+
+def _read_editor_image(max_pixels: int, file: Any, flatten_on_white: bool = False) -> np.ndarray | None:
+    """Stands in for the editor's ``convert_and_format_image``, which turns each of its images into an array
+    with Pillow before a handler runs: a file that is not an image would fail there with Pillow's message and
+    the server's temporary path, and a huge one would be decoded before any limit."""
+    import gradio as gr
+
+    if file is None:
+        return None
+    # Gradio flattens the background and the composite (the scene), not the painted layers.
+    what = "scene" if flatten_on_white else "painted layer"
+    try:
+        return read_upload(getattr(file, "path", file), what, max_pixels)
+    except UIError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+
+
+def _unchecked(payload: Any) -> Any:
+    """Stands in for a slider's ``preprocess``, which refuses a number out of range without naming the field
+    (and lets NaN through): ``handle_generate`` checks it against the field's ``Bounds`` instead."""
+    return payload
+
+
 def build_app(settings: UISettings, painter: Painter | None = None):
     """The Gradio ``Blocks`` of the page (not launched)."""
     import gradio as gr
@@ -336,6 +477,13 @@ def build_app(settings: UISettings, painter: Painter | None = None):
 
     painter = painter or Painter(settings)
     subjects = [NO_SUBJECT, *[str(s) for s in settings.subjects]]
+
+    # The editor's images and the sliders' numbers reach handle_generate as this module reads them. Per
+    # instance: Gradio writes a type stub next to the module of any subclass of its components.
+    def slider(bounds: Bounds, value: float, step: float, elem_id: str, label: str | None = None):
+        field = gr.Slider(bounds.low, bounds.high, value=value, step=step, label=label or bounds.name, elem_id=elem_id)
+        field.preprocess = _unchecked
+        return field
 
     # The inputs arrive in the order of `run.click`'s list below, which is handle_generate's. Gradio finds the
     # progress tracker by its default value, hence the call in the signature.
@@ -347,6 +495,9 @@ def build_app(settings: UISettings, painter: Painter | None = None):
             return handle_generate(settings, painter, *inputs, report=report)
         except UIError as e:
             raise gr.Error(str(e), print_exception=False) from None
+
+    def refuse_scene() -> None:
+        raise gr.Error(unreadable("scene"), print_exception=False)
 
     # No telemetry: the page is local, and offline machines would wait on the calls.
     with gr.Blocks(title="subject-inpaint", analytics_enabled=False) as app:
@@ -365,8 +516,10 @@ def build_app(settings: UISettings, painter: Painter | None = None):
                     transforms=(),
                     layers=False,
                     brush=gr.Brush(default_size=24, colors=[("#ff00ff", 0.6)], color_mode="fixed"),  # see-through
-                    elem_id="scene-editor",
+                    elem_id=SCENE_EDITOR_ID,
                 )
+                editor.convert_and_format_image = functools.partial(_read_editor_image, settings.max_pixels)
+                scene_check = gr.HTML("", visible="hidden", js_on_load=_SCENE_CHECK_JS, elem_id="scene-check")
                 region = gr.Radio(
                     list(REGION_MODES),
                     value=REGION_MODES[0],
@@ -386,16 +539,14 @@ def build_app(settings: UISettings, painter: Painter | None = None):
                 )
                 subject = gr.Dropdown(subjects, value=NO_SUBJECT, label="Fine-tuned subject", elem_id="subject")
                 with gr.Row():
-                    guidance = gr.Slider(1, 15, value=5, step=0.5, label="Guidance scale", elem_id="guidance")
-                    weight = gr.Slider(
-                        0, 1, value=0.8, step=0.05, label="Model weight (with a subject)", elem_id="model-weight"
-                    )
+                    guidance = slider(GUIDANCE, 5, 0.5, "guidance")
+                    weight = slider(MODEL_WEIGHT, 0.8, 0.05, "model-weight", f"{MODEL_WEIGHT.name} (with a subject)")
                 with gr.Row():
-                    steps = gr.Slider(1, 100, value=20, step=1, label="Steps", elem_id="steps")
+                    steps = slider(STEPS, 20, 1, "steps")
                     sampler = gr.Dropdown(list(SAMPLERS), value="dpmsolver++", label="Sampler", elem_id="sampler")
                 with gr.Row():
                     seed = gr.Textbox(value="0", label="Seed (empty = random)", elem_id="seed")
-                    count = gr.Slider(1, 4, value=1, step=1, label="Images per reference", elem_id="count")
+                    count = slider(COUNT, 1, 1, "count")
                 keep_known = gr.Checkbox(
                     value=False,
                     label="Keep the scene outside the region",
@@ -423,6 +574,7 @@ def build_app(settings: UISettings, painter: Painter | None = None):
             [gallery, downloads, status],
             concurrency_limit=1,
         )
+        scene_check.upload(refuse_scene, None, None, api_visibility="private", show_progress="hidden")
     app.painter = painter
     return app
 

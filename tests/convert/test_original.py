@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import warnings
 
 import pytest
 import torch
 
 from subject_inpainting.convert import CheckpointError, load_components
+from subject_inpainting.convert.checkpoint_io import read_state_dict
 from subject_inpainting.convert.original import (
     SCHEDULE_BUFFERS,
     load_original,
@@ -133,6 +136,79 @@ def test_plain_pickle_is_refused(tmp_path):
     with pytest.raises(CheckpointError) as e:
         load_components(path)
     _one_line_error(e, path)
+
+
+class MakesAFolder:
+    """Unpickling this calls ``os.mkdir(target)``: a stand-in for a checkpoint that runs code."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return os.mkdir, (self.target,)
+
+
+def _write_zip_checkpoint(path, payload):
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": payload}, path)
+
+
+def _write_plain_pickle(path, payload):
+    path.write_bytes(pickle.dumps({"state_dict": {"x": 0}, "payload": payload}, protocol=4))
+
+
+@pytest.mark.parametrize("write", [_write_zip_checkpoint, _write_plain_pickle], ids=["torch-zip", "plain-pickle"])
+@pytest.mark.parametrize("payload", ["code", "class"])
+def test_refused_pickle_prints_nothing_but_the_error(tmp_path, capfd, write, payload):
+    """torch's weights-only reader warns about a plain pickle of protocol 4 (two lines on stderr); the
+    refusal is the project's one line only, and the pickled call never runs."""
+    target = tmp_path / "pwned"
+    path = tmp_path / "model.ckpt"
+    write(path, MakesAFolder(target) if payload == "code" else NotATensor())
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError) as e:
+            read_state_dict(path)
+    assert [str(w.message) for w in caught] == []
+    assert capfd.readouterr() == ("", "")
+    message = _one_line_error(e, path)
+    assert message.startswith(f"{path}: refused to unpickle: ")
+    assert "\x1b" not in message  # torch's message carries terminal escapes
+    if write is _write_plain_pickle:
+        assert "plain pickle of protocol 4" in message
+    else:
+        assert ("posix.mkdir" if payload == "code" else "NotATensor") in message
+        assert "holds objects other than tensors" in message
+    assert not target.exists()
+
+
+def test_legacy_pickle_of_protocol_4_is_named(tmp_path, capfd):
+    """A plain torch.save of only tensors, but in pickle protocol 4: torch's weights-only reader cannot read
+    it, and the error says so instead of blaming objects the file does not hold."""
+    path = tmp_path / "model.pt"
+    torch.save({"x": torch.zeros(2)}, path, _use_new_zipfile_serialization=False, pickle_protocol=4)
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError, match=r"plain pickle of protocol 4.*torch\.save's defaults"):
+            read_state_dict(path)
+    assert caught == [] and capfd.readouterr() == ("", "")
+    torch.save({"x": torch.ones(2)}, path, _use_new_zipfile_serialization=False)
+    assert torch.equal(read_state_dict(path)["x"], torch.ones(2))
+
+
+def test_warnings_of_a_load_that_succeeds_still_reach_the_user(tmp_path, monkeypatch):
+    path = tmp_path / "model.pt"
+    torch.save({"x": torch.zeros(2)}, path)
+    real_load = torch.load
+
+    def warning_load(*args, **kwargs):
+        warnings.warn("something torch wants said", UserWarning, stacklevel=2)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", warning_load)
+    with pytest.warns(UserWarning, match="something torch wants said"):
+        assert set(read_state_dict(path)) == {"x"}
 
 
 def test_not_a_paint_by_example_checkpoint(reference_dir, tmp_path):

@@ -11,6 +11,7 @@ import torch
 from conftest import tiny_components
 from subject_inpainting.convert import CheckpointError, load_components, save_components
 from subject_inpainting.convert import project as project_module
+from subject_inpainting.utils.files import OutputError, current_umask
 
 
 def _same_modules(a, b):
@@ -43,7 +44,7 @@ def test_original_checkpoint_round_trip(reference_dir, tmp_path):
 
 def test_saved_folder_has_usual_permissions(tmp_path):
     save_components(tiny_components(), tmp_path / "model")
-    mask = project_module.current_umask()
+    mask = current_umask()
     assert stat.S_IMODE(os.stat(tmp_path / "model").st_mode) == 0o777 & ~mask
     weights = tmp_path / "model" / "unet" / project_module.WEIGHTS_NAME
     assert stat.S_IMODE(os.stat(weights).st_mode) == 0o666 & ~mask
@@ -53,12 +54,16 @@ def test_existing_folder_is_kept_unless_overwrite(tmp_path):
     dest = tmp_path / "model"
     dest.mkdir()
     (dest / "precious.txt").write_text("user data")
-    with pytest.raises(FileExistsError, match="already exists"):
+    with pytest.raises(OutputError, match="already exists"):
         save_components(tiny_components(), dest)
+    with pytest.raises(OutputError, match="not written by subject-inpainting"):
+        save_components(tiny_components(), dest, overwrite=True)  # a user's folder is never replaced
     assert (dest / "precious.txt").read_text() == "user data"
-    save_components(tiny_components(), dest, overwrite=True)
-    assert not (dest / "precious.txt").exists()
-    assert (dest / "model_index.json").is_file()
+    (dest / "precious.txt").unlink()
+    save_components(tiny_components(seed=1), dest)
+    before = (dest / "unet" / project_module.WEIGHTS_NAME).read_bytes()
+    save_components(tiny_components(seed=2), dest, overwrite=True)  # a model of the project's may be
+    assert (dest / "unet" / project_module.WEIGHTS_NAME).read_bytes() != before
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary or backup folder left
 
 

@@ -10,6 +10,7 @@ import torch
 
 from subject_inpainting.data import toy
 from subject_inpainting.models.reference_encoder import CLIP_IMAGE_MEAN, CLIP_IMAGE_STD
+from subject_inpainting.utils.files import OutputError
 
 
 def test_identities_are_deterministic_and_splits_disjoint():
@@ -177,7 +178,7 @@ def test_reference_and_scene_items_match_the_whole_item():
 
 
 def test_references_are_cut_out_onto_white():
-    from subject_inpainting.training.toy import to_unit_range
+    from subject_inpainting.training.toy_stages import to_unit_range
 
     r = toy.render_scene(toy.identity(0, 3), 64, seed=4, occlusion_p=0.0)
     assert (r.solid <= r.mask).all() and r.solid.sum() > 0.8 * r.mask.sum()
@@ -257,11 +258,30 @@ def test_written_dataset_is_deterministic_and_reads_back(tmp_path):
 def test_write_dataset_refuses_existing_folders_and_bad_counts(tmp_path):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "mine.txt").write_text("keep")
-    with pytest.raises(FileExistsError, match="already exists"):
+    with pytest.raises(OutputError, match="was not written by subject-inpainting"):
         toy.write_dataset(tmp_path / "taken", train_images=1, subjects=0, progress=False)
+    with pytest.raises(OutputError, match="was not written by subject-inpainting"):
+        toy.write_dataset(tmp_path / "taken", train_images=1, subjects=0, progress=False, overwrite=True)
     assert (tmp_path / "taken" / "mine.txt").read_text() == "keep"
+    toy.write_dataset(tmp_path / "world", train_images=1, subjects=0, progress=False)
+    with pytest.raises(OutputError, match="already holds a toy world"):
+        toy.write_dataset(tmp_path / "world", train_images=2, subjects=0, progress=False)
+    toy.write_dataset(tmp_path / "world", train_images=2, subjects=0, progress=False, overwrite=True)
+    assert len((tmp_path / "world" / "train" / "manifest.jsonl").read_text().splitlines()) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken", "world"]  # nothing left beside
     with pytest.raises(ValueError, match="photos must be an integer ≥ 1, got 0"):
         toy.write_dataset(tmp_path / "x", photos=0, progress=False)
     with pytest.raises(ValueError, match="holds 100 identities, got 101"):
         toy.write_dataset(tmp_path / "x", subjects=101, progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_world_larger_than_the_free_disk_is_refused_before_writing(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 0, 10**6))
+    with pytest.raises(ValueError, match=r"take up to 15.6 MB and the disk has 976.6 kB free"):
+        toy.write_dataset(tmp_path / "world", train_images=1000, subjects=0, size=64, progress=False)
+    assert list(tmp_path.iterdir()) == []

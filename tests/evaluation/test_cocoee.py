@@ -121,7 +121,7 @@ def test_bad_cocoee_inputs_are_named(tmp_path, tiny_model_dir, capsys):
         )
         == 2
     )
-    assert "3 of 3 results are missing" in capsys.readouterr().err
+    assert "/o: no such folder" in capsys.readouterr().err  # nothing to score
     # a scorer that cannot be loaded stops the run before any painting
     absent = ["--clip-model", "someone/absent-clip", "--device", "cpu", "--quiet", "--model", str(tiny_model_dir)]
     assert cli.main(["eval", "cocoee", "--data", str(COCOEE), "--out", str(tmp_path / "p"), *absent]) == 2

@@ -8,7 +8,7 @@ import torch
 from subject_inpainting import cli
 from subject_inpainting.convert import load_components
 from subject_inpainting.data import toy
-from subject_inpainting.training import loop, train
+from subject_inpainting.training import latents, loop, train
 from subject_inpainting.training.latents import LatentCache
 
 FAST = ["--device", "cpu", "--quiet", "--warmup-steps", "0", "--batch-size", "2"]
@@ -89,4 +89,19 @@ def test_a_run_on_the_cache_writes_it_once_and_checks_its_size(tiny_model_dir, t
     bad = ["train", "--model", str(tiny_model_dir), "--toy-world", "--out", str(tmp_path / "r2"), *FAST]
     assert cli.main([*bad, "--latent-cache", "0", "--max-steps", "1"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "--latent-cache 0: expected 1 to" in err and "\n" not in err
+    assert "--latent-cache: expected a whole number between 1 and" in err and "\n" not in err
+
+
+def test_a_pool_that_does_not_fit_in_memory_is_refused_before_encoding(tiny_model_dir, tmp_path, monkeypatch):
+    import subject_inpainting.utils as utils
+
+    monkeypatch.setenv("SI_NO_TENSORBOARD", "1")
+    monkeypatch.setattr(utils, "available_memory", lambda: 1000)  # bytes
+    encoded = []
+    monkeypatch.setattr(latents, "encode_example", lambda *a, **k: encoded.append(1))
+    argv = ["--model", str(tiny_model_dir), "--toy-world", "--out", str(tmp_path / "run"), "--latent-cache", "6", *FAST]
+    with pytest.raises(
+        ValueError, match=r"a latent cache of 6 examples needs about .* of memory, and 1000 bytes is available"
+    ):
+        train.main(train.parse_args([*argv, "--max-steps", "1"]))
+    assert not encoded and not (tmp_path / "run" / "latent-cache.safetensors").exists()

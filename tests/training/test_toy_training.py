@@ -15,7 +15,7 @@ from subject_inpainting import cli
 from subject_inpainting.data import toy as data_toy
 from subject_inpainting.evaluation.identity import IdentityEncoder
 from subject_inpainting.pipeline import SubjectInpaintPipeline
-from subject_inpainting.training import toy
+from subject_inpainting.training import toy, toy_stages
 
 STEPS = ["--vae-steps", "2", "--tower-steps", "2", "--evaluator-steps", "2", "--base-steps", "2", "--base-batch", "2"]
 STEPS += ["--base-cache", "6"]  # a pool of 6 encoded examples
@@ -96,11 +96,11 @@ def test_base_tilt_goes_to_base_training_and_is_checked_first(tmp_path, capsys, 
     monkeypatch.setattr(train, "main", lambda args: seen.append(args.toy_tilt))
     (tmp_path / "run" / "model").mkdir(parents=True)  # which base training would make
     for extra in ([], ["--base-tilt", "10"], ["--base-tilt", str(data_toy.TILT_RANGE)]):
-        toy.stage_base(tmp_path / "run", toy.parse_args(["--out", str(tmp_path / "run"), *extra]))
+        toy_stages.stage_base(tmp_path / "run", toy.parse_args(["--out", str(tmp_path / "run"), *extra]))
     assert seen == [0.0, 10.0, data_toy.TILT_RANGE]  # upright by default
     assert json.loads((tmp_path / "run" / "model" / "DONE").read_text())["tilt"] == data_toy.TILT_RANGE
     assert cli.main(["toy", "train", "--out", str(tmp_path / "bad"), "--base-tilt", "200"]) == 2
-    assert "--base-tilt 200: expected a rotation range of 0-180 degrees" in capsys.readouterr().err
+    assert "--base-tilt: expected a number between 0 and 180, got 200" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()  # refused before any stage ran
 
 

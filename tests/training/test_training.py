@@ -452,4 +452,23 @@ def test_toy_tilt_reaches_the_examples_and_the_runs_record(tiny_model_dir, tmp_p
     assert cli.main([*manifest, "--toy-tilt", "0"]) == 2
     assert "--toy-tilt 0: only with --toy-world" in capsys.readouterr().err
     assert cli.main(["train", "--toy-world", "--out", str(tmp_path / "y"), *common, "--toy-tilt", "-3"]) == 2
-    assert "--toy-tilt -3: expected a rotation range of 0-180 degrees" in capsys.readouterr().err
+    assert "--toy-tilt: expected a number between 0 and 180, got -3" in capsys.readouterr().err
+
+
+def test_overwrite_replaces_a_finished_run_only_when_the_new_one_finishes(tiny_model_dir, tmp_path, monkeypatch):
+    _, out = run_finetune(tiny_model_dir, tmp_path, "--max-steps", "1", "--seed", "0")
+    old = (out / "reference_encoder" / "detail.safetensors").read_bytes()
+    seen = {}
+    real_train = loop.train
+
+    def spy(config, run, accelerator=None):
+        seen["work"] = run.out  # where the new run writes while it trains
+        seen["old_kept"] = (out / "reference_encoder" / "detail.safetensors").read_bytes() == old
+        return real_train(config, run, accelerator)
+
+    monkeypatch.setattr(loop, "train", spy)
+    second, _ = run_finetune(tiny_model_dir, tmp_path, "--max-steps", "1", "--seed", "1", "--overwrite")
+    assert seen["work"] != out and seen["work"].parent == out.parent and seen["old_kept"]
+    assert second["out"] == out and (out / "reference_encoder" / "detail.safetensors").read_bytes() != old
+    assert json.loads((out / "checkpoints" / "run.json").read_text())["config"]["seed"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["boxes.json", "photos", "subject"]  # nothing beside

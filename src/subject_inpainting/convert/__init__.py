@@ -12,12 +12,11 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..utils import hub_offline
+from ..utils import hub_offline, is_hub_id
 from .checkpoint_io import PICKLE_SUFFIXES, CheckpointError
 from .diffusers_format import is_diffusers_pbe_folder, load_diffusers_pbe
 from .original import load_original
@@ -25,7 +24,6 @@ from .project import is_project_folder, load_project, save_components
 
 __all__ = ["CheckpointError", "load_components", "save_components"]
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 ORIGINAL_SUFFIXES = (*PICKLE_SUFFIXES, ".safetensors")
 ORIGINAL_FOLDER_FILES = ("model.ckpt", "ldm_config.yaml", "clip_vision_config.json")
 # Parts a model folder on the hub may hold that we read (the safety checker is not among them).
@@ -61,7 +59,7 @@ def load_components(
         return load_original(path, ldm_config, vision_config)
     if path.is_dir():
         return _load_folder(path, ldm_config, vision_config)
-    if HUB_ID.match(str(spec)) and not str(spec).startswith((".", "/", "~")):
+    if is_hub_id(str(spec)):
         return _load_folder(download_from_hub(str(spec)), ldm_config, vision_config)
     raise CheckpointError(f"{spec}: no such model file or folder (and not a hub id of the form owner/name)")
 

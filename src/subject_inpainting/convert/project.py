@@ -16,9 +16,6 @@ Writing is atomic: everything goes to a temporary sibling folder that is renamed
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,10 +26,10 @@ from safetensors.torch import save_file
 from .. import __version__
 from ..models.build import build_component, fill_component
 from ..models.reference_encoder import to_canonical_keys
-from ..utils import current_umask
+from ..utils.files import MODEL_INDEX, PROJECT_FORMAT, atomic_folder
 from .checkpoint_io import CheckpointError, read_json, read_state_dict
 
-FORMAT_NAME = "subject-inpainting"
+FORMAT_NAME = PROJECT_FORMAT
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 MODULE_COMPONENTS = ("unet", "vae", "reference_encoder")
@@ -45,7 +42,7 @@ CLASS_NAMES = {
 
 
 def is_project_folder(path: Path) -> bool:
-    index = path / "model_index.json"
+    index = path / MODEL_INDEX
     if not index.is_file():
         return False
     try:
@@ -71,73 +68,6 @@ def _module_config(module: torch.nn.Module) -> dict[str, Any]:
     return {"_class_name": type(module).__name__, **config}
 
 
-OVERWRITE_HINT = "pass overwrite=True / --overwrite to replace it"
-
-
-def atomic_folder(destination: Path, overwrite: bool, hint: str = OVERWRITE_HINT):
-    """Context manager yielding a temporary folder that replaces ``destination`` on success; ``hint`` ends
-    the message when ``destination`` exists and may not be replaced."""
-    return _AtomicFolder(destination, overwrite, hint)
-
-
-class _AtomicFolder:
-    def __init__(self, destination: Path, overwrite: bool, hint: str = OVERWRITE_HINT):
-        self.destination = Path(destination)
-        self.overwrite = overwrite
-        self.hint = hint
-
-    def __enter__(self) -> Path:
-        dest = self.destination
-        if dest.exists() and not (dest.is_dir() and not any(dest.iterdir())) and not self.overwrite:
-            raise FileExistsError(f"{dest}: already exists ({self.hint})")
-        if dest.exists() and not dest.is_dir():
-            raise FileExistsError(f"{dest}: exists and is not a folder")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        dest = self.destination
-        backup = None
-        if dest.exists():
-            backup = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, backup)
-        _apply_umask(self.tmp)
-        os.replace(self.tmp, dest)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
-
-
-def _apply_umask(folder: Path) -> None:
-    # mkdtemp/mkstemp create private (0700/0600) entries; a saved model gets the user's usual permissions.
-    umask = current_umask()
-    folder.chmod(0o777 & ~umask)
-    for path in folder.rglob("*"):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-
-
-def publish_into(staged: Path, destination: Path, marker: str) -> Path:
-    """Move a finished model from the folder ``staged`` into ``destination``, which may hold other things
-    (a training run's checkpoints, previews and logs). ``marker`` — the file that makes a folder a model —
-    is removed first and moved last, so an interruption leaves no half-updated model that looks whole."""
-    staged, destination = Path(staged), Path(destination)
-    destination.mkdir(parents=True, exist_ok=True)
-    (destination / marker).unlink(missing_ok=True)
-    for entry in sorted(staged.iterdir()):
-        if entry.name == marker:
-            continue
-        target = destination / entry.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(entry, target)
-    os.replace(staged / marker, destination / marker)
-    shutil.rmtree(staged, ignore_errors=True)
-    return destination
-
-
 def save_components(
     components: Mapping[str, Any], folder: str | Path, overwrite: bool = False, extra: Mapping | None = None
 ) -> Path:
@@ -158,7 +88,7 @@ def save_components(
             **CLASS_NAMES,
             **(extra or {}),
         }
-        _write_json(tmp / "model_index.json", index)
+        _write_json(tmp / MODEL_INDEX, index)
         for name in MODULE_COMPONENTS:
             module = components[name]
             sub = tmp / name
@@ -222,7 +152,7 @@ def load_module(name: str, folder: Path, what: str) -> torch.nn.Module:
 def load_project(folder: str | Path) -> dict[str, Any]:
     """Load a project-format folder into ``{"unet", "vae", "reference_encoder", "scheduler"}``."""
     folder = Path(folder)
-    index = read_json(folder / "model_index.json", "model index")
+    index = read_json(folder / MODEL_INDEX, "model index")
     version = index.get("_format_version", 0)
     if version > FORMAT_VERSION:
         raise CheckpointError(

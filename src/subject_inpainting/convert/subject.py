@@ -29,12 +29,12 @@ from safetensors.torch import save_file
 
 from ..models.build import build_component, fill_component, move
 from ..models.reference_encoder import ReferenceEncoder
+from ..utils.files import SUBJECT_INDEX, atomic_folder
 from .checkpoint_io import CheckpointError, read_json, read_state_dict
-from .project import WEIGHTS_NAME, _write_json, atomic_folder
+from .project import WEIGHTS_NAME, _write_json
 
 SUBJECT_FORMAT = "subject-inpainting-subject"
 SUBJECT_FORMAT_VERSION = 1
-SUBJECT_INDEX = "subject_index.json"
 DETAIL_WEIGHTS = "detail.safetensors"
 LORA_WEIGHTS = "adapter.safetensors"
 ADAPTER_NAME = "subject"

@@ -690,10 +690,13 @@ def write_dataset(
     cases: int = 4,
     size: int = 64,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict:
     """Write the toy world to disk in the project's data formats (``subject-inpaint toy world``).
 
-    Layout of ``out`` (which must not exist; the folder appears complete or not at all)::
+    Layout of ``out`` (which must be new or empty, or with ``overwrite`` a toy world written before; the
+    folder appears complete or not at all, and is refused at once when the pictures' uncompressed size
+    exceeds the free disk space)::
 
         world.json                      the seed and counts
         train/manifest.jsonl            base training: ``read_manifest`` format, meta = identity
@@ -710,11 +713,13 @@ def write_dataset(
     ones (``SPLITS``). Returns ``{"out", "train_images", "subjects", "cases"}``.
     """
     import json
+    import shutil
     from pathlib import Path
 
     from tqdm.auto import tqdm
 
-    from ..convert.project import atomic_folder
+    from ..utils import human_bytes
+    from ..utils.files import atomic_folder, check_output_folder, mark_folder
     from .datasets import Record, write_manifest
 
     for name, value, low in (
@@ -730,9 +735,18 @@ def write_dataset(
     if subjects > held_total:
         raise ValueError(f"subjects: the heldout split holds {held_total} identities, got {subjects}")
     out = Path(out)
+    mode = check_output_folder(out, kinds=("toy-world",), flag="out", overwrite=overwrite)
+    # Uncompressed bytes: RGB + mask per training render and photo; scene, mask, reference, truth per case.
+    need = size * size * (4 * train_images + subjects * (4 * photos + 10 * cases))
+    free = shutil.disk_usage(_nearest_folder(out)).free
+    if need > free:
+        raise ValueError(
+            f"out {out}: the world's pictures take up to {human_bytes(need)} and the disk has {human_bytes(free)} "
+            "free; write fewer or smaller pictures"
+        )
     total = train_images + subjects * (photos + cases)
     with (
-        atomic_folder(out, overwrite=False, hint="choose a new folder; nothing was written") as tmp,
+        atomic_folder(out, overwrite=mode == "replace") as tmp,
         tqdm(total=total, desc="toy world", disable=not progress) as bar,
     ):
         train_ids = split_identities(world_seed, "train")
@@ -785,4 +799,12 @@ def write_dataset(
             "splits": {k: list(v) for k, v in SPLITS.items()},
         }
         (tmp / "world.json").write_text(json.dumps(info, indent=2) + "\n")
+        mark_folder(tmp, "toy-world")
     return {"out": out, "train_images": train_images, "subjects": subjects, "cases": subjects * cases}
+
+
+def _nearest_folder(path):
+    """``path`` or its nearest existing ancestor (where a new folder's bytes will go)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from .. import imaging
 from ..imaging import IMAGE_SUFFIXES, InputError
 from ..utils import atomic_file
+from ..utils.files import mark_folder
 from . import features as feats
 from . import gmm as gmm_lib
 from .metrics import feature_statistics, frechet_distance, paired_cosine
@@ -99,6 +100,7 @@ def prepare_fid_reference(
     if not files:
         raise InputError(f"{src}: holds no images")
     dst.mkdir(parents=True, exist_ok=True)
+    mark_folder(dst, "fid-reference")
     for path in tqdm(files, desc="preparing the FID reference set", unit="image", disable=not progress):
         target = dst / f"{path.stem}.png"
         if target.exists():
@@ -293,6 +295,9 @@ def run_cocoee(
     state = process_state()
     if pipe is None:  # scoring only: the pictures must be there
         results_or_error(cases, out)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        mark_folder(out, "evaluation")
     # the main process scores: load its models first, so that a missing one stops the run before the painting
     loaded = scorers(fid_reference, mixture, clip_model, inception_weights, device) if state["index"] == 0 else None
     started = time.perf_counter()

@@ -34,6 +34,7 @@ from .. import imaging
 from ..data.datasets import PHOTO_SUFFIXES, photo_files, read_photo_folder
 from ..imaging import InputError
 from ..utils import write_text_atomic
+from ..utils.files import mark_folder
 from . import features as feats
 from .cocoee import process_state, read_cocoee
 from .metrics import mean_pairwise_cosine
@@ -174,6 +175,8 @@ def run_subjects(
     out = Path(out)
     subjects = read_subjects(settings.subjects, settings.train_photos)
     scenes = read_scenes(settings.scenes, settings.scene_limit)
+    out.mkdir(parents=True, exist_ok=True)
+    mark_folder(out, "evaluation")
     state = process_state()
     started = time.perf_counter()
     # the main process scores: load its models first, so that a missing one stops the run before the work

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from .. import imaging
 from ..data import toy
 from ..utils import write_text_atomic
+from ..utils.files import mark_folder
 from .identity import IdentityEncoder
 from .metrics import frechet_distance_of_features, psnr
 from .outline import read_shape
@@ -178,6 +179,7 @@ def run_toy_bench(
 
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
+    mark_folder(out, "benchmark")
     pipe = SubjectInpaintPipeline.from_pretrained(model)
     scorer = IdentityEncoder.from_pretrained(evaluator).eval()
     ws = world_seed(model)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .catalog import DIFFUSERS_SOLVERS, ORIGINAL_SAMPLER_NAMES, SAMPLERS
 from .schedule import alphas_cumprod, original_timesteps
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -127,19 +128,6 @@ def sample_plms(
     return x
 
 
-# Solvers from diffusers: name → (scheduler class name, config overrides).
-DIFFUSERS_SOLVERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "dpmsolver++-sde": (
-        "DPMSolverMultistepScheduler",
-        {"algorithm_type": "sde-dpmsolver++", "solver_order": 2},
-    ),
-    "unipc": ("UniPCMultistepScheduler", {}),
-    "euler": ("EulerDiscreteScheduler", {}),
-    "euler-a": ("EulerAncestralDiscreteScheduler", {}),
-}
-
-
 def make_diffusers_scheduler(name: str, schedule: Mapping[str, Any]):
     """A ``diffusers`` scheduler ``name`` (a key of ``DIFFUSERS_SOLVERS``) on the training schedule."""
     import diffusers
@@ -179,7 +167,7 @@ def sample_diffusers(
 
 
 ORIGINAL_SAMPLERS = {"plms": sample_plms, "ddim": sample_ddim}
-SAMPLERS = (*ORIGINAL_SAMPLERS, *DIFFUSERS_SOLVERS)
+assert tuple(ORIGINAL_SAMPLERS) == ORIGINAL_SAMPLER_NAMES
 
 
 def num_denoiser_steps(sampler: str, num_steps: int, schedule: Mapping[str, Any]) -> int:

@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 
+from .catalog import PREDICTION_TYPES
+
 SUPPORTED_BETA_SCHEDULES = ("scaled_linear", "linear")
-PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 def prediction_type(schedule: Mapping[str, Any]) -> str:

@@ -16,8 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..convert.project import atomic_folder
-from ..utils import write_text_atomic
+from ..utils.files import RUN_INDEX, atomic_folder, write_text_atomic
 
 STEP_PREFIX = "step-"
 
@@ -45,7 +44,7 @@ def save_checkpoint(
 ) -> Path:
     """Write checkpoint ``step`` atomically and keep only the ``keep`` newest."""
     path = checkpoint_dir(out) / f"{STEP_PREFIX}{step:08d}"
-    with atomic_folder(path, overwrite=True) as tmp:
+    with atomic_folder(path, overwrite=True, guard=False) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         if ema_state is not None:
@@ -69,9 +68,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def read_run(out: Path) -> dict[str, Any] | None:
-    path = checkpoint_dir(out) / "run.json"
+    path = Path(out) / RUN_INDEX
     return json.loads(path.read_text()) if path.is_file() else None
 
 
 def write_run(out: Path, run: dict[str, Any]) -> None:
-    write_text_atomic(checkpoint_dir(out) / "run.json", json.dumps(run, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(Path(out) / RUN_INDEX, json.dumps(run, indent=2, sort_keys=True) + "\n")

@@ -7,24 +7,34 @@ import copy
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import torch
-from PIL import Image
+from typing import TYPE_CHECKING, Any
 
 from .. import imaging
+from ..utils.parse import float_option, int_option, seed_option
 from .config import LR_DECAYS, MIXED_PRECISION, TrainConfig
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Bounds of the counts (documented in the README's reliability section): past them a run is a typo.
+MAX_STEPS = 100_000_000
+MAX_BATCH = 4096
+MAX_WORKERS = 256
 
 
 def add_training_args(p: argparse.ArgumentParser, mode: str) -> None:
     """Options of the loop; their defaults (None) fall back to ``TrainConfig.for_mode(mode)``."""
     d = TrainConfig.for_mode(mode)
     g = p.add_argument_group("training")
-    g.add_argument("--lr", type=float, help=f"peak learning rate, AdamW (default {d.learning_rate:g})")
-    g.add_argument("--warmup-steps", type=int, help=f"linear warm-up steps (default {d.warmup_steps})")
+    g.add_argument(
+        "--lr", type=float_option(1e-12, 1.0), help=f"peak learning rate, AdamW (default {d.learning_rate:g})"
+    )
+    g.add_argument(
+        "--warmup-steps", type=int_option(0, MAX_STEPS), help=f"linear warm-up steps (default {d.warmup_steps})"
+    )
     g.add_argument(
         "--warmup-start",
-        type=float,
+        type=float_option(1e-12, 1.0),
         help=f"warm-up starts at this share of the learning rate (default {d.warmup_start:g})",
     )
     g.add_argument(
@@ -32,15 +42,23 @@ def add_training_args(p: argparse.ArgumentParser, mode: str) -> None:
         choices=LR_DECAYS,
         help="after the warm-up: none (flat, the original) or cosine (down to 0 at --max-steps) (default none)",
     )
-    g.add_argument("--batch-size", type=int, help=f"examples per step and process (default {d.batch_size})")
-    g.add_argument("--grad-accum", type=int, help="micro-batches per optimiser step (default 1)")
+    g.add_argument(
+        "--batch-size", type=int_option(1, MAX_BATCH), help=f"examples per step and process (default {d.batch_size})"
+    )
+    g.add_argument("--grad-accum", type=int_option(1, MAX_BATCH), help="micro-batches per optimiser step (default 1)")
     g.add_argument(
         "--uncond-prob",
-        type=float,
+        type=float_option(0.0, 1.0),
         help=f"share of examples trained with the unconditional vector (default {d.uncond_prob:g})",
     )
-    g.add_argument("--snr-gamma", type=float, help="Min-SNR-γ loss weighting, e.g. 5 (default 0 = off, the original)")
-    g.add_argument("--max-grad-norm", type=float, help="clip gradients to this norm (default 0 = no clipping)")
+    g.add_argument(
+        "--snr-gamma",
+        type=float_option(0.0, 1000.0),
+        help="Min-SNR-γ loss weighting, e.g. 5 (default 0 = off, the original)",
+    )
+    g.add_argument(
+        "--max-grad-norm", type=float_option(0.0, 1e6), help="clip gradients to this norm (default 0 = no clipping)"
+    )
     g.add_argument("--mixed-precision", choices=MIXED_PRECISION, help="no, fp16 (CUDA) or bf16 (default no)")
     g.add_argument(
         "--gradient-checkpointing",
@@ -48,17 +66,35 @@ def add_training_args(p: argparse.ArgumentParser, mode: str) -> None:
         default=None,
         help="recompute UNet activations in the backward pass (less memory, slower)",
     )
-    g.add_argument("--ema-decay", type=float, help="keep and publish an EMA of the weights (default 0 = off)")
-    g.add_argument("--seed", type=int, help="seed of everything random in the run (default 0)")
-    g.add_argument("--save-every", type=int, help=f"steps between resumable checkpoints (default {d.save_every})")
-    g.add_argument("--keep-checkpoints", type=int, help=f"checkpoints kept (default {d.keep_checkpoints})")
-    g.add_argument("--preview-every", type=int, help="steps between preview images in OUT/previews (default 0 = none)")
-    g.add_argument("--preview-steps", type=int, help=f"sampling steps of a preview (default {d.preview_steps})")
     g.add_argument(
-        "--log-every", type=int, help=f"steps between TensorBoard points in OUT/logs (default {d.log_every})"
+        "--ema-decay", type=float_option(0.0, 0.999999), help="keep and publish an EMA of the weights (default 0 = off)"
+    )
+    g.add_argument("--seed", type=seed_option, help="seed of everything random in the run (default 0)")
+    g.add_argument(
+        "--save-every",
+        type=int_option(1, MAX_STEPS),
+        help=f"steps between resumable checkpoints (default {d.save_every})",
     )
     g.add_argument(
-        "--num-workers", type=int, help="processes reading training examples (default 0: the training process itself)"
+        "--keep-checkpoints", type=int_option(1, 1000), help=f"checkpoints kept (default {d.keep_checkpoints})"
+    )
+    g.add_argument(
+        "--preview-every",
+        type=int_option(0, MAX_STEPS),
+        help="steps between preview images in OUT/previews (default 0 = none)",
+    )
+    g.add_argument(
+        "--preview-steps", type=int_option(1, 1000), help=f"sampling steps of a preview (default {d.preview_steps})"
+    )
+    g.add_argument(
+        "--log-every",
+        type=int_option(1, MAX_STEPS),
+        help=f"steps between TensorBoard points in OUT/logs (default {d.log_every})",
+    )
+    g.add_argument(
+        "--num-workers",
+        type=int_option(0, MAX_WORKERS),
+        help="processes reading training examples (default 0: the training process itself)",
     )
     g.add_argument(
         "--cut-reference",
@@ -109,6 +145,9 @@ def config_from_args(args: argparse.Namespace, mode: str, **extra: Any) -> Train
 def preview_function(dataset, mode: str, steps: int, count: int = 4):
     """A preview: for the first ``count`` examples (of epoch 0, fixed), scene | hole | reference | result,
     sampled with the model being trained (plain guidance; in subject mode the fine-tuned model alone)."""
+    import torch
+    from PIL import Image
+
     from ..pipeline import SubjectInpaintPipeline
 
     fixed = copy.copy(dataset)  # its own epoch: previews must not move the training data's epoch
@@ -146,8 +185,8 @@ def preview_function(dataset, mode: str, steps: int, count: int = 4):
 
 def staged_publish(out: Path, marker: str, write) -> None:
     """Write the final artefacts with ``write(folder)`` into a temporary folder, then move them into ``out``
-    (``convert.project.publish_into``: the marker file last)."""
-    from ..convert.project import publish_into
+    (``utils.files.publish_into``: the marker file last)."""
+    from ..utils.files import publish_into
 
     staged = Path(tempfile.mkdtemp(prefix=".publish-", dir=out))
     try:

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .common import add_training_args, config_from_args, preview_function, staged_publish
+from ..utils.parse import float_option, int_option
+from .common import MAX_STEPS, add_training_args, config_from_args, preview_function, staged_publish
 from .config import TrainConfig
 
 DEFAULT_EPOCHS = 200  # the original: 200 epochs of the subject's photos
@@ -46,35 +47,49 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument(
         "--out", required=True, metavar="DIR", help="subject folder to write (use it with inpaint --subject)"
     )
-    p.add_argument("--epochs", type=int, default=None, help=f"passes over the photos (default {DEFAULT_EPOCHS})")
-    p.add_argument("--max-steps", type=int, default=None, help="optimiser steps in all (overrides --epochs)")
+    p.add_argument(
+        "--epochs",
+        type=int_option(1, 1_000_000),
+        default=None,
+        help=f"passes over the photos (default {DEFAULT_EPOCHS})",
+    )
+    p.add_argument(
+        "--max-steps", type=int_option(1, MAX_STEPS), default=None, help="optimiser steps in all (overrides --epochs)"
+    )
     p.add_argument(
         "--lora-rank",
-        type=int,
+        type=int_option(0, 1024),
         default=None,
         help="train a rank-r LoRA of the UNet's attention instead of the whole UNet (default 0 = whole UNet)",
     )
-    p.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: the rank)")
+    p.add_argument("--lora-alpha", type=float_option(1e-6, 1e6), default=None, help="LoRA alpha (default: the rank)")
     p.add_argument(
         "--detail-layers",
-        type=int,
+        type=int_option(0, 64),
         default=None,
         help="detail mapper blocks (default 5, the original; 0 = no detail module)",
     )
-    p.add_argument("--detail-heads", type=int, default=None, help="detail mapper heads (default 8, the original)")
+    p.add_argument(
+        "--detail-heads", type=int_option(1, 64), default=None, help="detail mapper heads (default 8, the original)"
+    )
     p.add_argument(
         "--detail-grid",
-        type=int,
+        type=int_option(1, 16),
         default=None,
         help="k: k×k pooled detail tokens (default 1: the original's single mean-pooled token)",
     )
     add_training_args(p, "subject")
-    p.set_defaults(handler=main)
     return p
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """The options' combinations, checked before anything is loaded (the command line checks them first)."""
+    if args.cut_reference and not args.masks:
+        raise ValueError("--cut-reference needs --masks DIR: the subject's outline in each photo, to cut it out by")
 
 
 def find_records(args: argparse.Namespace):
@@ -160,19 +175,20 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     from ..data.augment import AugmentConfig
     from ..data.datasets import InpaintingExamples
     from ..pipeline import SubjectInpaintPipeline
-    from .loop import Run, make_accelerator, prepare_output, train
+    from ..utils.files import replacing
+    from .loop import Run, make_accelerator, prepare_output, train, work_folder
 
+    check_args(args)
     out = Path(args.out)
-    if args.cut_reference and not args.masks:
-        raise ValueError("--cut-reference needs --masks DIR: the subject's outline in each photo, to cut it out by")
     records = find_records(args)
     components = load_base(args.base)
     pipe = SubjectInpaintPipeline(**components)  # checks that the parts fit together
     base_encoder = pipe.reference_encoder
     fingerprint_value = base_fingerprint(pipe.unet, base_encoder)  # before the weights change
-    batch_size = args.batch_size or TrainConfig.for_mode("subject").batch_size
+    batch_size = args.batch_size if args.batch_size is not None else TrainConfig.for_mode("subject").batch_size
     steps_per_epoch = max(1, len(records) // batch_size)
-    max_steps = args.max_steps or (args.epochs or DEFAULT_EPOCHS) * steps_per_epoch
+    epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS
+    max_steps = args.max_steps if args.max_steps is not None else epochs * steps_per_epoch
     config = config_from_args(
         args,
         "subject",
@@ -207,8 +223,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.cut_reference:
         fingerprint["cut_reference"] = True
-    accelerator = make_accelerator(config, out, args.device)
-    prepare_output(out, config, fingerprint, args.overwrite, accelerator)
+    accelerator = make_accelerator(config, work_folder(out, args.overwrite), args.device)
+    work = prepare_output(out, config, fingerprint, args.overwrite, accelerator)
     trained = {**components, "reference_encoder": encoder, "unet": unet}
 
     def publish(c: dict[str, Any], folder: Path) -> None:
@@ -227,7 +243,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         staged_publish(folder, "subject_index.json", write)
 
     preview = preview_function(dataset, "subject", config.preview_steps) if config.preview_every else None
-    return train(config, Run(trained, dataset, out, publish, fingerprint, preview, not args.quiet), accelerator)
+    run = Run(trained, dataset, work, publish, fingerprint, preview, not args.quiet)
+    with replacing(work, out, accelerator.is_main_process, accelerator.wait_for_everyone):
+        result = train(config, run, accelerator)
+    return {**result, "out": out}
 
 
 if __name__ == "__main__":

@@ -89,6 +89,7 @@ class LatentCache(torch.utils.data.Dataset):
         if count < 1 or count > len(dataset):
             raise ValueError(f"latent cache of {count} examples: expected 1 to {len(dataset)} (the data's size)")
         dataset.set_epoch(0)
+        _check_memory(dataset[0], vae, count, dtype)
         device = next(vae.parameters()).device
         parts: dict[str, list[torch.Tensor]] = {k: [] for k in FIELDS}
         batches = [list(range(start, min(count, start + batch))) for start in range(0, count, batch)]
@@ -129,6 +130,23 @@ class LatentCache(torch.utils.data.Dataset):
         from safetensors.torch import load_file
 
         return cls(load_file(str(path)))
+
+
+def _check_memory(item: dict[str, torch.Tensor], vae: torch.nn.Module, count: int, dtype: torch.dtype) -> None:
+    """Refuse a pool that would not fit in memory: its fields in ``dtype``, held twice while the parts are
+    joined, against what the machine has available now."""
+    from ..utils import available_memory, human_bytes
+
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    _, height, width = item["pixel_values"].shape
+    latent = (height // factor) * (width // factor)
+    per_example = (4 * vae.config.latent_channels * latent + latent + item["reference"].numel()) * dtype.itemsize
+    need, have = 2 * count * per_example, available_memory()
+    if have is not None and need > have:
+        raise ValueError(
+            f"a latent cache of {count:,} examples needs about {human_bytes(need)} of memory, and "
+            f"{human_bytes(have)} is available: use a smaller --latent-cache"
+        )
 
 
 def sample_latents(batch: dict[str, torch.Tensor], g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,6 @@ exactly what the uninterrupted run would have seen.
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import shutil
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..sampling.schedule import alphas_cumprod, prediction_type
+from ..utils.files import check_output_folder, replacement_folder
 from . import checkpoints as ckpt
 from .config import TrainConfig
 from .ema import EMA
@@ -167,24 +167,38 @@ class Run:
     progress: bool = True
 
 
+def work_folder(out: Path, overwrite: bool) -> Path:
+    """Where a run writes: ``out``, or with ``overwrite`` of an existing folder a new folder beside it that
+    replaces ``out`` only when the run finishes (``utils.files.replacing``), so that an interrupted run
+    leaves the old folder whole. Every process computes the same before any writes."""
+    out = Path(out)
+    return replacement_folder(out) if overwrite and out.is_dir() and any(out.iterdir()) else out
+
+
 def prepare_output(
     out: Path, config: TrainConfig, fingerprint: dict[str, Any], overwrite: bool, accelerator=None
-) -> None:
-    """Check that ``out`` is new, or a run of the same settings to resume; start over with ``overwrite``.
-    With several processes, the main one does it while the others wait."""
+) -> Path:
+    """Check that ``out`` is new, a run of the same settings to resume, or (``overwrite``) a folder the project
+    wrote, to be replaced; returns the folder the run writes (``work_folder``; run inside
+    ``utils.files.replacing``). With several processes, the main one does it while the others wait.
+
+    Raises:
+        OutputError: ``out`` may not be written or replaced (``utils.files.check_output_folder``).
+        TrainingError: ``out`` holds a run with other settings.
+    """
+    work = work_folder(out, overwrite)
     if accelerator is not None and accelerator.num_processes > 1:
         if accelerator.is_main_process:
             prepare_output(out, config, fingerprint, overwrite)
         accelerator.wait_for_everyone()
-        return
+        return work
     out = Path(out)
     run = {"config": {k: getattr(config, k) for k in TrainConfig.RESUME_KEYS}, **fingerprint}
-    previous = ckpt.read_run(out)
-    if out.exists() and not out.is_dir():
-        raise TrainingError(f"--out {out}: exists and is not a folder")
-    if overwrite and out.exists():
-        shutil.rmtree(out)
-    elif previous is not None:
+    mode = check_output_folder(out, kinds=("training",), overwrite=overwrite, resume=True)
+    if mode == "replace":
+        shutil.rmtree(work, ignore_errors=True)  # an earlier replacement that did not finish: start over
+    elif mode == "resume":
+        previous = ckpt.read_run(out)
         previous["config"] = {"lr_decay": "none", **previous["config"]}  # runs from before the option
         if previous != run:
             changed = sorted(
@@ -196,9 +210,8 @@ def prepare_output(
                 f"--out {out}: holds a run with other settings ({', '.join(changed)}); resume it with the same "
                 "settings, or use another --out (or --overwrite to start over)"
             )
-    elif out.exists() and any(out.iterdir()):
-        raise TrainingError(f"--out {out}: exists and is not a training folder (use another --out, or --overwrite)")
-    ckpt.write_run(out, run)
+    ckpt.write_run(work, run)
+    return work
 
 
 def make_accelerator(config: TrainConfig, out: Path, device: str = "auto"):
@@ -390,9 +403,3 @@ def _has_tensorboard() -> bool:
     except ImportError:
         return False
     return os.environ.get("SI_NO_TENSORBOARD") is None
-
-
-def estimate_epochs(config: TrainConfig, n: int) -> float:
-    """Passes over the data that ``config.max_steps`` makes (for messages)."""
-    per_epoch = max(1, n // (config.batch_size * config.grad_accum))
-    return config.max_steps / per_epoch if per_epoch else math.inf

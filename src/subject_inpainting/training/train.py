@@ -19,7 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .common import add_training_args, config_from_args, preview_function, staged_publish
+from ..utils.parse import float_option, int_option, seed_option
+from .common import MAX_STEPS, add_training_args, config_from_args, preview_function, staged_publish
+
+MAX_CACHE = 10_000_000
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -44,7 +47,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     data.add_argument(
         "--toy-world-seed",
-        type=int,
+        type=seed_option,
         metavar="N",
         help="with --toy-world: the world whose training identities are shown (default: the world --model was "
         "trained on, as its model_index.json records, else --seed); the published model records it, and "
@@ -52,18 +55,22 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     data.add_argument(
         "--toy-tilt",
-        type=float,
+        type=float_option(0.0, 180.0),
         metavar="DEGREES",
         help="with --toy-world: the subjects' rotation range in the training renders, either way (default: the "
         "world's own; 0: upright, as the shipped toy model was trained); the references are still "
         "rotated by the augmentation",
     )
     data.add_argument("--images", metavar="DIR", help="image folder of --openimages / --coco")
-    data.add_argument("--min-area", type=float, default=0.02, help="keep boxes covering at least this share (0.02)")
-    data.add_argument("--max-area", type=float, default=0.8, help="and at most this share of the image (0.8)")
+    data.add_argument(
+        "--min-area", type=float_option(0.0, 1.0), default=0.02, help="keep boxes covering at least this share (0.02)"
+    )
+    data.add_argument(
+        "--max-area", type=float_option(0.0, 1.0), default=0.8, help="and at most this share of the image (0.8)"
+    )
     data.add_argument(
         "--latent-cache",
-        type=int,
+        type=int_option(1, MAX_CACHE),
         metavar="N",
         help="encode the first N examples with the VAE once (OUT/latent-cache.safetensors) and train on that fixed "
         "pool in epochs: no VAE work per step, but each example's augmentation is fixed (default: off)",
@@ -74,9 +81,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         metavar="DIR",
         help="run folder: the trained model (project format), checkpoints/, previews/, logs/",
     )
-    p.add_argument("--max-steps", type=int, default=None, help="optimiser steps in all (default 1000)")
+    p.add_argument(
+        "--max-steps", type=int_option(1, MAX_STEPS), default=None, help="optimiser steps in all (default 1000)"
+    )
     add_training_args(p, "base")
-    p.set_defaults(handler=main)
     return p
 
 
@@ -84,13 +92,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """The options' combinations, checked before anything is loaded (the command line checks them first)."""
+    if args.toy_world_seed is not None and not args.toy_world:
+        raise ValueError(f"--toy-world-seed {args.toy_world_seed}: only with --toy-world")
+    if args.toy_tilt is not None and not args.toy_world:
+        raise ValueError(f"--toy-tilt {args.toy_tilt:g}: only with --toy-world")
+    if (args.openimages or args.coco) and not args.images:
+        raise ValueError("--images is needed with --openimages / --coco (the folder of the images)")
+    if args.min_area > args.max_area:
+        raise ValueError(f"--min-area {args.min_area:g} must not exceed --max-area {args.max_area:g}")
+
+
 def load_records(args: argparse.Namespace):
     from ..data import datasets
 
     if args.manifest:
         return datasets.read_manifest(args.manifest)
-    if not args.images:
-        raise ValueError("--images is needed with --openimages / --coco (the folder of the images)")
     if args.openimages:
         return datasets.read_openimages(args.openimages, args.images, args.min_area, args.max_area)
     return datasets.read_coco(args.coco, args.images, args.min_area, args.max_area)
@@ -102,16 +120,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     from ..data.augment import AugmentConfig
     from ..data.datasets import InpaintingExamples
     from ..pipeline import SubjectInpaintPipeline
-    from .loop import Run, make_accelerator, prepare_output, train
+    from ..utils.files import replacing
+    from .loop import Run, make_accelerator, prepare_output, train, work_folder
 
-    if args.toy_world_seed is not None and not args.toy_world:
-        raise ValueError(f"--toy-world-seed {args.toy_world_seed}: only with --toy-world")
-    if args.toy_tilt is not None and not args.toy_world:
-        raise ValueError(f"--toy-tilt {args.toy_tilt:g}: only with --toy-world")
-    if args.toy_tilt is not None:
-        from ..data.toy import check_tilt
-
-        check_tilt(args.toy_tilt, "--toy-tilt")
+    check_args(args)
     out = Path(args.out)
     config = config_from_args(args, "base", max_steps=args.max_steps)
     records = None if args.toy_world else load_records(args)
@@ -168,30 +180,32 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 f"--latent-cache {args.latent_cache}: expected 1 to {len(dataset)} (the number of examples)"
             )
         fingerprint["latent_cache"] = args.latent_cache
-    accelerator = make_accelerator(config, out, args.device)
-    prepare_output(out, config, fingerprint, args.overwrite, accelerator)
-    examples = dataset
-    if args.latent_cache is not None:
-        dataset = cached_latents(
-            out / "latent-cache.safetensors",
-            dataset,
-            components["vae"],
-            args.latent_cache,
-            accelerator,
-            not args.quiet,
-            config.num_workers,
-        )
+    accelerator = make_accelerator(config, work_folder(out, args.overwrite), args.device)
+    work = prepare_output(out, config, fingerprint, args.overwrite, accelerator)
+    with replacing(work, out, accelerator.is_main_process, accelerator.wait_for_everyone):
+        examples = dataset
+        if args.latent_cache is not None:
+            dataset = cached_latents(
+                work / "latent-cache.safetensors",
+                dataset,
+                components["vae"],
+                args.latent_cache,
+                accelerator,
+                not args.quiet,
+                config.num_workers,
+            )
 
-    extra = {"trained_from": str(args.model)}
-    if args.toy_world:
-        extra["toy_world_seed"] = fingerprint["world"]
+        extra = {"trained_from": str(args.model)}
+        if args.toy_world:
+            extra["toy_world_seed"] = fingerprint["world"]
 
-    def publish(c: dict[str, Any], folder: Path) -> None:
-        staged_publish(folder, "model_index.json", lambda tmp: save_components(c, tmp, extra=extra))
+        def publish(c: dict[str, Any], folder: Path) -> None:
+            staged_publish(folder, "model_index.json", lambda tmp: save_components(c, tmp, extra=extra))
 
-    preview = preview_function(examples, "base", config.preview_steps) if config.preview_every else None
-    run = Run(components, dataset, out, publish, fingerprint, preview, progress=not args.quiet)
-    return train(config, run, accelerator)
+        preview = preview_function(examples, "base", config.preview_steps) if config.preview_every else None
+        run = Run(components, dataset, work, publish, fingerprint, preview, progress=not args.quiet)
+        result = train(config, run, accelerator)
+    return {**result, "out": out}
 
 
 def toy_world(args: argparse.Namespace, seed: int) -> int:

@@ -1,0 +1,224 @@
+"""What the commands share: the parser class, options, their bounds, and the checks of paths.
+
+Nothing here imports torch at import time: every command checks its inputs and outputs first, and pays for
+torch and diffusers only when there is work to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..utils import is_hub_id
+from ..utils.files import SUBJECT_INDEX, InputPathError, check_input, folder_kind, read_index
+from ..utils.parse import float_option, int_option, seed_option
+
+EXIT_BAD_INPUT = 2
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+# Bounds of the options every command shares (the README's reliability section lists them).
+MAX_SAMPLING_STEPS = 1000  # the training schedule's length: no sampler takes more
+MAX_GUIDANCE = 100.0
+MAX_NUM_IMAGES = 16  # one batch through the UNet; more pictures: run again with other seeds
+MAX_CASES = 1000
+
+positive_int = int_option(1)
+steps_option = int_option(1, MAX_SAMPLING_STEPS)
+guidance_option = float_option(0.0, MAX_GUIDANCE)
+unit_option = float_option(0.0, 1.0)
+
+
+class CommandError(ValueError):
+    """A bad command-line input (the message is printed as is, exit code 2)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage itself is one ``--help`` away)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def group(sub, name: str, help: str, title: str):
+    """A command with commands of its own (``toy train``, ``eval cocoee`` ...): returns their subparsers."""
+    p = sub.add_parser(name, help=help)
+    return p.add_subparsers(title=title, metavar="NAME", required=True, parser_class=OneLineParser, help="which one")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Options
+# ---------------------------------------------------------------------------------------------------
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+
+
+def add_dtype(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dtype", choices=DTYPES, default="auto", help="weights' precision; auto = float16 on CUDA, float32 elsewhere"
+    )
+
+
+def add_quiet(p: argparse.ArgumentParser, what: str = "no progress bar or messages") -> None:
+    p.add_argument("--quiet", action="store_true", help=what)
+
+
+def add_seed(p: argparse.ArgumentParser, help: str, default: int | None = 0) -> None:
+    p.add_argument("--seed", type=seed_option, default=default, help=help)
+
+
+def add_original_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ldm-config",
+        metavar="YAML",
+        help="LDM model config of an original checkpoint that is not the released SD-v1 layout",
+    )
+    p.add_argument(
+        "--vision-config",
+        metavar="JSON",
+        help="CLIPVisionConfig of an original checkpoint whose vision tower is not ViT-L/14",
+    )
+
+
+def add_model(p: argparse.ArgumentParser, required: bool = False, help: str | None = None) -> None:
+    p.add_argument(
+        "--model",
+        required=required,
+        metavar="PATH_OR_ID",
+        help=help
+        or "model to use: a project-format folder, a diffusers Paint-by-Example folder, an original model.ckpt (or "
+        "a folder holding it), or a hub id such as Fantasy-Studio/Paint-by-Example (default: the base a --subject "
+        "names, else the embedded toy model)",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checks before work
+# ---------------------------------------------------------------------------------------------------
+def require_file(path: str | None, flag: str) -> None:
+    """``path`` (when given) is a readable regular file."""
+    if path is not None:
+        try:
+            check_input(path, flag)
+        except InputPathError as e:
+            raise CommandError(str(e)) from None
+
+
+def require_folder(path: str | None, flag: str) -> None:
+    """``path`` (when given) is a readable folder."""
+    if path is not None:
+        try:
+            check_input(path, flag, folder=True)
+        except InputPathError as e:
+            raise CommandError(str(e)) from None
+
+
+def require_model(spec: str | None, flag: str = "--model") -> None:
+    """A model given by path must exist; anything else must have the form of a hub id (fetched later)."""
+    if spec is None:
+        return
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path.is_dir() or path.is_file()):
+            raise CommandError(f"{flag} {spec}: is not a file or folder")
+        if not os.access(path, os.R_OK):
+            raise CommandError(f"{flag} {spec}: cannot be read (permission denied)")
+        return
+    if not is_hub_id(spec):
+        raise CommandError(f"{flag} {spec}: no such model file or folder (and not a hub id of the form owner/name)")
+
+
+def subject_folder(spec: str | None, flag: str = "--subject") -> Path | None:
+    """The fine-tuned subject folder ``spec`` names: None for none, or for an original subject checkpoint
+    (a file, read when it is loaded)."""
+    if spec is None:
+        return None
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise CommandError(f"{flag} {spec}: no such folder or file")
+    if not path.is_dir():
+        return None
+    if folder_kind(path) not in ("subject", "training") or read_index(path / SUBJECT_INDEX) is None:
+        raise CommandError(f"{flag} {spec}: not a subject folder (from `subject-inpaint finetune`)")
+    return path
+
+
+def model_inputs(args: argparse.Namespace, *names: str) -> list[tuple[str, str | None]]:
+    """``(--flag, value)`` pairs of the named path options, for the output guard."""
+    return [(f"--{n.replace('_', '-')}", getattr(args, n, None)) for n in names]
+
+
+def output_paths(out: str, n: int) -> list[Path]:
+    """``--out result.png`` → that path, or ``result-0.png … result-{n-1}.png`` for several images."""
+    path = Path(out)
+    if n == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(n)]
+
+
+def image_output(path: str | Path, flag: str = "--out") -> None:
+    """An output picture's type must be one the project writes (from its suffix)."""
+    from ..imaging import IMAGE_SUFFIXES
+
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise CommandError(
+            f"{flag} {path}: unknown image type {suffix or '(none)'!r}; use one of {', '.join(IMAGE_SUFFIXES)}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# After the checks: devices, the default model, messages
+# ---------------------------------------------------------------------------------------------------
+def resolve_device(name: str):
+    """``auto`` → CUDA if available, else Apple MPS, else CPU; an explicit device must exist."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise CommandError(f"--device {name!r}: not a device (use auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CommandError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise CommandError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CommandError(f"--device {name}: MPS is not available on this machine")
+    return device
+
+
+def check_device_name(name: str) -> None:
+    """The shape of a ``--device`` value, checked without torch (whether it exists is ``resolve_device``'s)."""
+    kind, _, index = name.partition(":")
+    if kind not in ("auto", "cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
+        raise CommandError(f"--device {name!r}: not a device (use auto, cpu, cuda, cuda:N or mps)")
+
+
+def resolve_dtype(name: str, device):
+    """``auto`` → float16 on CUDA, float32 elsewhere."""
+    import torch
+
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def default_model_or_error() -> str:
+    from ..weights import default_model
+
+    model = default_model()
+    if model is None:
+        raise CommandError("this installation has no embedded model; name one with --model")
+    return str(model)
+
+
+def say(args: argparse.Namespace, text: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(text, file=sys.stderr)
