@@ -384,3 +384,95 @@ def test_boxes_of_every_form_mark_the_same_region(tiny_pipeline, scene_files, bo
     expected = np.zeros((40, 48), bool)
     expected[6:30, 4:20] = True
     assert np.array_equal(inputs.mask, expected)
+
+
+def _sampler_calls(monkeypatch) -> list[tuple[str, int]]:
+    from subject_inpainting import pipeline as pipeline_module
+
+    seen = []
+    real = pipeline_module.sample
+
+    def spy(sampler, denoiser, x, schedule, steps, *args):
+        seen.append((sampler, steps))
+        return real(sampler, denoiser, x, schedule, steps, *args)
+
+    monkeypatch.setattr(pipeline_module, "sample", spy)
+    return seen
+
+
+def test_presets_set_the_sampler_and_explicit_values_win(tiny_pipeline, scene_files, monkeypatch):
+    from subject_inpainting.presets import PRESETS
+
+    seen = _sampler_calls(monkeypatch)
+    original = run(tiny_pipeline, scene_files, preset="original", num_inference_steps=None)
+    explicit = run(tiny_pipeline, scene_files, preset="fast", sampler="plms", num_inference_steps=50)
+    run(tiny_pipeline, scene_files, num_inference_steps=None)
+    run(tiny_pipeline, scene_files, preset="original", num_inference_steps=7)
+    fast = PRESETS["fast"]
+    assert seen == [("plms", 50), ("plms", 50), (fast["sampler"], fast["num_inference_steps"]), ("plms", 7)]
+    assert np.array_equal(np.asarray(original.images[0]), np.asarray(explicit.images[0]))
+    with pytest.raises(ValueError, match="preset must be one of original, fast"):
+        run(tiny_pipeline, scene_files, preset="quick")
+
+
+def test_deep_cache_reuses_the_deep_features_between_steps(tiny_pipeline, scene_files, monkeypatch):
+    from subject_inpainting import pipeline as pipeline_module
+
+    made = []
+
+    class Spy(pipeline_module.DeepCacheUNet):
+        def __init__(self, *args):
+            super().__init__(*args)
+            made.append(self)
+
+    monkeypatch.setattr(pipeline_module, "DeepCacheUNet", Spy)
+    plain = run(tiny_pipeline, scene_files, preset="original", num_inference_steps=12)
+    assert made == []  # the original preset runs every step in full
+    cached = run(tiny_pipeline, scene_files, preset="original", num_inference_steps=12, deep_cache=3)
+    (unet,) = made
+    calls = unet.full_calls + unet.cached_calls
+    assert calls >= 12 and unet.full_calls == -(-calls // 3)  # every third call is full
+    mask = scene_files["mask_array"]
+    a, b = (np.asarray(out.images[0]).astype(int) for out in (plain, cached))
+    assert np.array_equal(a[~mask], b[~mask]) and 0 < np.abs(a - b)[mask].mean() < 40
+
+
+def test_deep_cache_and_guidance_interval_with_a_fine_tuned_subject(reference_dir, scene_files, monkeypatch):
+    from subject_inpainting import pipeline as pipeline_module
+
+    made = []
+
+    class Spy(pipeline_module.DeepCacheUNet):
+        def __init__(self, *args):
+            super().__init__(*args)
+            made.append(self)
+
+    monkeypatch.setattr(pipeline_module, "DeepCacheUNet", Spy)
+    pipe = SubjectInpaintPipeline.from_pretrained(reference_dir / "pbe-tiny")
+    pipe.load_subject(reference_dir / "subject-tiny")
+    out = run(pipe, scene_files, preset="original", num_inference_steps=6, deep_cache=2, guidance_interval=(0, 600))
+    assert len(made) == 2  # the pretrained UNet and the subject's, each with its own cache
+    assert all(u.cached_calls > 0 for u in made)
+    mask = scene_files["mask_array"]
+    scene = np.asarray(Image.open(scene_files["scene"]))
+    assert np.array_equal(np.asarray(out.images[0])[~mask], scene[~mask])
+
+
+def test_region_decode_decodes_a_window_and_matches_inside_the_region(tiny_pipeline, scene_files, monkeypatch):
+    from subject_inpainting import pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "DECODE_MARGIN", 2)
+    shapes = []
+    real = tiny_pipeline.decode
+    monkeypatch.setattr(tiny_pipeline, "decode", lambda z: shapes.append(tuple(z.shape[-2:])) or real(z))
+    full = run(tiny_pipeline, scene_files, decode="full")
+    window = run(tiny_pipeline, scene_files, decode="region")
+    unpasted = run(tiny_pipeline, scene_files, decode="region", paste_back=False)
+    assert shapes[0] == (16, 16) and shapes[1][0] < 16 and shapes[1][1] < 16 and shapes[2] == (16, 16)
+    mask = scene_files["mask_array"]
+    a, b = (np.asarray(out.images[0]).astype(int) for out in (full, window))
+    assert np.array_equal(a[~mask], b[~mask])
+    assert np.abs(a - b)[mask].max() <= 40  # a random VAE's receptive field beyond 2 cells; measured on real ones
+    assert np.array_equal(
+        np.asarray(unpasted.images[0]), np.asarray(run(tiny_pipeline, scene_files, paste_back=False).images[0])
+    )

@@ -160,6 +160,7 @@ def test_full_pipeline_matches_plms_image(pbe, tmp_path):
         latents=g["x_T"],
         progress=False,
         paste_back=False,
+        preset="original",
     )
     quantised = torch.from_numpy(scene).permute(2, 0, 1)[None].float() / 127.5 - 1
     z, keep_latent = pipe.encode_scene(quantised, g["keep_mask"])

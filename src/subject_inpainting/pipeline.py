@@ -30,12 +30,23 @@ from tqdm.auto import tqdm
 
 from . import imaging
 from .models.build import move
-from .sampling.guidance import InpaintDenoiser, KnownRegionDenoiser, ModifiedGuidanceDenoiser, VelocityDenoiser
+from .presets import DECODE_MARGIN, DECODES, DEFAULT_PRESET, preset_settings
+from .sampling.deepcache import DeepCacheUNet
+from .sampling.guidance import (
+    InpaintDenoiser,
+    KnownRegionDenoiser,
+    ModifiedGuidanceDenoiser,
+    VelocityDenoiser,
+    check_interval,
+)
 from .sampling.samplers import SAMPLERS, num_denoiser_steps, sample
 from .sampling.schedule import alphas_cumprod, prediction_type
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
 REGIONS = ("full", "crop")
+COMPILE_BACKENDS = ("inductor", "openvino")
+
+
 _IMAGE_TYPES = "a path (str or os.PathLike), a PIL.Image or a numpy array"
 
 
@@ -151,6 +162,31 @@ class SubjectInpaintPipeline:
             move(self.subject.encoder, device, dtype)
             if self.subject.unet is not None:
                 move(self.subject.unet, device, dtype)
+        return self
+
+    def compile(self, backend: str = "inductor", cache_dir: str | os.PathLike | None = None) -> SubjectInpaintPipeline:
+        """Compile the UNet's forward with ``torch.compile`` (opt-in; the first call pays the compilation).
+
+        Args:
+            backend: ``"inductor"`` (PyTorch's own; needs a C++ compiler on the CPU) or ``"openvino"`` (the
+                ``openvino`` package, ``pip install 'subject-inpainting[openvino]'``).
+            cache_dir: where inductor keeps compiled artefacts between runs (default
+                ``~/.cache/subject-inpainting/inductor``), so a second run skips most of the compilation.
+
+        Raises:
+            ValueError: an unknown backend, or one whose package is not installed.
+        """
+        if backend not in COMPILE_BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(COMPILE_BACKENDS)}, got {backend!r}")
+        if backend == "openvino":
+            try:
+                import openvino.torch  # noqa: F401  (registers the backend)
+            except ImportError:
+                raise ValueError("the openvino backend needs: pip install 'subject-inpainting[openvino]'") from None
+        else:
+            folder = Path(cache_dir or Path.home() / ".cache" / "subject-inpainting" / "inductor").expanduser()
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder))
+        self.unet.forward = torch.compile(self.unet.forward, backend=backend, dynamic=False)
         return self
 
     @property
@@ -375,6 +411,41 @@ class SubjectInpaintPipeline:
         x = vae.decode((latents / vae.config.scaling_factor).to(vae.dtype)).sample
         return ((x.float() + 1) / 2).clamp(0, 1)
 
+    @torch.no_grad()
+    def decode_window(self, latents: torch.Tensor, mask: np.ndarray, scene: np.ndarray) -> list[np.ndarray]:
+        """Decode only the latent window around ``mask`` (``DECODE_MARGIN`` cells on each side).
+
+        Args:
+            latents: ``(B, C, h, w)`` scaled latents.
+            mask: ``(H, W)`` bool, the region at the model's resolution.
+            scene: ``(H, W, 3)`` uint8 at the model's resolution, which fills the pictures outside the window.
+
+        Returns:
+            ``B`` pictures ``(H, W, 3)`` uint8: decoded inside the window, the scene outside it. Pasted back
+            inside the region, they match the whole decode there to the VAE's receptive field beyond the
+            margin (benchmarks/README.md measures it).
+        """
+        h, w = latents.shape[-2:]
+        f = self.vae_scale_factor
+        x0, y0, x1, y1 = imaging.mask_bbox(mask)
+        m = DECODE_MARGIN
+        lx0, ly0 = max(x0 // f - m, 0), max(y0 // f - m, 0)
+        lx1, ly1 = min(-(-x1 // f) + m, w), min(-(-y1 // f) + m, h)
+        window = imaging.tensor_to_rgb(self.decode(latents[..., ly0:ly1, lx0:lx1]))
+        pictures = []
+        for part in window:
+            full = scene.copy()
+            full[ly0 * f : ly1 * f, lx0 * f : lx1 * f] = part
+            pictures.append(full)
+        return pictures
+
+    @staticmethod
+    def _unet_for_sampling(unet, chosen: dict[str, Any]):
+        """``unet``, or a ``DeepCacheUNet`` around it (a fresh cache for this call) when asked."""
+        if chosen["deep_cache"] == 1:
+            return unet
+        return DeepCacheUNet(unet, chosen["deep_cache"], chosen["deep_cache_branch"])
+
     def prepare_latents(
         self, num_images: int, generator: torch.Generator | Sequence[torch.Generator] | None
     ) -> torch.Tensor:
@@ -396,9 +467,9 @@ class SubjectInpaintPipeline:
         reference: ImageInput | torch.Tensor,
         mask: ImageInput | None = None,
         box: Sequence[float] | str | None = None,
-        num_inference_steps: int = 50,
+        num_inference_steps: int | None = None,
         guidance_scale: float = 5.0,
-        sampler: str = "plms",
+        sampler: str | None = None,
         eta: float = 0.0,
         num_images: int = 1,
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
@@ -413,6 +484,11 @@ class SubjectInpaintPipeline:
         progress: bool = True,
         callback: Callable[[dict[str, Any]], None] | None = None,
         keep_known: bool = False,
+        preset: str = DEFAULT_PRESET,
+        deep_cache: int | None = None,
+        deep_cache_branch: int | None = None,
+        guidance_interval: tuple[int, int] | None = None,
+        decode: str | None = None,
     ) -> InpaintOutput:
         """Paint the reference's subject into the masked region of the scene.
 
@@ -424,9 +500,10 @@ class SubjectInpaintPipeline:
             mask: path or PIL image, white (>= 128) = region to edit, or a numpy ``(H, W)`` array (``bool``,
                 or ``uint8`` >= 128 = edit); same aspect ratio as the scene.
             box: instead of a mask, ``(x0, y0, x1, y1)`` in scene pixels (or ``"x0,y0,x1,y1"``).
-            num_inference_steps: sampling steps (the original's rounding for PLMS/DDIM).
+            num_inference_steps: sampling steps (the original's rounding for PLMS/DDIM); default: the preset's.
             guidance_scale: classifier-free guidance scale ``s`` (5 in the paper; 1 = no guidance).
-            sampler: ``plms`` (the original's default), ``ddim``, or a diffusers solver (``dpmsolver++`` ...).
+            sampler: ``plms`` (the original's), ``ddim``, or a diffusers solver (``dpmsolver++`` ...); default:
+                the preset's.
             eta: DDIM noise (0 = deterministic).
             num_images: results per call, sampled as one batch.
             generator: a ``torch.Generator`` (or one per image) for the initial noise.
@@ -446,12 +523,32 @@ class SubjectInpaintPipeline:
             callback: called after every step with ``{"i", "t", "x", "pred_x0"}``.
             keep_known: at every step, hold the predicted clean latent outside the region to the scene's
                 (``KnownRegionDenoiser``); off by default, as the original. Helps a model that reconstructs
-                the scene poorly (the earlier noise-predicting toy model: region background error 33 → 20 / 255;
-                the shipped v-prediction one: 21.5 → 20.2).
+                the scene poorly.
+            preset: ``"original"`` (the original recipe: PLMS 50, every step in full, full decode) or
+                ``"fast"`` (the default); ``PRESETS`` says what each sets. The five options below, the
+                sampler and the steps, when given, win over the preset's.
+            deep_cache: reuse the UNet's deep features on ``deep_cache - 1`` steps out of ``deep_cache``
+                (``DeepCacheUNet``, Ma et al. 2024); 1 = every step in full.
+            deep_cache_branch: how much of the UNet the reusing steps still run (``DeepCacheUNet``'s branch).
+            guidance_interval: ``(low, high)`` timesteps: guidance only there, the conditional prediction
+                alone elsewhere (Kynkäänniemi et al. 2024; one UNet row fewer on those steps); ``(0, T)``
+                for every step.
+            decode: ``"full"``, or ``"region"``: with ``paste_back``, decode only the latent window around
+                the region (``DECODE_MARGIN`` cells on each side), the rest being the scene's anyway.
 
         Returns:
             ``InpaintOutput`` with ``images`` (PIL, the scene's size; RGBA if the scene had alpha).
         """
+        chosen = preset_settings(
+            preset,
+            sampler=sampler,
+            num_inference_steps=num_inference_steps,
+            deep_cache=deep_cache,
+            deep_cache_branch=deep_cache_branch,
+            guidance_interval=guidance_interval,
+            decode=decode,
+        )
+        sampler, num_inference_steps = chosen["sampler"], chosen["num_inference_steps"]
         self.check_inputs(
             num_inference_steps,
             guidance_scale,
@@ -466,6 +563,10 @@ class SubjectInpaintPipeline:
             guidance_threshold,
             keep_known,
         )
+        interval = check_interval(chosen["guidance_interval"], int(self.scheduler["num_train_timesteps"]))
+        if chosen["decode"] not in DECODES:
+            raise ValueError(f"decode must be one of {', '.join(DECODES)}, got {chosen['decode']!r}")
+        unet = self._unet_for_sampling(self.unet, chosen)
         inputs = self.prepare_inputs(scene, reference, mask, box, reference_box)
         n = num_images
         side = int(self.unet.config.sample_size)
@@ -486,15 +587,15 @@ class SubjectInpaintPipeline:
         if self.subject is None:
             cond, uncond = self.encode_reference(inputs.reference)
             denoiser = InpaintDenoiser(
-                self.unet, cond.expand(n, -1, -1), uncond.expand(n, -1, -1), guidance_scale, z_masked, keep_latent
+                unet, cond.expand(n, -1, -1), uncond.expand(n, -1, -1), guidance_scale, z_masked, keep_latent, interval
             )
         else:
             subject_ctx, class_ctx, uncond = (
                 c.expand(n, -1, -1) for c in self.encode_subject_reference(inputs.reference)
             )
             denoiser = ModifiedGuidanceDenoiser(
-                self.unet,
-                self.subject.unet if self.subject.unet is not None else self.unet,
+                unet,
+                self._unet_for_sampling(self.subject.unet, chosen) if self.subject.unet is not None else unet,
                 subject_ctx,
                 class_ctx,
                 uncond,
@@ -504,6 +605,7 @@ class SubjectInpaintPipeline:
                 z_masked,
                 keep_latent,
                 subject_adapter=self.subject.adapter,
+                interval=interval,
             )
         alphas = alphas_cumprod(self.scheduler)
         if prediction_type(self.scheduler) == "v_prediction":
@@ -524,7 +626,10 @@ class SubjectInpaintPipeline:
                     callback(info)
 
             x = sample(sampler, denoiser, x, self.scheduler, num_inference_steps, eta, step_generator, on_step)
-        generated = imaging.tensor_to_rgb(self.decode(x))
+        if chosen["decode"] == "region" and paste_back:
+            generated = self.decode_window(x, work_mask, work_rgb)
+        else:
+            generated = imaging.tensor_to_rgb(self.decode(x))
 
         radius = imaging.default_feather((W, H)) if feather is None else feather
         images = []

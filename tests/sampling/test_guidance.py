@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from conftest import tiny_components
@@ -176,3 +177,68 @@ def test_guiding_velocities_then_converting_equals_guiding_noises():
         converted_after = VelocityDenoiser(InpaintDenoiser(unet, cond, uncond, 5.0, z, keep), alphas)(x, t)
         converted_first = InpaintDenoiser(NoiseFromVelocity(), cond, uncond, 5.0, z, keep)(x, t)
     assert torch.allclose(converted_after, converted_first, atol=1e-5)
+
+
+class _Recorder(torch.nn.Module):
+    """A UNet stand-in that records the batch of every call and returns a function of its inputs."""
+
+    dtype = torch.float32
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def forward(self, x, t, encoder_hidden_states, encoder_attention_mask=None):
+        self.batches.append(x.shape[0])
+        return SimpleNamespace(sample=x[:, :4] * encoder_hidden_states.mean(dim=(1, 2))[:, None, None, None])
+
+
+def test_outside_the_guidance_interval_only_the_conditional_row_runs():
+    from subject_inpainting.sampling.guidance import check_interval
+
+    unet = tiny_components()["unet"]
+    x, t, cond, uncond, z, keep = _inputs()
+    d = InpaintDenoiser(unet, cond, uncond, 5.0, z, keep, interval=(100, 400))
+    plain = InpaintDenoiser(unet, cond, uncond, 1.0, z, keep)
+    with torch.no_grad():
+        outside, conditional = d(x, t), plain(x, t)  # t = 500: outside
+        inside = d(x, t - 200)
+    assert torch.equal(outside, conditional)
+    assert torch.allclose(inside, _separate(unet, x, t - 200, cond, uncond, z, keep, 5.0), atol=5e-6 * 5.0)
+    for bad in [(400, 100), (-1, 5), (0, 1001), (0.5, 10), "0,10", (1, 2, 3)]:
+        with pytest.raises(ValueError, match="guidance_interval"):
+            check_interval(bad)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_modified_guidance_outside_its_interval_drops_the_unconditional_row(lora, monkeypatch):
+    import contextlib
+
+    import subject_inpainting.sampling.guidance as guidance
+
+    adapters = []  # a LoRA subject's rows name their adapters; the recorder has no LoRA layers to hook
+    monkeypatch.setattr(
+        guidance, "per_row_adapters", lambda unet, names: adapters.append(list(names)) or contextlib.nullcontext()
+    )
+    pretrained = _Recorder()
+    subject = pretrained if lora else _Recorder()
+    g = torch.Generator().manual_seed(1)
+    x, z, keep = (torch.randn(1, c, 8, 8, generator=g) for c in (4, 4, 1))
+    s_ctx, c_ctx, u_ctx = (torch.randn(1, n, 8, generator=g) for n in (2, 1, 1))
+    kwargs = {"subject_adapter": "subject"} if lora else {}
+    common = (pretrained, subject, s_ctx, c_ctx, u_ctx)
+    guided = guidance.ModifiedGuidanceDenoiser(*common, 5.0, 0.8, 1000, z, keep, interval=(0, 400), **kwargs)
+    unguided = guidance.ModifiedGuidanceDenoiser(*common, 1.0, 0.8, 1000, z, keep, **kwargs)
+    t = torch.tensor([600])
+    outside = guided(x, t)
+    rows = sum(pretrained.batches) + (0 if lora else sum(subject.batches))
+    assert rows == 2  # the subject and class rows, no unconditional one
+    assert torch.allclose(outside, unguided(x, t))
+    if lora:
+        assert adapters[0] == ["subject", "__base__"]
+    pretrained.batches.clear()
+    if not lora:
+        subject.batches.clear()
+    inside = guided(x, torch.tensor([300]))
+    assert sum(pretrained.batches) + (0 if lora else sum(subject.batches)) == 3
+    assert not torch.allclose(inside, unguided(x, torch.tensor([300])))

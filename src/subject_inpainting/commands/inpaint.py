@@ -5,13 +5,33 @@ from __future__ import annotations
 import argparse
 import secrets
 
+from ..presets import DECODES, DEFAULT_PRESET, PRESETS, describe, preset_settings
 from ..sampling.catalog import SAMPLERS
 from ..utils.files import SUBJECT_INDEX, check_output_files, read_index
-from ..utils.parse import box_option, float_option, int_option, seed_option
+from ..utils.parse import ParseError, box_option, float_option, int_option, parse_int, seed_option
 from . import options
 from .options import CommandError, say
 
 MAX_CONTEXT = 100.0
+
+
+def _interval(text: str) -> tuple[int, int]:
+    low, high = (parse_int(v.strip(), "--guidance-interval", 0, 1000) for v in text.split(","))
+    if low > high:
+        raise ParseError(f"--guidance-interval: LOW must not exceed HIGH, got {low},{high}")
+    return low, high
+
+
+def interval_option(text: str) -> tuple[int, int]:
+    """An argparse type: ``LOW,HIGH`` timesteps."""
+    if text.count(",") != 1:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (two timesteps), got {text!r}")
+    try:
+        return _interval(text)
+    except ParseError as e:
+        raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
+
+
 MAX_FEATHER = 10_000.0
 
 
@@ -68,18 +88,47 @@ def register(sub) -> None:
         metavar="FILE",
         help="output image (.png keeps the scene's pixels exact; several images get -0, -1 ... suffixes)",
     )
-    p.add_argument(
+    speed = p.add_argument_group("sampling and speed (the preset's values unless given)")
+    speed.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default=DEFAULT_PRESET,
+        help="; ".join(f"{name}: {describe(name)}" for name in PRESETS) + f" (default {DEFAULT_PRESET})",
+    )
+    speed.add_argument(
         "--steps",
         type=options.steps_option,
-        default=50,
-        help=f"sampling steps, 1..{options.MAX_SAMPLING_STEPS} (default 50)",
+        help=f"sampling steps, 1..{options.MAX_SAMPLING_STEPS} (default: the preset's)",
     )
-    p.add_argument(
+    speed.add_argument(
         "--sampler",
         choices=SAMPLERS,
-        default="plms",
         help="plms and ddim are the original samplers; the others are diffusers solvers "
-        "(dpmsolver++ needs about 20 steps) (default plms)",
+        "(dpmsolver++ needs about 20 steps) (default: the preset's)",
+    )
+    speed.add_argument(
+        "--deep-cache",
+        type=int_option(1, options.MAX_SAMPLING_STEPS),
+        metavar="N",
+        help="reuse the UNet's deep features on N-1 calls out of N (DeepCache; 1 = off) (default: the preset's)",
+    )
+    speed.add_argument(
+        "--deep-cache-branch",
+        type=int_option(0, 8),
+        metavar="B",
+        help="how many layers of the UNet's first block the reusing calls still run (default: the preset's)",
+    )
+    speed.add_argument(
+        "--guidance-interval",
+        type=interval_option,
+        metavar="LOW,HIGH",
+        help="guide only at timesteps LOW..HIGH (0..1000), the conditional prediction alone elsewhere "
+        "(0,1000 = every step) (default: the preset's)",
+    )
+    speed.add_argument(
+        "--decode",
+        choices=DECODES,
+        help="full, or region: decode only the latents around the region when pasting back (default: the preset's)",
     )
     p.add_argument(
         "--guidance",
@@ -157,8 +206,9 @@ def check(args: argparse.Namespace) -> None:
     """Read every input and try every output before the model is loaded."""
     from .. import imaging
 
-    if args.eta and args.sampler != "ddim":
-        raise CommandError(f"--eta applies to --sampler ddim only (got --sampler {args.sampler})")
+    settings = preset_settings(args.preset, sampler=args.sampler, num_inference_steps=args.steps)
+    if args.eta and settings["sampler"] != "ddim":
+        raise CommandError(f"--eta applies to --sampler ddim only (got --sampler {settings['sampler']})")
     options.check_device_name(args.device)
     options.require_model(args.model)
     args.model, args.reference = model_and_reference(args)
@@ -225,6 +275,11 @@ def run(args: argparse.Namespace) -> int:
         model_weight=args.model_weight,
         guidance_threshold=args.guidance_threshold,
         progress=not args.quiet,
+        preset=args.preset,
+        deep_cache=args.deep_cache,
+        deep_cache_branch=args.deep_cache_branch,
+        guidance_interval=args.guidance_interval,
+        decode=args.decode,
     )
     for image, path in zip(result.images, args.outputs, strict=True):
         imaging.save_image_atomic(image, path)

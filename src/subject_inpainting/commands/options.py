@@ -56,7 +56,11 @@ def add_device(p: argparse.ArgumentParser) -> None:
 
 def add_dtype(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--dtype", choices=DTYPES, default="auto", help="weights' precision; auto = float16 on CUDA, float32 elsewhere"
+        "--dtype",
+        choices=DTYPES,
+        default="auto",
+        help="weights' precision; auto = float16 on CUDA, bfloat16 on a CPU with native bfloat16 (AVX512-BF16, "
+        "AMX), float32 elsewhere",
     )
 
 
@@ -202,11 +206,23 @@ def check_device_name(name: str) -> None:
 
 
 def resolve_dtype(name: str, device):
-    """``auto`` → float16 on CUDA, float32 elsewhere."""
+    """``auto`` → float16 on CUDA; on a CPU bfloat16 where it computes bfloat16 natively (AVX512-BF16 or AMX,
+    measured faster than float32 there), float32 elsewhere. An explicit bfloat16 on a CPU without it is
+    kept, with a warning of its cost."""
     import torch
 
+    from ..utils import native_bf16
+
     if name == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if device.type == "cpu" and native_bf16() else torch.float32
+    if name == "bfloat16" and device.type == "cpu" and not native_bf16():
+        print(
+            "subject-inpaint: warning: this CPU has no native bfloat16 (no AVX512-BF16 or AMX): bfloat16 runs "
+            "hundreds of times slower than float32 here; --dtype auto chooses float32",
+            file=sys.stderr,
+        )
     return getattr(torch, name)
 
 

@@ -2,6 +2,8 @@
 
 - ``InpaintDenoiser``: classifier-free guidance (Ho & Salimans, 2022) with the learned unconditional
   vector, conditional and unconditional predictions in one batched UNet call.
+- Both guidance denoisers take an optional interval of timesteps outside which guidance is off (scale 1;
+  Kynkäänniemi et al., 2024): there the unconditional row is not computed at all.
 - ``ModifiedGuidanceDenoiser``: subject inpainting's guidance, which mixes a subject-fine-tuned model with
   the pretrained one (three UNet evaluations per step, in as few calls as the models allow).
 - ``KnownRegionDenoiser``: wraps either so that the predicted clean latent outside the region is the
@@ -22,6 +24,28 @@ def cfg_combine(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, scale: float) 
     return eps_uncond + scale * (eps_cond - eps_uncond)
 
 
+def check_interval(interval: tuple[int, int] | None, steps: int = 1000) -> tuple[int, int] | None:
+    """``(low, high)`` timesteps with ``0 <= low <= high <= steps``, or None (guidance at every step).
+
+    Raises:
+        ValueError: anything else, named.
+    """
+    if interval is None:
+        return None
+    try:
+        low, high = (int(v) for v in interval)
+    except (TypeError, ValueError):
+        raise ValueError(f"guidance_interval must be two timesteps (low, high), got {interval!r}") from None
+    if not 0 <= low <= high <= steps or (low, high) != tuple(interval):
+        raise ValueError(f"guidance_interval must be whole timesteps 0 <= low <= high <= {steps}, got {interval!r}")
+    return low, high
+
+
+def guided_at(t: torch.Tensor, interval: tuple[int, int] | None) -> bool:
+    """Whether guidance applies at timestep ``t`` (one value for the batch): inside ``[low, high]``."""
+    return interval is None or interval[0] <= int(t.reshape(-1)[0]) <= interval[1]
+
+
 class InpaintDenoiser:
     """``denoiser(x, t) -> eps`` for an inpainting UNet with classifier-free guidance.
 
@@ -35,15 +59,17 @@ class InpaintDenoiser:
         scale: guidance scale ``s``.
         z_masked: latent of the masked scene ``(B, 4, h, w)``.
         keep_mask: keep-mask at latent size ``(B, 1, h, w)``, 1 = keep.
+        interval: ``(low, high)`` timesteps: guidance only for ``low <= t <= high``, the conditional
+            prediction alone (one UNet row instead of two) elsewhere; None = guidance at every step.
     """
 
-    def __init__(self, unet, context, uncond_context, scale, z_masked, keep_mask):
+    def __init__(self, unet, context, uncond_context, scale, z_masked, keep_mask, interval=None):
         self.unet = unet
         self.scale = float(scale)
+        self.interval = check_interval(interval)
         self.conditioning = torch.cat([z_masked, keep_mask], dim=1)
-        if self.scale == 1.0:
-            self.context, self.mask = context, None
-        else:
+        self.cond_context = context
+        if self.scale != 1.0:
             self.context, self.mask = stack_contexts([uncond_context, context])
         self.calls = 0
 
@@ -55,8 +81,8 @@ class InpaintDenoiser:
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         x_in = torch.cat([x, self.conditioning.to(x.dtype)], dim=1)
-        if self.scale == 1.0:
-            return self.unet_eps(x_in, t, self.context)
+        if self.scale == 1.0 or not guided_at(t, self.interval):
+            return self.unet_eps(x_in, t, self.cond_context)
         out = self.unet_eps(torch.cat([x_in, x_in]), torch.cat([t, t]), self.context, self.mask)
         eps_uncond, eps_cond = out.chunk(2)
         return cfg_combine(eps_uncond, eps_cond, self.scale)
@@ -109,7 +135,8 @@ class ModifiedGuidanceDenoiser:
         e = s · (w · e_subject(x, [class, detail]) + (1 − w) · e_pretrained(x, class)) + (1 − s) · e_pretrained(x, ∅)
 
     and for ``t ≥ T`` plain guidance with the pretrained model alone:
-    ``e = e_pretrained(x, ∅) + s · (e_pretrained(x, class) − e_pretrained(x, ∅))``.
+    ``e = e_pretrained(x, ∅) + s · (e_pretrained(x, class) − e_pretrained(x, ∅))``. Outside the optional
+    guidance ``interval`` the same formulas hold with ``s = 1``, so ``e_pretrained(x, ∅)`` is not computed.
     ``s`` is the guidance scale, ``w`` the model weight, ``∅`` the learned unconditional vector. (The
     original passed a constant 1000 to its sampling loop, so its threshold never took effect; here it
     does, as its step function intends.)
@@ -127,6 +154,7 @@ class ModifiedGuidanceDenoiser:
         scale, model_weight, threshold: ``s``, ``w``, ``T``.
         z_masked, keep_mask: the conditioning latents ``(B, 4, h, w)`` and ``(B, 1, h, w)``.
         subject_adapter: name of the subject's LoRA adapter in ``subject_unet``.
+        interval: ``(low, high)`` timesteps where guidance applies (None: every step).
     """
 
     def __init__(
@@ -142,12 +170,14 @@ class ModifiedGuidanceDenoiser:
         z_masked,
         keep_mask,
         subject_adapter: str | None = None,
+        interval: tuple[int, int] | None = None,
     ):
         if subject_adapter is not None and subject_unet is not pretrained_unet:
             raise ValueError("a LoRA subject must be an adapter of the pretrained UNet itself")
         self.pretrained, self.subject, self.adapter = pretrained_unet, subject_unet, subject_adapter
         self.subject_context, self.class_context, self.uncond = subject_context, class_context, uncond_context
         self.scale, self.weight, self.threshold = float(scale), float(model_weight), int(threshold)
+        self.interval = check_interval(interval)
         self.conditioning = torch.cat([z_masked, keep_mask], dim=1)
         self.calls = 0
 
@@ -173,21 +203,23 @@ class ModifiedGuidanceDenoiser:
         assert bool((t == t[0]).all()), "one timestep per call"
         x_in = torch.cat([x, self.conditioning.to(x.dtype)], dim=1)
         s, w = self.scale, self.weight
+        guided = s != 1 and guided_at(t, self.interval)
+        uncond = [self.uncond] if guided else []
         if int(t[0]) >= self.threshold or w == 0:  # w = 0 is plain guidance with the pretrained model
-            e_u, e_c = self._run(self.pretrained, x_in, t, [self.uncond, self.class_context])
-            return cfg_combine(e_u, e_c, s)
+            *e_u, e_c = self._run(self.pretrained, x_in, t, [*uncond, self.class_context])
+            return cfg_combine(e_u[0], e_c, s) if guided else e_c
         need_class = w != 1
+        class_ = [self.class_context] if need_class else []
         if self.adapter is not None:
-            contexts = [self.subject_context, self.uncond] + ([self.class_context] if need_class else [])
-            names = [self.adapter, "__base__", "__base__"][: len(contexts)]
-            e_s, e_u, *rest = self._run(self.pretrained, x_in, t, contexts, names)
+            contexts = [self.subject_context, *uncond, *class_]
+            names = [self.adapter] + ["__base__"] * (len(contexts) - 1)
+            e_s, *rest = self._run(self.pretrained, x_in, t, contexts, names)
         else:
             (e_s,) = self._run(self.subject, x_in, t, [self.subject_context])
-            e_u, *rest = self._run(
-                self.pretrained, x_in, t, [self.uncond] + ([self.class_context] if need_class else [])
-            )
+            rest = self._run(self.pretrained, x_in, t, [*uncond, *class_]) if uncond or class_ else []
+        e_u = rest.pop(0) if guided else None
         mixed = w * e_s + (1 - w) * rest[0] if need_class else e_s
-        return s * mixed + (1 - s) * e_u
+        return s * mixed + (1 - s) * e_u if guided else mixed
 
 
 class _Wrapper:
