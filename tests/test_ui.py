@@ -268,6 +268,14 @@ def test_the_page_builds_with_every_control(painter):
         *blocks
     }
     assert {"generate", "results", "downloads", "status", "region-mode", "box", "count", "keep-known"} <= {*blocks}
+    from subject_inpainting.presets import DEFAULT_PRESET, PRESETS
+    from subject_inpainting.ui import preset_controls
+
+    assert blocks["preset"].value == DEFAULT_PRESET and set(blocks["preset"].choices[i][0] for i in range(2)) == {
+        *PRESETS
+    }
+    assert (blocks["sampler"].value, blocks["steps"].value) == preset_controls(DEFAULT_PRESET)
+    assert preset_controls("original") == ("plms", 50)
     # The sliders offer exactly what handle_generate accepts, and hand any number on to its check (which names
     # the field) instead of refusing it with Gradio's message.
     for elem_id, bounds in (("guidance", GUIDANCE), ("model-weight", MODEL_WEIGHT), ("steps", STEPS), ("count", COUNT)):
@@ -306,17 +314,17 @@ def test_keep_known_reaches_the_pipeline(scene, painter, monkeypatch):
     call = SubjectInpaintPipeline.__call__
 
     def spy(self, *args, **kwargs):
-        seen.append(kwargs["keep_known"])
+        seen.append((kwargs["keep_known"], kwargs["preset"]))
         return call(self, *args, **kwargs)
 
     monkeypatch.setattr(SubjectInpaintPipeline, "__call__", spy)
     value = editor_value(scene, (slice(90, 170), slice(60, 160)))
     reference = [str(FIXTURES / "reference.png")]
-    pictures = [
-        handle_generate(settings, p, value, reference, NO_SUBJECT, REGION_MODES[0], "", 5, 0.8, 3, "ddim", 0, 1, k)[0]
-        for k in (False, True)
-    ]
-    assert seen == [False, True]
+    args = (value, reference, NO_SUBJECT, REGION_MODES[0], "", 5, 0.8, 3, "ddim", 0, 1)
+    pictures = [handle_generate(settings, p, *args, k, "original")[0] for k in (False, True)]
+    assert seen == [(False, "original"), (True, "original")]  # the page's preset reaches the pipeline too
+    with pytest.raises(UIError, match="Preset must be one of original, fast"):
+        handle_generate(settings, p, *args, False, "turbo")
     assert not np.array_equal(*(np.asarray(g[0][0]) for g in pictures))
 
 

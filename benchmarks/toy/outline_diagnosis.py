@@ -130,6 +130,7 @@ def paint(pipe, case: toy.InpaintCase, reference: np.ndarray, scale: float, seed
         generator=torch.Generator().manual_seed(seed),
         paste_back=False,
         progress=False,
+        preset="original",
     )
     return np.asarray(painted.images[0])
 

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from . import imaging
+from .presets import DEFAULT_PRESET, PRESETS, describe
 from .utils import free_path
 
 # A scene of more than this many pixels is refused: the page sends it through the browser and the model
@@ -286,8 +287,10 @@ class Painter:
         num_images: int,
         on_step: Callable[[int, int], None] | None = None,
         keep_known: bool = False,
+        preset: str = DEFAULT_PRESET,
     ) -> tuple[list[tuple[Image.Image, str]], list[str], int]:
-        """Paint every reference's subject ``num_images`` times (``keep_known``: the pipeline's option).
+        """Paint every reference's subject ``num_images`` times (``keep_known``, ``preset``: the pipeline's
+        options; the page's sampler and steps win over the preset's, its other levers apply).
 
         Returns ``(gallery [(image, caption)], written PNG paths, seed used)``."""
         import secrets
@@ -339,6 +342,7 @@ class Painter:
                     progress=False,
                     callback=step,
                     keep_known=keep_known,
+                    preset=preset,
                 )
                 for j, image in enumerate(result.images):
                     path = imaging.save_image_atomic(image, free_path(self.out_dir / f"seed{seed + k}-{stem}-{j}.png"))
@@ -362,6 +366,7 @@ def handle_generate(
     seed: Any,
     count: float,
     keep_known: bool = False,
+    preset: str = DEFAULT_PRESET,
     report: Callable[[int, int], None] | None = None,
 ) -> tuple[list[tuple[Image.Image, str]], list[str], str]:
     """What Generate does: read and check the page's inputs, paint, and return ``(gallery, files, status)``.
@@ -376,6 +381,8 @@ def handle_generate(
     steps, count = int(STEPS.check(steps)), int(COUNT.check(count))
     if sampler not in SAMPLERS:
         raise UIError(f"Sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}.")
+    if preset not in PRESETS:
+        raise UIError(f"Preset must be one of {', '.join(PRESETS)}; got {preset!r}.")
     scene, painted = editor_scene_and_mask(editor, settings.max_pixels)
     mask = region_mask(painted, region, box)
     chosen = None if subject in (None, "", NO_SUBJECT) else subject
@@ -397,6 +404,7 @@ def handle_generate(
             count,
             report,
             keep_known=bool(keep_known),
+            preset=preset,
         )
     except (imaging.InputError, OSError) as e:
         raise UIError(f"Could not paint: {e}") from None
@@ -461,6 +469,11 @@ def _read_editor_image(max_pixels: int, file: Any, flatten_on_white: bool = Fals
         return read_upload(getattr(file, "path", file), what, max_pixels)
     except UIError as e:
         raise gr.Error(str(e), print_exception=False) from None
+
+
+def preset_controls(name: str) -> tuple[str, int]:
+    """The sampler and steps the page shows for preset ``name``."""
+    return PRESETS[name]["sampler"], PRESETS[name]["num_inference_steps"]
 
 
 def _unchecked(payload: Any) -> Any:
@@ -541,9 +554,17 @@ def build_app(settings: UISettings, painter: Painter | None = None):
                 with gr.Row():
                     guidance = slider(GUIDANCE, 5, 0.5, "guidance")
                     weight = slider(MODEL_WEIGHT, 0.8, 0.05, "model-weight", f"{MODEL_WEIGHT.name} (with a subject)")
+                default = PRESETS[DEFAULT_PRESET]
+                preset = gr.Radio(
+                    list(PRESETS),
+                    value=DEFAULT_PRESET,
+                    label="Preset",
+                    info="; ".join(f"{name}: {describe(name)}" for name in PRESETS),
+                    elem_id="preset",
+                )
                 with gr.Row():
-                    steps = slider(STEPS, 20, 1, "steps")
-                    sampler = gr.Dropdown(list(SAMPLERS), value="dpmsolver++", label="Sampler", elem_id="sampler")
+                    steps = slider(STEPS, default["num_inference_steps"], 1, "steps")
+                    sampler = gr.Dropdown(list(SAMPLERS), value=default["sampler"], label="Sampler", elem_id="sampler")
                 with gr.Row():
                     seed = gr.Textbox(value="0", label="Seed (empty = random)", elem_id="seed")
                     count = slider(COUNT, 1, 1, "count")
@@ -568,12 +589,15 @@ def build_app(settings: UISettings, painter: Painter | None = None):
             buttons=["download", "fullscreen"],
         )
         downloads = gr.File(label="Download", file_count="multiple", elem_id="downloads")
+        inputs = [editor, references, subject, region, box, guidance, weight, steps, sampler, seed, count]
         run.click(
             on_generate,
-            [editor, references, subject, region, box, guidance, weight, steps, sampler, seed, count, keep_known],
+            [*inputs, keep_known, preset],
             [gallery, downloads, status],
             concurrency_limit=1,
         )
+        # A preset sets the sampler and steps shown; changed by hand afterwards, they win over the preset's.
+        preset.change(preset_controls, [preset], [sampler, steps])
         scene_check.upload(refuse_scene, None, None, api_visibility="private", show_progress="hidden")
     app.painter = painter
     return app

@@ -25,8 +25,19 @@ def test_quick_benchmark_reports_every_setting(tmp_path, capsys):
         assert 10 < r["psnr_outside_db"] < 100  # the model's own output, before paste-back: not exact
         assert math.isfinite(r["frechet_distance"]) and r["frechet_distance"] >= 0
         assert r["outline_read"] in (0.0, 0.5, 1.0)  # two cases, each read right or not
-    # the settings the issue asks for: base with three samplers, three subject variants, four model weights
-    assert sum(r["setting"].startswith("base,") for r in rows.values()) == 3
+    # the settings asked for: base with three samplers, three subject variants, four model weights, and the
+    # speed levers (deep cache, guidance interval) each alone on PLMS and DPM-Solver++, and the fast preset
+    plain_samplers = [r for r in rows.values() if r["setting"].startswith("base,") and r["preset"] == "original"]
+    plain_samplers = [r for r in plain_samplers if not r["levers_named"]]
+    assert len(plain_samplers) == 3
+    levers = [r for r in rows.values() if r["levers_named"]]
+    assert {r["sampler"] for r in levers} == {"plms", "dpmsolver++"} and len(levers) == 4
+    assert all(r["levers"]["deep_cache"] == 3 for r in levers if "deep cache" in r["setting"])
+    assert all(r["levers"]["guidance_interval"] == [100, 800] for r in levers if "guidance at" in r["setting"])
+    fast = rows["base, fast preset"]
+    from subject_inpainting.presets import PRESETS
+
+    assert (fast["sampler"], fast["steps"]) == (PRESETS["fast"]["sampler"], PRESETS["fast"]["num_inference_steps"])
     held = next(r for r in rows.values() if r["setting"].startswith("base + keep_known"))
     plain = rows[held["setting"].replace(" + keep_known", "")]  # the same sampler without it
     assert held["psnr_outside_db"] > plain["psnr_outside_db"]  # outside the region: held to the scene

@@ -170,6 +170,7 @@ def generate(
             paste_back=paste_back,
             generator=torch.Generator().manual_seed(seed + k),
             progress=False,
+            preset="original",  # the sampler and steps named, every step in full: the papers' protocol
         ).images[0]
         imaging.save_image_atomic(image, result_path(Path(out), case))
         bar.update(1)

@@ -213,6 +213,7 @@ def run_subjects(
                 model_weight=settings.model_weight,
                 generator=torch.Generator().manual_seed(gen.seed + k),
                 progress=False,
+                preset="original",  # the sampler and steps named, every step in full
             ).images[0]
             imaging.save_image_atomic(image, target)
         bar.update(1)

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from .. import imaging
 from ..data import toy
+from ..presets import preset_settings
 from ..utils import write_text_atomic
 from ..utils.files import mark_folder
 from .identity import IdentityEncoder
@@ -78,6 +79,8 @@ class ToyBenchConfig:
     weights: tuple[float, ...] = (0.0, 0.5, 0.8, 1.0)
     detail_grid: int = 2
     sampler_steps: dict[str, int] = field(default_factory=lambda: dict(SAMPLER_STEPS))
+    deep_cache: tuple[int, ...] = (2, 3, 5)  # the speed levers' rows (``lever_settings``)
+    guidance_intervals: tuple[tuple[int, int], ...] = ((100, 800), (0, 600))
     seed: int = 0
 
     @classmethod
@@ -88,6 +91,8 @@ class ToyBenchConfig:
             photos=3,
             finetune_steps=4,
             sampler_steps={"plms": 10, "ddim": 10, "dpmsolver++": 5},
+            deep_cache=(3,),
+            guidance_intervals=((100, 800),),
         )
 
 
@@ -99,6 +104,30 @@ class Setting:
     weight: float = 0.8
     unrelated: bool = False
     keep_known: bool = False  # the pipeline's option: the predicted latent outside the region is the scene's
+    levers: dict[str, Any] = field(default_factory=dict)  # speed levers on top of the original recipe
+    preset: str = "original"  # "fast": the pipeline's default preset, sampler and steps included
+
+
+def lever_settings(config: ToyBenchConfig) -> list[Setting]:
+    """The speed levers, each alone on the original recipe (PLMS) and on DPM-Solver++, and the fast preset:
+    the quality check of every lever (issue 24)."""
+    steps = config.sampler_steps
+    rows = []
+    for sampler in [k for k in ("plms", "dpmsolver++") if k in steps]:
+        label = _sampler_label(sampler, steps[sampler])
+        for value in config.deep_cache:
+            rows.append(Setting(f"base, {label} + deep cache {value}", None, sampler, levers={"deep_cache": value}))
+        for low, high in config.guidance_intervals:
+            rows.append(
+                Setting(
+                    f"base, {label} + guidance at t {low}–{high}",
+                    None,
+                    sampler,
+                    levers={"guidance_interval": (low, high)},
+                )
+            )
+    rows.append(Setting("base, fast preset", None, None, preset="fast"))
+    return rows
 
 
 def _sampler_label(sampler: str, steps: int) -> str:
@@ -110,10 +139,12 @@ def settings(config: ToyBenchConfig) -> list[Setting]:
     s = [Setting(f"base, {_sampler_label(k, n)}", None, k) for k, n in steps.items()]
     fast = "dpmsolver++" if "dpmsolver++" in steps else next(iter(steps))
     s.append(Setting(f"base + keep_known, {_sampler_label(fast, steps[fast])}", None, fast, keep_known=True))
+    s += lever_settings(config)
     s += [
         Setting("fine-tuned, no detail module, w=0.8", "nodetail", "plms"),
         Setting("fine-tuned + detail (1 token), w=0.8", "detail", "plms"),
         Setting(f"fine-tuned + detail ({config.detail_grid}×{config.detail_grid} tokens), w=0.8", "grid", "plms"),
+        Setting("fine-tuned + detail (1 token), w=0.8, fast preset", "detail", None, preset="fast"),
     ]
     s += [
         Setting(f"fine-tuned + detail (1 token), w={w:g}", "detail", "plms", weight=w)
@@ -224,8 +255,10 @@ def run_toy_bench(
                     Image.fromarray(case.scene),
                     Image.fromarray(reference),
                     mask=Image.fromarray(case.mask.astype(np.uint8) * 255),
-                    num_inference_steps=config.sampler_steps[setting.sampler],
+                    num_inference_steps=config.sampler_steps[setting.sampler] if setting.sampler else None,
                     sampler=setting.sampler,
+                    preset=setting.preset,
+                    **setting.levers,
                     model_weight=setting.weight,
                     generator=torch.Generator().manual_seed(config.seed + k),
                     paste_back=False,
@@ -248,6 +281,12 @@ def run_toy_bench(
     for setting in plan:
         rec = records[setting.name]
         ident_scores = np.array(rec["identity"])
+        chosen = preset_settings(
+            setting.preset,
+            sampler=setting.sampler,
+            num_inference_steps=config.sampler_steps[setting.sampler] if setting.sampler else None,
+            **setting.levers,
+        )
         fd = (
             frechet_distance_of_features(np.stack(rec["features"]), np.stack(rec["truth_features"]))
             if len(ident_scores) > 1
@@ -256,8 +295,11 @@ def run_toy_bench(
         rows.append(
             {
                 "setting": setting.name,
-                "sampler": setting.sampler,
-                "steps": config.sampler_steps[setting.sampler],
+                "sampler": chosen["sampler"],
+                "steps": chosen["num_inference_steps"],
+                "preset": setting.preset,
+                "levers": {k: v for k, v in chosen.items() if k not in ("sampler", "num_inference_steps")},
+                "levers_named": sorted(setting.levers),
                 "model_weight": setting.weight if setting.subject else None,
                 "identity_mean": float(ident_scores.mean()),
                 "identity_std": float(ident_scores.std()),

@@ -169,6 +169,7 @@ def preview_function(dataset, mode: str, steps: int, count: int = 4):
                 sampler="ddim",
                 generator=torch.Generator().manual_seed(0),
                 progress=False,
+                preset="original",
             )
             rows.append(
                 [
