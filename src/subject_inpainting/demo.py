@@ -17,6 +17,7 @@ from PIL import Image
 
 from . import imaging
 from .data import toy
+from .presets import DEFAULT_PRESET
 
 
 def world_seed(model: Path | str, default: int = 0) -> int:
@@ -39,14 +40,15 @@ def crop_pixels(rgb: np.ndarray, box) -> torch.Tensor:
 def run_cases(
     pipe,
     cases: list[toy.InpaintCase],
-    steps: int,
-    sampler: str,
+    steps: int | None,
+    sampler: str | None,
     seed: int,
     keep_known: bool = False,
     paste_back: bool = True,
+    preset: str = "original",
 ) -> list[np.ndarray]:
-    """Paint every case (``keep_known``, ``paste_back``: the pipeline's options of those names); returns the
-    results ``(H, W, 3)`` uint8."""
+    """Paint every case (``keep_known``, ``paste_back``, ``preset``: the pipeline's options of those names;
+    ``steps`` and ``sampler`` None: the preset's); returns the results ``(H, W, 3)`` uint8."""
     results = []
     for k, case in enumerate(cases):
         out = pipe(
@@ -59,6 +61,7 @@ def run_cases(
             progress=False,
             keep_known=keep_known,
             paste_back=paste_back,
+            preset=preset,
         )
         results.append(np.asarray(out.images[0]))
     return results
@@ -79,17 +82,17 @@ def demo(
     model: str | Path,
     out: Path,
     cases: int,
-    steps: int,
-    sampler: str,
+    steps: int | None,
+    sampler: str | None,
     seed: int,
     device=None,
     keep_known: bool = True,
+    preset: str = DEFAULT_PRESET,
 ) -> dict[str, Any]:
     """Paint ``cases`` held-out cases and write the grid to ``out``; returns ``{"out", "scores", "outlines"}``
     (``outlines``: per case, the shape the painted outline reads as — ``evaluation.outline`` — and the
-    subject's).
-    ``keep_known`` (on by default here: it steadies the colours around the subject a little, 21.5 → 20.2 /
-    255 on the region's background) is the pipeline's option."""
+    subject's). ``keep_known`` (on by default here: it steadies the colours around the subject a little) and
+    ``preset`` are the pipeline's options; ``steps`` and ``sampler`` None are the preset's."""
     from .evaluation.identity import IdentityEncoder
     from .evaluation.outline import read_shape
     from .pipeline import SubjectInpaintPipeline
@@ -99,7 +102,7 @@ def demo(
     ws = world_seed(model)
     identities = toy.split_identities(ws, "heldout", cases)
     items = [toy.make_case(ident, seed=seed * 1000 + k, size=pipe.resolution) for k, ident in enumerate(identities)]
-    results = run_cases(pipe, items, steps, sampler, seed, keep_known)
+    results = run_cases(pipe, items, steps, sampler, seed, keep_known, preset=preset)
     outlines = [(read_shape(r, c.scene, c.mask), c.identity.shape) for r, c in zip(results, items, strict=True)]
     scores = None
     evaluator_dir = default_evaluator()

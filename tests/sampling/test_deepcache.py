@@ -67,3 +67,27 @@ def test_reuse_is_an_approximation_that_grows_with_the_change():
 def test_bad_settings_are_named(interval, branch):
     with pytest.raises(ValueError, match="deep-cache"):
         DeepCacheUNet(tiny_components()["unet"], interval, branch)
+
+
+def test_per_row_lora_adapters_reach_the_shallow_path():
+    """A LoRA subject's rows carry their adapter through the reusing calls as through the full ones."""
+    from subject_inpainting.convert.subject import ADAPTER_NAME, add_lora, lora_config
+    from subject_inpainting.sampling.guidance import per_row_adapters
+
+    unet = tiny_components()["unet"]
+    add_lora(unet, lora_config(4))
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5, generator=torch.Generator().manual_seed(3))  # peft starts B at zero
+    x, t, context, mask = _inputs()
+    rows = [ADAPTER_NAME, "__base__"]
+    with torch.no_grad(), per_row_adapters(unet, rows):
+        full = unet(x, t, encoder_hidden_states=context, encoder_attention_mask=mask).sample
+        cached = DeepCacheUNet(unet, 2)
+        cached(x, t, context, mask)
+        reused = cached(x, t, context, mask).sample
+    with torch.no_grad(), per_row_adapters(unet, ["__base__", "__base__"]):
+        plain = unet(x, t, encoder_hidden_states=context, encoder_attention_mask=mask).sample
+    assert cached.cached_calls == 1 and torch.allclose(reused, full, atol=1e-6)
+    assert not torch.allclose(full[0], plain[0], atol=1e-3) and torch.allclose(full[1], plain[1], atol=1e-6)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..presets import DEFAULT_PRESET, PRESETS, describe
 from ..sampling.catalog import SAMPLERS
 from ..utils import free_path
 from ..utils.files import check_output_files
@@ -31,8 +32,14 @@ def register(sub) -> None:
         default=4,
         help=f"rows of the grid, 1..{MAX_DEMO_CASES} (default 4)",
     )
-    p.add_argument("--steps", type=options.steps_option, default=20, help="sampling steps (default 20)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="dpmsolver++", help="sampler (default dpmsolver++)")
+    p.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default=DEFAULT_PRESET,
+        help="; ".join(f"{name}: {describe(name)}" for name in PRESETS) + f" (default {DEFAULT_PRESET})",
+    )
+    p.add_argument("--steps", type=options.steps_option, help="sampling steps (default: the preset's)")
+    p.add_argument("--sampler", choices=SAMPLERS, help="sampler (default: the preset's)")
     options.add_seed(p, "seed of the cases and the noise (default 0)")
     options.add_device(p)
     p.add_argument(
@@ -66,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         args.seed,
         options.resolve_device(args.device),
         keep_known=not args.no_keep_known,
+        preset=args.preset,
     )
     if result["scores"] is not None:
         scores = ", ".join(f"{s:.2f}" for s in result["scores"])

@@ -1,0 +1,116 @@
+"""``benchmarks/bench_speed.py``: every requested row is timed, its UNet calls are counted, the machine is written."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench_speed():
+    """The script as a module (benchmarks/ is not a package: its scripts import each other by name)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield importlib.import_module("bench_speed")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.fixture
+def keep_threads():
+    """--quick sets torch's threads for the process; the rest of the session keeps its own."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(bench_speed, argv: list[str]) -> dict:
+    out = Path(argv[argv.index("--out") + 1])
+    assert bench_speed.main(bench_speed.parse_args(argv)) == 0
+    return json.loads(out.read_text())
+
+
+def test_quick_rows_calls_and_machine(bench_speed, tmp_path, keep_threads):
+    rows = ["original", "deep-cache", "guidance-interval"]
+    argv = ["--quick", "--repeats", "1", "--workloads", "a", "--rows", ",".join(rows)]
+    report = run(bench_speed, [*argv, "--out", str(tmp_path / "speed.json")])
+    results = report["workloads"]["a"]
+    assert list(results) == rows
+    assert all(r["median_s"] > 0 and len(r["calls"]) == 1 for r in results.values())
+    # PLMS 50: 51 UNet calls (two at its first step), each a whole UNet at batch 2 (unconditional + conditional)
+    original = results["original"]
+    assert original["unet_calls_per_run"] == original["unet_full_calls_per_run"] == 51
+    assert original["unet_batches_per_run"] == [2] * 51
+    # DeepCache: as many evaluations, one whole UNet every `interval` calls, the others its shallow path
+    cache = results["deep-cache"]
+    interval = report["settings"]["lever_values"]["deep_cache"]
+    assert cache["unet_calls_per_run"] == 51 and cache["unet_full_calls_per_run"] == math.ceil(51 / interval) < 51
+    # Guidance interval: outside it the unconditional row is skipped (batch 1)
+    assert sorted(set(results["guidance-interval"]["unet_batches_per_run"])) == [1, 2]
+    assert results["original"]["ratio_to_original"] == 1.0
+    assert all(r["peak_rss_gib"] > 0 for r in results.values())
+    assert all(report["checks"].values()) and "a/original_unet_calls" in report["checks"]
+    machine = report["machine"]
+    assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert machine["cpu"] and machine["usable_cpus"] >= 1 and machine["torch_threads"] == 1
+    assert machine["versions"]["torch"] and machine["versions"]["diffusers"] and "git" in machine
+    flops = report["flops"]
+    assert flops["step"]["gflop"] > 0 and flops["step"]["share_of_peak"] > 0
+    assert flops["matmul"]["gflop"] == pytest.approx(2 * 2048**3 / 1e9)
+    assert all(f"`{name}`" in report["markdown"] for name in rows)
+
+
+def test_lever_rows_follow_the_fast_preset(bench_speed, monkeypatch):
+    from subject_inpainting import presets
+
+    fast = presets.PRESETS["fast"]
+    monkeypatch.setitem(presets.PRESETS, "fast", {**fast, "deep_cache": 5, "guidance_interval": (200, 700)})
+    assert bench_speed.make_row("deep-cache", 50).options["deep_cache"] == 5
+    assert bench_speed.make_row("guidance-interval", 50).options["guidance_interval"] == (200, 700)
+    monkeypatch.setitem(presets.PRESETS, "fast", {**fast, "deep_cache": 1, "guidance_interval": None})
+    assert bench_speed.make_row("deep-cache", 50).options["deep_cache"] == bench_speed.DEFAULT_DEEP_CACHE
+    assert bench_speed.make_row("guidance-interval", 50).options["guidance_interval"] == bench_speed.DEFAULT_INTERVAL
+    # every lever row is the original recipe plus that one lever
+    original = bench_speed.make_row("original", 12).options
+    assert original == {"preset": "original", "num_inference_steps": 12}
+    assert bench_speed.make_row("region-decode", 12).options == {**original, "decode": "region"}
+    assert bench_speed.make_row("fast", 12).options == {"preset": "fast"}
+
+
+def test_options_are_checked(bench_speed, capsys):
+    for argv in (["--rows", "original,warp-speed"], ["--workloads", "a,d"], ["--repeats", "0"], ["--dtypes", "int8"]):
+        with pytest.raises(SystemExit):
+            bench_speed.parse_args(argv)
+    assert "warp-speed" in capsys.readouterr().err
+    quick = bench_speed.parse_args(["--quick"])
+    assert quick.workloads == ["a"] and quick.repeats == 3 and quick.threads == 1
+    full = bench_speed.parse_args([])
+    assert full.workloads == ["a", "b", "c"] and full.repeats == 1 and full.threads == 0
+    assert "compile-inductor" not in bench_speed.default_rows(full)
+    assert {"compile-inductor", "compile-openvino"} <= set(
+        bench_speed.default_rows(bench_speed.parse_args(["--compile"]))
+    )
+
+
+@pytest.mark.slow
+def test_quick_every_workload_and_diffusers(bench_speed, tmp_path, keep_threads):
+    argv = ["--quick", "--repeats", "1", "--workloads", "a,b,c", "--rows", "original,diffusers-50,fast"]
+    report = run(bench_speed, [*argv, "--out", str(tmp_path / "speed.json")])
+    results = report["workloads"]
+    assert list(results["a"]) == ["original", "diffusers-50", "fast"]
+    assert list(results["b"]) == list(results["c"]) == ["original", "fast"]  # diffusers: plain only
+    # diffusers' PNDM 50 makes PLMS's 51 calls, on our very UNet
+    assert (
+        results["a"]["diffusers-50"]["unet_calls_per_run"] == 51 and report["checks"]["diffusers_shares_unet_and_vae"]
+    )
+    assert set(results["b"]["original"]["unet_batches_per_run"]) == {3}  # LoRA: subject, unconditional, class rows
+    assert results["c"]["original"]["unet_calls_per_run"] == 102  # full subject: its UNet and the pretrained one
+    assert "`fast` over `diffusers-50`" in report["markdown"]
