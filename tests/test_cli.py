@@ -261,3 +261,32 @@ def test_installed_command(scene_files, tiny_model_dir, tmp_path):
     assert proc.stdout.strip() == str(out)
     assert "Traceback" not in proc.stderr
     assert Image.open(out).size == (48, 40)
+
+
+def test_the_preset_and_levers_reach_the_pipeline(inpaint_args, scene_files, monkeypatch):
+    from subject_inpainting.pipeline import SubjectInpaintPipeline
+
+    seen = []
+    call = SubjectInpaintPipeline.__call__
+
+    def spy(self, *args, **kwargs):
+        keys = ("preset", "sampler", "num_inference_steps", "deep_cache", "guidance_interval", "decode")
+        seen.append({k: kwargs[k] for k in keys})
+        return call(self, *args, **kwargs)
+
+    monkeypatch.setattr(SubjectInpaintPipeline, "__call__", spy)
+    base = [a for a in with_mask(inpaint_args("--overwrite"), scene_files) if a not in ("--steps", "2")]
+    assert cli.main([*base, "--preset", "original", "--steps", "3"]) == 0
+    assert cli.main([*base, "--deep-cache", "2", "--guidance-interval", "100,800", "--decode", "region"]) == 0
+    assert seen[0] == {
+        "preset": "original",
+        "sampler": None,
+        "num_inference_steps": 3,
+        "deep_cache": None,
+        "guidance_interval": None,
+        "decode": None,
+    }
+    assert seen[1]["preset"] == "fast" and seen[1]["deep_cache"] == 2
+    assert seen[1]["guidance_interval"] == (100, 800) and seen[1]["decode"] == "region"
+    assert cli.main([*base, "--guidance-interval", "800,100"]) == 2
+    assert cli.main([*base, "--preset", "original", "--eta", "0.5"]) == 2  # PLMS has no eta
