@@ -287,11 +287,8 @@ def run_toy_bench(
             num_inference_steps=config.sampler_steps[setting.sampler] if setting.sampler else None,
             **setting.levers,
         )
-        fd = (
-            frechet_distance_of_features(np.stack(rec["features"]), np.stack(rec["truth_features"]))
-            if len(ident_scores) > 1
-            else float("nan")
-        )
+        painted, truths = np.stack(rec["features"]), np.stack(rec["truth_features"])
+        fd = frechet_distance_of_features(painted, truths) if len(ident_scores) > 1 else float("nan")
         rows.append(
             {
                 "setting": setting.name,
@@ -304,9 +301,15 @@ def run_toy_bench(
                 "identity_mean": float(ident_scores.mean()),
                 "identity_std": float(ident_scores.std()),
                 "psnr_outside_db": float(np.mean(rec["psnr"])),
+                "psnr_std": float(np.std(rec["psnr"])),
                 "frechet_distance": fd,
+                "frechet_se": bootstrap_frechet_se(painted, truths, config.seed),
                 "outline_read": float(np.mean(rec["outline"])),
                 "cases": len(ident_scores),
+                # per case, in the plan's order (the same cases for every setting): for paired comparisons
+                "identity_cases": [round(float(v), 5) for v in ident_scores],
+                "psnr_cases": [round(float(v), 3) for v in rec["psnr"]],
+                "outline_cases": [bool(v) for v in rec["outline"]],
             }
         )
     result = {
@@ -332,6 +335,20 @@ def run_toy_bench(
     )
     bar_chart(rows).save(out / "identity.png")
     return result
+
+
+def bootstrap_frechet_se(painted: np.ndarray, truths: np.ndarray, seed: int, rounds: int = 100) -> float:
+    """Standard error of the Fréchet distance over the cases: its spread when the cases (each a painted and a
+    true feature vector, kept as pairs) are resampled with replacement."""
+    n = len(painted)
+    if n < 3:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(rounds):
+        pick = rng.integers(0, n, n)
+        draws.append(frechet_distance_of_features(painted[pick], truths[pick]))
+    return float(np.std(draws))
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
