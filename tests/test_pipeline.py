@@ -127,7 +127,7 @@ def test_guidance_one_calls_the_unet_once_per_step(scene_files):
     calls = []
     components["unet"].register_forward_hook(lambda m, args, kwargs_out: calls.append(1))
     pipe = SubjectInpaintPipeline(**components)
-    run(pipe, scene_files, guidance_scale=1.0, sampler="ddim", num_inference_steps=4)
+    run(pipe, scene_files, preset="original", guidance_scale=1.0, sampler="ddim", num_inference_steps=4)
     assert len(calls) == 4
 
 
@@ -220,6 +220,7 @@ def test_a_velocity_model_paints_what_its_noise_twin_paints(scene_files):
                 mask=scene_files["mask"],
                 num_inference_steps=4,
                 sampler=sampler,
+                preset="original",
                 generator=torch.Generator().manual_seed(0),
                 progress=False,
             ).latents
@@ -405,7 +406,16 @@ def test_presets_set_the_sampler_and_explicit_values_win(tiny_pipeline, scene_fi
 
     seen = _sampler_calls(monkeypatch)
     original = run(tiny_pipeline, scene_files, preset="original", num_inference_steps=None)
-    explicit = run(tiny_pipeline, scene_files, preset="fast", sampler="plms", num_inference_steps=50)
+    explicit = run(
+        tiny_pipeline,
+        scene_files,
+        preset="fast",
+        sampler="plms",
+        num_inference_steps=50,
+        deep_cache=1,
+        guidance_interval=(0, 1000),
+        decode="full",
+    )
     run(tiny_pipeline, scene_files, num_inference_steps=None)
     run(tiny_pipeline, scene_files, preset="original", num_inference_steps=7)
     fast = PRESETS["fast"]

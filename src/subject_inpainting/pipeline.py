@@ -440,9 +440,11 @@ class SubjectInpaintPipeline:
         return pictures
 
     @staticmethod
-    def _unet_for_sampling(unet, chosen: dict[str, Any]):
-        """``unet``, or a ``DeepCacheUNet`` around it (a fresh cache for this call) when asked."""
-        if chosen["deep_cache"] == 1:
+    def _unet_for_sampling(unet, chosen: dict[str, Any], asked: bool):
+        """``unet``, or a ``DeepCacheUNet`` around it (a fresh cache for this call) when the settings say so.
+        A UNet DeepCache cannot wrap runs every call in full when only the preset chose DeepCache, and is an
+        error when the caller ``asked`` for it."""
+        if chosen["deep_cache"] == 1 or (not asked and DeepCacheUNet.unsupported(unet)):
             return unet
         return DeepCacheUNet(unet, chosen["deep_cache"], chosen["deep_cache_branch"])
 
@@ -566,7 +568,7 @@ class SubjectInpaintPipeline:
         interval = check_interval(chosen["guidance_interval"], int(self.scheduler["num_train_timesteps"]))
         if chosen["decode"] not in DECODES:
             raise ValueError(f"decode must be one of {', '.join(DECODES)}, got {chosen['decode']!r}")
-        unet = self._unet_for_sampling(self.unet, chosen)
+        unet = self._unet_for_sampling(self.unet, chosen, deep_cache is not None)
         inputs = self.prepare_inputs(scene, reference, mask, box, reference_box)
         n = num_images
         side = int(self.unet.config.sample_size)
@@ -595,7 +597,9 @@ class SubjectInpaintPipeline:
             )
             denoiser = ModifiedGuidanceDenoiser(
                 unet,
-                self._unet_for_sampling(self.subject.unet, chosen) if self.subject.unet is not None else unet,
+                self._unet_for_sampling(self.subject.unet, chosen, deep_cache is not None)
+                if self.subject.unet is not None
+                else unet,
                 subject_ctx,
                 class_ctx,
                 uncond,

@@ -28,9 +28,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast": {
         "sampler": "dpmsolver++",
         "num_inference_steps": 20,
-        "deep_cache": 1,
+        "deep_cache": 4,
         "deep_cache_branch": 0,
-        "guidance_interval": None,
+        "guidance_interval": (100, 800),
         "decode": "full",
     },
 }

@@ -91,3 +91,28 @@ def test_per_row_lora_adapters_reach_the_shallow_path():
         plain = unet(x, t, encoder_hidden_states=context, encoder_attention_mask=mask).sample
     assert cached.cached_calls == 1 and torch.allclose(reused, full, atol=1e-6)
     assert not torch.allclose(full[0], plain[0], atol=1e-3) and torch.allclose(full[1], plain[1], atol=1e-6)
+
+
+def test_a_unet_it_cannot_wrap_is_named_and_the_preset_runs_it_in_full(scene_files):
+    from subject_inpainting.pipeline import SubjectInpaintPipeline
+
+    components = tiny_components()
+
+    class Wrapped(torch.nn.Module):  # a UNet behind a module of the user's: no diffusers blocks to run
+        def __init__(self, unet):
+            super().__init__()
+            self.inner, self.config, self.dtype, self.device = unet, unet.config, unet.dtype, unet.device
+
+        def forward(self, *args, **kwargs):
+            return self.inner(*args, **kwargs)
+
+    assert "UNet2DConditionModel, got Wrapped" in DeepCacheUNet.unsupported(Wrapped(components["unet"]))
+    assert DeepCacheUNet.unsupported(components["unet"]) is None
+    pipe = SubjectInpaintPipeline(**{**components, "unet": Wrapped(components["unet"])})
+    call = dict(mask=scene_files["mask"], num_inference_steps=4, progress=False)
+    calls = []
+    pipe.unet.register_forward_hook(lambda *_: calls.append(1))
+    pipe(scene_files["scene"], scene_files["reference"], preset="fast", **call)
+    assert len(calls) == 4  # every call in full: the preset's deep cache does not apply
+    with pytest.raises(ValueError, match="deep-cache needs a diffusers UNet2DConditionModel"):
+        pipe(scene_files["scene"], scene_files["reference"], deep_cache=2, **call)

@@ -153,6 +153,7 @@ def test_finetune_saves_only_what_it_trained_and_loads_back(tiny_model_dir, tmp_
         mask=scene_files["mask"],
         num_inference_steps=2,
         sampler="ddim",
+        preset="original",
         generator=torch.Generator().manual_seed(0),
         progress=False,
     )

@@ -35,20 +35,35 @@ class DeepCacheUNet:
     """
 
     def __init__(self, unet: torch.nn.Module, interval: int, branch: int = 0):
+        reason = self.unsupported(unet)
+        if reason:
+            raise ValueError(reason)
         first, last = unet.down_blocks[0], unet.up_blocks[-1]
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ValueError(f"deep-cache interval must be a whole number >= 1, got {interval!r}")
         if isinstance(branch, bool) or not isinstance(branch, int) or not 0 <= branch <= len(first.resnets):
             raise ValueError(f"deep-cache branch must be 0 to {len(first.resnets)} for this UNet, got {branch!r}")
-        if len(last.resnets) < branch + 1 or last.upsamplers is not None:
+        if len(last.resnets) < branch + 1:
             raise ValueError(f"this UNet's last up block cannot take a deep-cache branch of {branch}")
-        if unet.class_embedding is not None or unet.config.addition_embed_type is not None:
-            raise ValueError("deep-cache supports UNets without class or added embeddings (SD-v1's)")
-        if getattr(last, "s1", None) or getattr(first, "s1", None):
-            raise ValueError("deep-cache does not support FreeU")
         self.unet, self.interval, self.branch = unet, interval, branch
         self.skip_channels = int(unet.config.block_out_channels[0])
         self.reset()
+
+    @staticmethod
+    def unsupported(unet: torch.nn.Module) -> str | None:
+        """Why ``unet`` cannot be wrapped (None if it can): it must be a ``UNet2DConditionModel`` shaped as
+        SD-v1's, whose blocks ``DeepCacheUNet`` runs itself."""
+        blocks = [getattr(unet, "down_blocks", None), getattr(unet, "up_blocks", None)]
+        if not all(isinstance(b, torch.nn.ModuleList) and len(b) for b in blocks):
+            return f"deep-cache needs a diffusers UNet2DConditionModel, got {type(unet).__name__}"
+        first, last = unet.down_blocks[0], unet.up_blocks[-1]
+        if not hasattr(first, "resnets") or not hasattr(last, "resnets") or last.upsamplers is not None:
+            return "deep-cache needs a UNet whose first down block and last up block keep the resolution"
+        if unet.class_embedding is not None or unet.config.addition_embed_type is not None:
+            return "deep-cache supports UNets without class or added embeddings (SD-v1's)"
+        if getattr(last, "s1", None) or getattr(first, "s1", None):
+            return "deep-cache does not support FreeU"
+        return None
 
     def __getattr__(self, name: str) -> Any:
         if name == "unet":  # not yet set
