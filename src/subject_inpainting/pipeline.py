@@ -423,7 +423,7 @@ class SubjectInpaintPipeline:
         Returns:
             ``B`` pictures ``(H, W, 3)`` uint8: decoded inside the window, the scene outside it. Pasted back
             inside the region, they match the whole decode there to the VAE's receptive field beyond the
-            margin (benchmarks/README.md measures it).
+            margin (``benchmarks/toy/region_decode.py`` measures it).
         """
         h, w = latents.shape[-2:]
         f = self.vae_scale_factor

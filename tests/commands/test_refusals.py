@@ -60,7 +60,7 @@ CASES = [
     (["train", "--model", "model", "--manifest", "P/m.jsonl", "--out", "new", "--toy-tilt", "0"], "only with"),
     (["train", "--model", "model", "--toy-world", "--out", "new", "--max-steps", "0"], "between 1 and"),
     (["train", "--model", "model", "--toy-world", "--out", "new", "--lr", "nan"], "finite"),
-    # finetune: the data-loss case of issue 23 first
+    # finetune: first, an output folder that holds the input photos (replacing it would delete them)
     (["finetune", *PHOTOS, "--out", "P", "--overwrite"], "holds the input --photos"),
     (["finetune", *PHOTOS, "--out", "P/photos/run"], "lies inside the input --photos"),
     (["finetune", *PHOTOS, "--out", "new", "--photos", "missing"], "no such folder"),

@@ -207,7 +207,7 @@ def check_device_name(name: str) -> None:
 
 def resolve_dtype(name: str, device):
     """``auto`` → float16 on CUDA; on a CPU bfloat16 where it computes bfloat16 natively (AVX512-BF16 or AMX,
-    measured faster than float32 there), float32 elsewhere. An explicit bfloat16 on a CPU without it is
+    where it runs faster than float32), float32 elsewhere. An explicit bfloat16 on a CPU without it is
     kept, with a warning of its cost."""
     import torch
 

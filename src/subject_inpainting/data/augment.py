@@ -23,7 +23,7 @@ from ._random import check_generator, uniform
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """How training examples are randomised (the "original training settings" of the design).
+    """How training examples are randomised (``base()`` and ``subject()``: the original's two settings).
 
     Pixel sizes of the reference steps (blur radius, elastic displacement) are in pixels of the reference
     *after* it is resized to the vision tower's input (224 for CLIP ViT-L/14), as the original, which
@@ -93,8 +93,8 @@ class AugmentConfig:
     def base(cls) -> AugmentConfig:
         """The Paint-by-Example training settings: flip, rotation ±20°, 40% box extension, Bézier p 0.5.
 
-        As the design's settings table. The released ``open-images.py`` also blurs and deforms the base
-        training references (p 0.3 each); use ``subject()``'s reference settings to match that code.
+        No blur or elastic deformation of the reference. The released ``open-images.py`` also blurs and deforms
+        the base training references (p 0.3 each); use ``subject()``'s reference settings to match that code.
         """
         return cls()
 

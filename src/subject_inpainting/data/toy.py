@@ -1,8 +1,8 @@
 """The toy world: procedural scenes and procedural subjects with an identity, deterministic by seed.
 
-Real weights cannot be fetched on the machines this project is built on, and a new user should see the
-system work at once. So the project renders its own small world, trains small versions of every component
-on it, and measures the method on it offline.
+Real weights cannot be downloaded on every machine, and a new user should see the system work at once. So
+the project renders its own small world, trains small versions of every component on it, and measures the
+method on it offline (docs/toy.md).
 
 A **subject identity** combines a body shape, a body colour, a surface pattern in a second colour and a
 small marking in a third — detail fine enough that a single pooled class token cannot carry all of it. A
@@ -45,8 +45,8 @@ PATTERNS = ("plain", "hstripes", "vstripes", "dots", "checks", "ring")
 MARKINGS = ("none", "eye", "band", "spot", "x")
 # Identity index ranges of each split (disjoint by construction).
 # The training split is large so that models learn what identities are made of rather than memorise a few
-# hundred of them (a tower trained on 400 read the shape of new subjects 37 % of the time); it leaves out any
-# identity that looks exactly like a held-out or evaluator one.
+# hundred of them by their colours (a tower trained on a few hundred barely reads the shape of new subjects);
+# it leaves out any identity that looks exactly like a held-out or evaluator one.
 SPLITS = {"train": (10_000, 30_000), "heldout": (400, 500), "evaluator": (1000, 1400)}
 SUPERSAMPLE = 4  # shapes are drawn this many times larger, then reduced: smooth edges
 
@@ -465,11 +465,10 @@ def render_scene(
 # ---------------------------------------------------------------------------------------------------
 def toy_augment():
     """The original's data settings scaled to 64-pixel scenes: the reference margin and the Bézier jitter
-    are in source pixels (10 and 5 for photos of about 500 pixels).
-
-    Measured and not adopted (session notes of issue 4): never zooming into the scene (``crop_min_share``
-    1) and references neither flipped nor rotated but rendered in the scene's pose (``ToyWorldExamples``
-    ``same_pose``) left the painted outlines as unreadable as before (38.75 % against 42.5 % read right).
+    are in source pixels (10 and 5 for photos of about 500 pixels). The crops zoom in and the references
+    are flipped and rotated, as the original's: never zooming in (``crop_min_share`` 1) or rendering the
+    references in the scene's pose (``ToyWorldExamples(same_pose=True)``) did not make the painted outlines
+    more readable (docs/toy.md).
     """
     from .augment import AugmentConfig
 
@@ -505,9 +504,9 @@ class ToyWorldExamples(torch.utils.data.Dataset):
         same_pose: the reference's render shows the subject in the scene's pose (True) or in its own.
         tilt: the rotation range of both renders, in degrees either way (default the world's ``TILT_RANGE``;
             0: upright, as the objects of the original's photos mostly stand; the augmentation still rotates
-            the reference). A small model may average the tilts it cannot predict into a blob: trained on
-            upright renders, the shipped toy model drew crosses and stars for the first time, though another
-            training seed of the same recipe drew no cross (session notes of issue 4, stops 18 and 20).
+            the reference). A small model may average the tilts it cannot predict from the reference into a
+            blob; the embedded model is trained upright (whether that helps is within the spread of single
+            training runs: docs/toy.md).
     """
 
     procedural = True  # every index is a new example: the training loop reads them in order

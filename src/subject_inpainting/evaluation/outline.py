@@ -1,15 +1,14 @@
 """Read the outline of a subject painted into a toy-world scene: which of the toy shapes is it?
 
 The identity score (an evaluator's cosine) measures colours and pattern far better than outline (a subject
-of another shape still scores 0.73 against the truth), so ``bench toy`` also reads the painted outline.
+of another shape still scores high against the truth), so ``bench toy`` also reads the painted outline.
 No learnt model is involved: the painted subject's silhouette is the set of region pixels that differ
 clearly from the input scene (the scene under the hole is known in the toy world), and it is matched by
 intersection-over-union against every toy shape (``toy.shape_mask``) over the poses the world draws
 (rotation, size, position). The shape that fits best is the reading.
 
-On truths (the subject rendered into the scene) the reading is right for 79 of 80 held-out cases. That and
-the other figures quoted here come from ``benchmarks/toy/outline_diagnosis.py`` (its results:
-``benchmarks/toy/outline-diagnosis.json``).
+``benchmarks/toy/outline_diagnosis.py`` measures the reader, on truths (the subject rendered into the scene)
+and on paintings, at several thresholds and template opacities; benchmarks/README.md has its results.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ ANGLES = tuple(range(-30, 31, 5))
 # A shape drawn in a side × side square has a box of 0.8-1.25 × side, depending on the shape and rotation.
 SIDE_RANGE = (0.78, 1.3)
 # A template pixel counts from this opacity (0-255) on: the rotated dark rim's soft fringe differs clearly
-# from the scene, so a silhouette holds it (truths read right: 77 of 80 held-out cases at 128, 79 at 64).
+# from the scene, so a silhouette holds it, and a template that holds it too fits the truths better.
 TEMPLATE_ALPHA = 64
 
 
@@ -36,10 +35,10 @@ def painted_silhouette(image: np.ndarray, scene: np.ndarray, region: np.ndarray,
     Args:
         image, scene: ``(H, W, 3)`` uint8, the painted picture and the input scene (without the subject).
         region: ``(H, W)`` bool, the hole that was painted.
-        threshold: the largest channel difference (0-255) below which a pixel counts as scene; the model's
-            repainted background differs by about 20 on average, a subject by far more (at 32, 23 of 80 of
-            the previous shipped model's paintings read as a square, the whole region, and 20 of the
-            current one's; at 48, 12 and 10).
+        threshold: the largest channel difference (0-255) below which a pixel counts as scene. A model's
+            repainted background differs by about 20 on average, a subject by far more: much lower, the
+            background joins the silhouette and a painting reads as a square (the whole region); much
+            higher, the darker parts of the subject drop out.
 
     Returns:
         ``(H, W)`` bool, cleaned of isolated pixels (3 × 3 median).

@@ -243,8 +243,8 @@ class KnownRegionDenoiser(_Wrapper):
     ``keep · z_scene + (1 - keep) · x0`` and turned back into ``eps``. This is the known-region replacement of
     RePaint (Lugmayr et al., 2022) and of 4-channel SD inpainting, written on ``x0`` so that every sampler
     (PLMS, DDIM, the diffusers solvers) gets it through the one ``eps``. The model then paints the region
-    against the scene's true colours rather than its own reconstruction of them (the toy model shifts the
-    colours of the whole picture; with this, the region's background matches the scene).
+    against the scene's true colours rather than its own reconstruction of them: a model that shifts the
+    colours of the whole picture still paints a region whose background matches the scene.
 
     Args:
         denoiser: ``(x (B, C, h, w), t (B,)) -> eps``.

@@ -13,7 +13,7 @@ LR_DECAYS = ("none", "cosine")
 
 @dataclass
 class TrainConfig:
-    """How to train. The defaults of ``for_mode`` are the original settings (DESIGN.md's table).
+    """How to train. The defaults of ``for_mode`` are the original code's settings.
 
     Attributes:
         mode: ``"base"`` (Paint-by-Example: UNet, class mapper, LayerNorm, projection, unconditional

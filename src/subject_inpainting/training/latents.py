@@ -1,7 +1,7 @@
 """A fixed pool of training examples encoded by the frozen VAE once (``train --latent-cache N``).
 
 The VAE is frozen during training, yet the loop encodes every step's scene and masked scene again: on a CPU
-with a small UNet that was a fifth of a step. The cache stores, per example, the VAE posterior of the
+with a small UNet that is a sizeable share of a step. The cache stores, per example, the VAE posterior of the
 scene and of the masked scene (mean and standard deviation), the keep-mask at latent resolution and the
 reference; the loop then draws the posterior samples from the cache exactly as it draws them from the
 VAE (``mean + std · ε`` with the step's generator), so a cached run trains on the same distribution as an

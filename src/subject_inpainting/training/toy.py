@@ -4,15 +4,16 @@ Stages, each resumable (checkpoints inside a stage; a finished stage is skipped 
 
 1. ``vae``        — the KL autoencoder on toy scenes (L1 + MSE reconstruction, a light KL term); its scaling
                     factor is set to 1 / std of the latents afterwards, as SD's 0.18215 was;
-2. ``tower``      — the reference encoder's vision tower, trained to tell the training identities apart
-                    from their renders (so renders of one identity map close together);
+2. ``tower``      — the reference encoder's vision tower, trained to name each part of the subject in a
+                    render (shape, colours, pattern, marking), so renders of one identity map close
+                    together;
 3. ``evaluator``  — the evaluator identity encoder, on the evaluator identities only (never the others);
 4. ``init``       — the starting model: the trained VAE and tower, a fresh UNet and class mapper;
 5. ``base``       — Paint-by-Example base training on toy scenes with the project's training loop, on a
-                    pool of examples encoded once (``train --latent-cache``): the VAE and the renderer
-                    cost a third of a step otherwise. The UNet predicts the velocity ``v`` by default
-                    (``--base-prediction``): a noise-predicting toy model repainted the whole picture in
-                    shifted colours.
+                    pool of examples encoded once (``train --latent-cache``), so that a step is the UNet's
+                    work alone rather than rendering and VAE encoding too. The UNet predicts the velocity
+                    ``v`` by default (``--base-prediction``), which keeps the scene's colours where a
+                    small noise-predicting model shifts them across the whole picture.
                     The pool's scenes and references are drawn upright by default (``--base-tilt 0``):
                     the tilt is what a reference does not convey.
 

@@ -108,10 +108,10 @@ def _identity_stage(
     ``objective="identity"`` classifies the split's identities with a cosine-softmax head (the evaluator:
     400 identities, each seen many times). ``"attributes"`` has linear heads on the embedding name each part
     of the identity instead (``toy.ATTRIBUTES``: shape, colours, pattern, marking; mean cross-entropy): the
-    vision tower's objective, on the large training split. A tower trained to tell 400 identities apart
-    memorised them by their colours: a linear probe read the shape of HELD-OUT subjects from it 30 % of the
-    time (chance 12 %), and the inpainting model, which sees only this embedding, painted colours and
-    patterns without outlines.
+    vision tower's objective, on the large training split. Naming the parts makes the embedding carry the
+    shape of subjects it never saw; a tower that only tells a few hundred identities apart can tell them by
+    their colours alone, and the inpainting model, which sees only this embedding, then paints colours and
+    patterns without outlines (docs/toy.md).
 
     ``cut_reference``: train on subjects cut out onto white (the tower: the model's references are) or on
     crops with their background (the evaluator: it scores painted regions, which have one)."""
@@ -147,7 +147,7 @@ def _identity_stage(
 
 
 def stage_tower(out: Path, args: argparse.Namespace) -> Path:
-    """Train the reference encoder's vision tower to tell the training identities apart."""
+    """Train the reference encoder's vision tower to name the parts of the training identities' renders."""
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     folder = out / "tower"

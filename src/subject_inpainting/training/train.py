@@ -58,7 +58,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         type=float_option(0.0, 180.0),
         metavar="DEGREES",
         help="with --toy-world: the subjects' rotation range in the training renders, either way (default: the "
-        "world's own; 0: upright, as the shipped toy model was trained); the references are still "
+        "world's own; 0: upright, as the embedded toy model was trained); the references are still "
         "rotated by the augmentation",
     )
     data.add_argument("--images", metavar="DIR", help="image folder of --openimages / --coco")
