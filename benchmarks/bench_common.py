@@ -5,9 +5,10 @@ from a hub (random or embedded weights only), and the CPUs this process may use 
 starts (with ``OMP_PROC_BIND`` set, OpenMP pins the importing thread to one core as it starts). Import it
 before torch.
 
-- Sizes and weights: the released Paint-by-Example architecture (or the tiny one of ``--quick``) built with
-  random weights under a seed (``build_ours``); diffusers' ``PaintByExamplePipeline`` over the same modules
-  (``build_diffusers``); subjects (LoRA and fully fine-tuned) made in memory (``guidance_pipelines``).
+- Sizes and weights: the released Paint-by-Example architecture (or the tiny one of ``--quick``), both from
+  the project's ``MODEL_SIZES``, built with random weights under a seed (``build_ours``); diffusers'
+  ``PaintByExamplePipeline`` over the same modules (``build_diffusers``); subjects (LoRA and fully
+  fine-tuned) made in memory (``guidance_pipelines``).
 - Inputs: a synthetic scene, mask and reference (``image_inputs``) and the random tensors of one guided step
   (``step_inputs``).
 - Measuring: per-call peak RSS (``PeakRSS``, ``release_free_memory``), per-component wall time and UNet calls
@@ -32,10 +33,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Random or embedded weights only: nothing may be fetched from a hub, in this process or in its subprocesses.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,6 +46,9 @@ USABLE_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") e
 
 import numpy as np  # noqa: E402 (after the environment and the CPU set above)
 import torch  # noqa: E402
+
+if TYPE_CHECKING:
+    from subject_inpainting.models.configs import ModelSize
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 GUIDANCE_SCALE = 5.0  # the paper's and both pipelines' default
@@ -56,79 +60,25 @@ GUIDANCE_THRESHOLD = 1000
 DEFAULT_LORA_RANK = 4
 DETAIL_GRID = 1  # one detail token, as the original (its mapper depth and heads: RELEASED_DETAIL_MAPPER)
 
-# bench_inference.py --quick: the test suite's tiny sizes (tests/conftest.py), copied so as not to import tests.
-# The tower has 4 layers because diffusers derives its mapper depth from it: (4 + 1) // 5 = 1 block.
-TINY_VISION = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "image_size": 32,
-    "patch_size": 8,
-    "projection_dim": 32,
-}
-TINY_UNET = {
-    "sample_size": 16,
-    "in_channels": 9,
-    "out_channels": 4,
-    "block_out_channels": [32, 64],
-    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
-    "layers_per_block": 1,
-    "attention_head_dim": 2,
-    "cross_attention_dim": 32,
-    "norm_num_groups": 32,
-}
-TINY_VAE = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D"],
-    "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"],
-    "block_out_channels": [32, 32],
-    "layers_per_block": 1,
-    "latent_channels": 4,
-    "norm_num_groups": 32,
-    "scaling_factor": 0.18215,
-}
-
 
 # ---------------------------------------------------------------------------------------------------
 # Sizes and weights
 # ---------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Sizes:
-    """Component configs of one model size."""
+def model_sizes(quick: bool) -> ModelSize:
+    """The released Paint-by-Example architecture, or the tiny one of ``--quick`` (``MODEL_SIZES``), each with
+    the class-mapper depth diffusers derives from its tower (``mapper_layers``), so that its pipeline holds
+    the same weights. The tiny tower gets 4 layers here: diffusers' depth of the registry's 2 would be 0."""
+    import dataclasses
 
-    name: str
-    unet: dict[str, Any]
-    vae: dict[str, Any]
-    vision: dict[str, Any]
-    context_dim: int
-    schedule: dict[str, Any] = field(repr=False)
+    from subject_inpainting.models.configs import MODEL_SIZES
 
-
-def model_sizes(quick: bool) -> Sizes:
-    """The released Paint-by-Example architecture, or the tiny one of ``--quick``."""
-    from subject_inpainting.models.configs import (
-        CLIP_VIT_L14_VISION,
-        RELEASED_LDM_PARAMS,
-        scheduler_config_from_ldm,
-        unet_config_from_ldm,
-        vae_config_from_ldm,
-    )
-
-    schedule = scheduler_config_from_ldm(RELEASED_LDM_PARAMS)
     if quick:
-        return Sizes("tiny (--quick)", TINY_UNET, TINY_VAE, TINY_VISION, 32, schedule)
-    unet = unet_config_from_ldm(RELEASED_LDM_PARAMS)
-    return Sizes(
-        "full (SD-v1 UNet, KL-f8 VAE, CLIP ViT-L/14)",
-        unet,
-        vae_config_from_ldm(RELEASED_LDM_PARAMS),
-        CLIP_VIT_L14_VISION,
-        int(unet["cross_attention_dim"]),
-        schedule,
-    )
+        size = MODEL_SIZES["tiny"]
+        vision = {**size.vision, "num_hidden_layers": 4}
+        size = dataclasses.replace(size, description="tiny (--quick)", vision=vision)
+    else:
+        size = MODEL_SIZES["sd-v1"]
+    return dataclasses.replace(size, class_mapper={**size.class_mapper, "layers": mapper_layers(size.vision)})
 
 
 def mapper_layers(vision: dict[str, Any]) -> int:
@@ -140,21 +90,11 @@ def mapper_layers(vision: dict[str, Any]) -> int:
     return (int(vision["num_hidden_layers"]) + 1) // 5
 
 
-def build_ours(sizes: Sizes, seed: int) -> dict[str, Any]:
+def build_ours(sizes: ModelSize, seed: int) -> dict[str, Any]:
     """Our components, randomly initialised under ``seed`` (identical in every process)."""
-    from subject_inpainting.models.build import build_component
-    from subject_inpainting.models.configs import reference_encoder_config
+    from subject_inpainting.models.build import random_components
 
-    torch.manual_seed(seed)
-    encoder_config = reference_encoder_config(
-        sizes.vision, sizes.context_dim, class_mapper_layers=mapper_layers(sizes.vision)
-    )
-    return {
-        "unet": build_component("unet", sizes.unet).eval(),
-        "vae": build_component("vae", sizes.vae).eval(),
-        "reference_encoder": build_component("reference_encoder", encoder_config).eval(),
-        "scheduler": dict(sizes.schedule),
-    }
+    return random_components(sizes, seed)
 
 
 def pixel_stats(encoder: Any) -> tuple[list[float], list[float]]:
@@ -182,7 +122,7 @@ def build_diffusers(components: dict[str, Any], scheduler: str = "DDIMScheduler"
     from diffusers import PaintByExamplePipeline
     from diffusers.pipelines.deprecated.paint_by_example.image_encoder import PaintByExampleImageEncoder
 
-    from subject_inpainting.convert.diffusers_format import to_diffusers_encoder
+    from subject_inpainting.loaders.diffusers_format import to_diffusers_encoder
 
     ours = components["reference_encoder"]
     encoder = image_encoder
@@ -228,7 +168,7 @@ def fingerprint(modules: dict[str, torch.nn.Module]) -> dict[str, float]:
         }
 
 
-def build_pipelines(sizes: Sizes, seed: int, device: torch.device, dtype: torch.dtype, diffusers: bool):
+def build_pipelines(sizes: ModelSize, seed: int, device: torch.device, dtype: torch.dtype, diffusers: bool):
     """Our pipeline (and diffusers' on the same weights) on ``device`` in ``dtype``, and the weights' sums.
 
     Returns ``(ours, theirs or None, {"ours": sums, "diffusers": sums})``.
@@ -266,15 +206,10 @@ def guidance_pipelines(ours: Any, lora_rank: int, seed: int) -> dict[str, Any]:
     detail module, fine-tuned UNet or adapter name), made here in memory with random weights instead of
     read from a subject folder; one subject encoder serves both subjects, so both get the same context.
     """
-    from subject_inpainting.convert.subject import (
-        ADAPTER_NAME,
-        DETAIL_PREFIXES,
-        Subject,
-        add_lora,
-        lora_config,
-    )
+    from subject_inpainting.loaders.subject import DETAIL_PREFIXES, Subject
     from subject_inpainting.models.build import build_component, fill_component
     from subject_inpainting.models.configs import RELEASED_DETAIL_MAPPER
+    from subject_inpainting.models.lora import ADAPTER_NAME, add_lora, lora_config
     from subject_inpainting.pipeline import SubjectInpaintPipeline
     from subject_inpainting.training.finetune import subject_encoder
 

@@ -90,7 +90,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # First: importing it sets the environment and reads the usable CPUs before torch loads.
 from bench_common import (
@@ -99,7 +99,6 @@ from bench_common import (
     GUIDANCE_SCALE,
     GUIDANCE_THRESHOLD,
     MODEL_WEIGHT,
-    Sizes,
     StageTimer,
     StepInputs,
     build_pipelines,
@@ -123,6 +122,9 @@ from bench_common import (
 
 # isort: split
 import torch
+
+if TYPE_CHECKING:
+    from subject_inpainting.models.configs import ModelSize
 
 WORKLOADS = ("step", "image", "guidance")
 DEFAULT_WORKLOADS = ("step", "image")  # guidance on request: it compares our guidance variants, not diffusers
@@ -248,7 +250,9 @@ def run_workload(workload: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def run_guidance(args: argparse.Namespace, sizes: Sizes, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+def run_guidance(
+    args: argparse.Namespace, sizes: ModelSize, device: torch.device, dtype: torch.dtype
+) -> dict[str, Any]:
     """One guided step, plain CFG vs modified guidance (full fine-tuned UNet, LoRA), alternating calls."""
     from peft.tuners.lora import LoraLayer
 
@@ -499,7 +503,7 @@ def main(args: argparse.Namespace) -> int:
 
     sizes = model_sizes(args.quick)
     side = int(sizes.unet["sample_size"]) * 2 ** (len(sizes.vae["block_out_channels"]) - 1)
-    print(f"model: {sizes.name}; image {side}×{side}; device {args.device}, dtype {args.dtype}", flush=True)
+    print(f"model: {sizes.description}; image {side}×{side}; device {args.device}, dtype {args.dtype}", flush=True)
     workloads: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_inference_") as tmp:
         for workload in args.workloads:
@@ -532,7 +536,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"- checks: {json.dumps(checks)}")
     if args.out is not None:
         report = {
-            "model": sizes.name,
+            "model": sizes.description,
             "command": "python benchmarks/bench_inference.py " + " ".join(sys.argv[1:]),
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "machine": info,

@@ -272,7 +272,7 @@ def base_pipeline(args: argparse.Namespace, dtype: torch.dtype, diffusers: bool)
     else:
         sizes = model_sizes(quick=False)
         ours, _, prints = build_pipelines(sizes, args.seed, device, dtype, diffusers=False)
-        notes["model"] = sizes.name
+        notes["model"] = sizes.description
         notes["weights_fingerprint"] = prints["ours"]
     theirs = diffusers_pipeline(ours, args.seed, notes) if diffusers else None
     if theirs is not None:  # its UNet and VAE are ours, already there

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny components built from configs under a fixed seed, fixture paths, images.
+"""Shared fixtures: tiny components built from the size registry under a fixed seed, fixture paths, images.
 
 Nothing here reads ``../shared``: the recorded reference outputs are copied under
 ``tests/fixtures/reference`` (``SI_REFERENCE_DIR`` points the reference tests at another folder of the
@@ -14,19 +14,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from subject_inpainting.models.tiny import (  # noqa: F401  (re-exported for the tests)
-    TINY_SCHEDULE,
-    TINY_UNET,
-    TINY_VAE,
-    TINY_VISION,
-    tiny_components,
-)
+from subject_inpainting.models.build import random_components
+from subject_inpainting.models.configs import MODEL_SIZES
 from subject_inpainting.pipeline import SubjectInpaintPipeline
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE_DIR = Path(os.environ.get("SI_REFERENCE_DIR") or FIXTURES / "reference")
+
+# The tiny size of the registry: the same code paths as the full-size model, built in milliseconds.
+TINY = MODEL_SIZES["tiny"]
+TINY_UNET, TINY_VAE, TINY_VISION, TINY_SCHEDULE = TINY.unet, TINY.vae, TINY.vision, TINY.schedule
+
+
+def tiny_components(seed: int = 0, detail_layers: int = 0, detail_grid: int = 1) -> dict:
+    """Tiny UNet (9 input channels), VAE and reference encoder with random weights drawn under ``seed``."""
+    return random_components(TINY, seed, detail_layers=detail_layers, detail_grid=detail_grid)
 
 
 @pytest.fixture
@@ -42,7 +46,7 @@ def reference_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The tiny components saved once as a project-format folder."""
-    from subject_inpainting.convert import save_components
+    from subject_inpainting.loaders import save_components
 
     folder = tmp_path_factory.mktemp("models") / "tiny"
     save_components(tiny_components(), folder)

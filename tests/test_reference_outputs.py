@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from subject_inpainting.convert import load_components
+from subject_inpainting.loaders import load_components
 from subject_inpainting.sampling.guidance import InpaintDenoiser
 from subject_inpainting.sampling.samplers import sample
 from subject_inpainting.sampling.schedule import alphas_cumprod

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from subject_inpainting import weights
-from subject_inpainting.data import toy
-from subject_inpainting.demo import identity_scores, run_cases, world_seed
-from subject_inpainting.evaluation.identity import IdentityEncoder
 from subject_inpainting.pipeline import SubjectInpaintPipeline
+from subject_inpainting.toy import dataset, world
+from subject_inpainting.toy.demo import run_cases
+from subject_inpainting.toy.evaluator import IdentityEncoder, identity_scores
 
 CASES = 6
 # Measured with the shipped weights (DPM-Solver++ 20 steps, 6 held-out cases, case seeds 100+k / 200+k /
@@ -44,8 +44,8 @@ def test_the_shipped_weights_fit_the_budget():
 
 def test_the_painted_subject_is_the_references(embedded):
     pipe, evaluator, model = embedded
-    ids = toy.split_identities(world_seed(model), "heldout", CASES + 1)
-    cases = [toy.make_case(ident, seed=100 + k, size=pipe.resolution) for k, ident in enumerate(ids[:CASES])]
+    ids = world.split_identities(world.trained_world(model), "heldout", CASES + 1)
+    cases = [world.make_case(ident, seed=100 + k, size=pipe.resolution) for k, ident in enumerate(ids[:CASES])]
     # an unrelated subject: the reference of the NEXT case's identity (a different held-out subject)
     unrelated = [cases[(k + 1) % CASES].reference for k in range(CASES)]
     swapped = [dataclasses.replace(c, reference=r) for c, r in zip(cases, unrelated, strict=True)]
@@ -81,8 +81,8 @@ def test_the_model_continues_the_scene_and_keep_known_does_not_hurt(embedded):
     # 27.6 / 26.2 dB; the epsilon-prediction one before it repainted the whole picture in shifted colours:
     # 32.8 / 37.9 / 31.6 and 19.2 / 18.0 / 19.7 dB.)
     pipe, evaluator, model = embedded
-    ids = toy.split_identities(world_seed(model), "heldout", CASES)
-    cases = [toy.make_case(ident, seed=100 + k, size=pipe.resolution) for k, ident in enumerate(ids)]
+    ids = world.split_identities(world.trained_world(model), "heldout", CASES)
+    cases = [world.make_case(ident, seed=100 + k, size=pipe.resolution) for k, ident in enumerate(ids)]
     plain, held = (run_cases(pipe, cases, 20, "dpmsolver++", 0, keep_known=k) for k in (False, True))
     raws = run_cases(pipe, cases, 20, "dpmsolver++", 0, paste_back=False)
     assert background_error(cases, plain) < 26
@@ -99,26 +99,26 @@ PROBE_FLOOR = {"shape": 0.8, "pattern": 0.8}
 
 def test_the_vision_tower_reads_the_parts_of_new_subjects(embedded):
     pipe, _, model = embedded
-    enc, ws = pipe.reference_encoder, world_seed(model)
+    enc, ws = pipe.reference_encoder, world.trained_world(model)
 
     def features(split: str, n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        data = toy.ToyWorldExamples(
-            toy.split_identities(ws, split),
+        data = dataset.ToyWorldExamples(
+            world.split_identities(ws, split),
             64,
             64,
             enc.image_size,
             enc.image_mean,
             enc.image_std,
-            toy.toy_augment(),
+            dataset.toy_augment(),
             seed=7,
             cut_reference=True,  # as the model's references are
         )
         items = [data.reference_item(i) for i in range(n)]
         with torch.no_grad():
             x = enc.tower_states(torch.stack([it["reference"] for it in items]))[0].float()
-        labels = [toy.attribute_labels(data.identities[int(it["identity"])]) for it in items]
+        labels = [world.attribute_labels(data.identities[int(it["identity"])]) for it in items]
         for lab, it in zip(labels, items, strict=True):
-            lab.update(zip(toy.POSE_ATTRIBUTES, it["reference_pose"].tolist(), strict=True))
+            lab.update(zip(world.POSE_ATTRIBUTES, it["reference_pose"].tolist(), strict=True))
         return x, {k: torch.tensor([lab[k] for lab in labels]) for k in PROBE_FLOOR}
 
     x_train, y_train = features("train", 1024)
@@ -127,7 +127,7 @@ def test_the_vision_tower_reads_the_parts_of_new_subjects(embedded):
     x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
     torch.manual_seed(0)
     for part, floor in PROBE_FLOOR.items():
-        probe = torch.nn.Linear(x_train.shape[1], {**toy.ATTRIBUTES, **toy.POSE_ATTRIBUTES}[part])
+        probe = torch.nn.Linear(x_train.shape[1], {**world.ATTRIBUTES, **world.POSE_ATTRIBUTES}[part])
         optimizer = torch.optim.Adam(probe.parameters(), lr=1e-2)
         for _ in range(300):
             loss = torch.nn.functional.cross_entropy(probe(x_train), y_train[part]) + 1e-3 * probe.weight.square().sum()

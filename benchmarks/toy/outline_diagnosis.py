@@ -43,13 +43,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from subject_inpainting import imaging
-from subject_inpainting.data import toy
-from subject_inpainting.demo import world_seed
 from subject_inpainting.evaluation.metrics import paired_exact_test
-from subject_inpainting.evaluation.outline import TEMPLATE_ALPHA, read_shape
 from subject_inpainting.pipeline import SubjectInpaintPipeline
 from subject_inpainting.sampling.guidance import InpaintDenoiser, VelocityDenoiser
 from subject_inpainting.sampling.schedule import alphas_cumprod, prediction_type
+from subject_inpainting.toy import world as toy
+from subject_inpainting.toy.outline import TEMPLATE_ALPHA, read_shape
 from subject_inpainting.weights import default_model
 
 
@@ -181,7 +180,7 @@ def main(args: argparse.Namespace) -> dict:
         raise SystemExit("this installation has no embedded toy model; name one with --model")
     model = str(model)
     pipe = SubjectInpaintPipeline.from_pretrained(model)
-    world = world_seed(model)
+    world = toy.trained_world(model)
     ids = toy.split_identities(world, "heldout", args.cases)
     cases = [toy.make_case(ident, seed=500 + k, size=pipe.resolution) for k, ident in enumerate(ids)]
     truth_reads = {f"{t}/{a}": [] for t in args.thresholds for a in args.alphas}

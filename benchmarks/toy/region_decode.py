@@ -26,10 +26,9 @@ import torch
 from PIL import Image
 
 from subject_inpainting import imaging, pipeline
-from subject_inpainting.data import toy
-from subject_inpainting.demo import world_seed
-from subject_inpainting.evaluation.toy_bench import ToyBenchConfig
 from subject_inpainting.pipeline import SubjectInpaintPipeline
+from subject_inpainting.toy import world as toy
+from subject_inpainting.toy.bench import ToyBenchConfig
 from subject_inpainting.weights import default_model
 
 
@@ -45,7 +44,7 @@ def main(args: argparse.Namespace) -> dict:
     model = args.model or str(default_model())
     pipe = SubjectInpaintPipeline.from_pretrained(model)
     config = ToyBenchConfig()
-    ws = world_seed(model)
+    ws = toy.trained_world(model)
     cases = []
     for ident in toy.split_identities(ws, "heldout", config.subjects):
         seeds = [config.seed * 100_003 + ident.index * 101 + k for k in range(config.cases_per_subject)]

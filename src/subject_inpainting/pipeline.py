@@ -105,9 +105,9 @@ class SubjectInpaintPipeline:
         vision_config: str | os.PathLike | dict | None = None,
     ) -> SubjectInpaintPipeline:
         """Load from a project folder, a diffusers Paint-by-Example folder, an original checkpoint, or a
-        hub id (see ``subject_inpainting.convert.load_components``), on ``device`` in ``dtype`` (default
+        hub id (see ``subject_inpainting.loaders.load_components``), on ``device`` in ``dtype`` (default
         float32)."""
-        from .convert import load_components
+        from .loaders import load_components
 
         components = load_components(model, ldm_config=ldm_config, vision_config=vision_config)
         # Weights may be stored in half precision (the embedded model is); compute in float32 unless asked.
@@ -115,7 +115,7 @@ class SubjectInpaintPipeline:
 
     def save_pretrained(self, folder: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the project's format (safetensors + JSON configs), atomically."""
-        from .convert import save_components
+        from .loaders import save_components
 
         return save_components(self.components, folder, overwrite=overwrite)
 
@@ -135,7 +135,7 @@ class SubjectInpaintPipeline:
         Raises:
             CheckpointError: not a subject, or fine-tuned from another base (unless ``check_base=False``).
         """
-        from .convert.subject import load_subject
+        from .loaders.subject import load_subject
 
         self.unload_subject()
         self.subject = load_subject(subject, self.components, check_base=check_base)
@@ -146,7 +146,7 @@ class SubjectInpaintPipeline:
 
     def unload_subject(self) -> None:
         """Back to the plain pretrained model (removes a LoRA adapter from the UNet)."""
-        from .convert.subject import remove_lora
+        from .models.lora import remove_lora
 
         if self.subject is not None and self.subject.adapter is not None:
             remove_lora(self.unet, self.subject.adapter)

@@ -210,7 +210,7 @@ def read_references(files: Sequence[Any] | None, subject: str | None) -> list[tu
             raise UIError(unreadable(f"reference {Path(path).name}")) from None
         references.append((Path(path).name, image.convert("RGB")))
     if not references and subject:
-        from .convert.subject import subject_reference_crops
+        from .loaders.subject import subject_reference_crops
 
         crops = subject_reference_crops(Path(subject))
         if crops:
@@ -263,7 +263,7 @@ class Painter:
         if subject == self._subject:
             return
         if subject:
-            from .convert.checkpoint_io import CheckpointError
+            from .loaders.checkpoint_io import CheckpointError
 
             try:
                 pipe.load_subject(subject)

@@ -71,7 +71,7 @@ def test_bad_settings_are_named(interval, branch):
 
 def test_per_row_lora_adapters_reach_the_shallow_path():
     """A LoRA subject's rows carry their adapter through the reusing calls as through the full ones."""
-    from subject_inpainting.convert.subject import ADAPTER_NAME, add_lora, lora_config
+    from subject_inpainting.models.lora import ADAPTER_NAME, add_lora, lora_config
     from subject_inpainting.sampling.guidance import per_row_adapters
 
     unet = tiny_components()["unet"]

@@ -65,7 +65,7 @@ def test_scale_one_is_a_single_conditional_call():
 
 
 def _lora_unet():
-    from subject_inpainting.convert.subject import add_lora, lora_config
+    from subject_inpainting.models.lora import add_lora, lora_config
 
     unet = tiny_components()["unet"]
     add_lora(unet, lora_config(rank=4))

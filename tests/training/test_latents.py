@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from subject_inpainting import cli
-from subject_inpainting.convert import load_components
-from subject_inpainting.data import toy
-from subject_inpainting.training import latents, loop, train
+from subject_inpainting.commands import train as train_command
+from subject_inpainting.loaders import load_components
+from subject_inpainting.toy import dataset, world
+from subject_inpainting.training import latents, loop
 from subject_inpainting.training.latents import LatentCache
 
 FAST = ["--device", "cpu", "--quiet", "--warmup-steps", "0", "--batch-size", "2"]
@@ -20,14 +21,14 @@ def vae_and_examples(tiny_model_dir):
     enc = components["reference_encoder"]
     vae = components["vae"].eval()
     size = vae.config.sample_size
-    examples = toy.ToyWorldExamples(
-        toy.split_identities(0, "train", 8),
+    examples = dataset.ToyWorldExamples(
+        world.split_identities(0, "train", 8),
         size,
         size,
         enc.image_size,
         enc.image_mean,
         enc.image_std,
-        toy.toy_augment(),
+        dataset.toy_augment(),
         length=16,
     )
     return vae, components["scheduler"], examples
@@ -72,7 +73,9 @@ def test_a_run_on_the_cache_writes_it_once_and_checks_its_size(tiny_model_dir, t
     monkeypatch.setenv("SI_NO_TENSORBOARD", "1")
     out = tmp_path / "run"
     argv = ["--model", str(tiny_model_dir), "--toy-world", "--out", str(out), "--latent-cache", "6", *FAST]
-    first = train.main(train.parse_args([*argv, "--max-steps", "2", "--save-every", "2"]))
+    first = train_command.base_training(
+        train_command.parse_train_args([*argv, "--max-steps", "2", "--save-every", "2"])
+    )
     assert first["step"] == 2 and (out / "latent-cache.safetensors").is_file()
     built = LatentCache.load(out / "latent-cache.safetensors")
 
@@ -80,7 +83,7 @@ def test_a_run_on_the_cache_writes_it_once_and_checks_its_size(tiny_model_dir, t
         raise AssertionError("the cache of an earlier run must be reused")
 
     monkeypatch.setattr(LatentCache, "build", no_build)
-    more = train.main(train.parse_args([*argv, "--max-steps", "4", "--save-every", "2"]))
+    more = train_command.base_training(train_command.parse_train_args([*argv, "--max-steps", "4", "--save-every", "2"]))
     assert more["step"] == 4 and len(more["losses"]) == 2  # resumed on the same cache
     assert torch.equal(
         LatentCache.load(out / "latent-cache.safetensors").tensors["reference"], built.tensors["reference"]
@@ -103,5 +106,5 @@ def test_a_pool_that_does_not_fit_in_memory_is_refused_before_encoding(tiny_mode
     with pytest.raises(
         ValueError, match=r"a latent cache of 6 examples needs about .* of memory, and 1000 bytes is available"
     ):
-        train.main(train.parse_args([*argv, "--max-steps", "1"]))
+        train_command.base_training(train_command.parse_train_args([*argv, "--max-steps", "1"]))
     assert not encoded and not (tmp_path / "run" / "latent-cache.safetensors").exists()

@@ -13,8 +13,8 @@ from PIL import Image
 
 from conftest import FIXTURES, accelerate_launch, run_launched
 from subject_inpainting import cli
-from subject_inpainting.convert import load_components
 from subject_inpainting.data.augment import AugmentConfig
+from subject_inpainting.loaders import load_components
 from subject_inpainting.pipeline import SubjectInpaintPipeline
 from subject_inpainting.training import finetune, loop, train
 
@@ -404,56 +404,6 @@ def test_two_processes_with_accelerate_launch(tiny_model_dir, tmp_path):
     assert [p.name for p in loop.ckpt.list_checkpoints(tmp_path / "ddp")] == ["step-00000002"]
     pipe = SubjectInpaintPipeline.from_pretrained(tiny_model_dir)
     assert pipe.load_subject(tmp_path / "ddp").encoder.has_detail
-
-
-def test_toy_world_runs_show_the_models_own_world(tiny_model_dir, tmp_path, capsys):
-    """The training split comes from the world the model records, not from --seed (which only draws)."""
-    model = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, model)
-    index = json.loads((model / "model_index.json").read_text())
-    (model / "model_index.json").write_text(json.dumps({**index, "toy_world_seed": 3}))
-
-    def world(name: str, *extra: str) -> tuple[int, int]:
-        out = tmp_path / name
-        argv = ["--toy-world", "--out", str(out), "--max-steps", "1", "--batch-size", "2", *FAST, *extra]
-        train.main(train.parse_args(argv))
-        run = json.loads((out / "checkpoints" / "run.json").read_text())
-        return run["world"], json.loads((out / "model_index.json").read_text())["toy_world_seed"]
-
-    assert world("recorded", "--model", str(model), "--seed", "5") == (3, 3)
-    assert world("named", "--model", str(model), "--seed", "5", "--toy-world-seed", "4") == (4, 4)
-    assert world("unrecorded", "--model", str(tiny_model_dir), "--seed", "5") == (5, 5)
-
-    bad = ["train", "--model", str(model), "--manifest", "m.jsonl", "--out", str(tmp_path / "x"), *FAST]
-    assert cli.main([*bad, "--toy-world-seed", "2"]) == 2
-    assert "--toy-world-seed 2: only with --toy-world" in capsys.readouterr().err
-
-
-def test_toy_tilt_reaches_the_examples_and_the_runs_record(tiny_model_dir, tmp_path, capsys, monkeypatch):
-    from subject_inpainting.data import toy
-
-    tilts = []
-
-    class Recorded(toy.ToyWorldExamples):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            tilts.append(self.tilt)
-
-    monkeypatch.setattr(toy, "ToyWorldExamples", Recorded)
-    common = ["--model", str(tiny_model_dir), "--max-steps", "1", "--batch-size", "2", *FAST]
-    names = {"upright": ["--toy-tilt", "0"], "world": [], "named": ["--toy-tilt", str(toy.TILT_RANGE)]}
-    for name, extra in names.items():
-        train.main(train.parse_args(["--toy-world", "--out", str(tmp_path / name), *common, *extra]))
-    runs = [json.loads((tmp_path / n / "checkpoints" / "run.json").read_text()) for n in names]
-    assert tilts == [0.0, toy.TILT_RANGE, toy.TILT_RANGE]
-    assert runs[0]["tilt"] == 0  # the world's own range, given or not, keeps older runs resumable
-    assert "tilt" not in runs[1] and "tilt" not in runs[2]
-
-    manifest = ["train", "--manifest", "m.jsonl", "--out", str(tmp_path / "x"), *common]
-    assert cli.main([*manifest, "--toy-tilt", "0"]) == 2
-    assert "--toy-tilt 0: only with --toy-world" in capsys.readouterr().err
-    assert cli.main(["train", "--toy-world", "--out", str(tmp_path / "y"), *common, "--toy-tilt", "-3"]) == 2
-    assert "--toy-tilt: expected a number between 0 and 180, got -3" in capsys.readouterr().err
 
 
 def test_overwrite_replaces_a_finished_run_only_when_the_new_one_finishes(tiny_model_dir, tmp_path, monkeypatch):

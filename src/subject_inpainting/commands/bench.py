@@ -74,7 +74,7 @@ def check_toy(args: argparse.Namespace) -> None:
 
 
 def run_toy(args: argparse.Namespace) -> int:
-    from ..evaluation.toy_bench import (
+    from ..toy.bench import (
         ToyBenchConfig,
         markdown_table,
         reference_points_table,

@@ -75,11 +75,11 @@ def check(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..convert import load_components, save_components
+    from ..loaders import load_components, save_components
 
     options.say(args, f"reading {args.source}")
     if args.from_sd:
-        from ..convert.sd import load_from_sd
+        from ..loaders.sd import load_from_sd
 
         components = load_from_sd(args.source, args.vision_model, args.ldm_config, args.vision_config, args.seed)
     else:

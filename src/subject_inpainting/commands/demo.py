@@ -62,7 +62,7 @@ def check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import demo
+    from ..toy.demo import demo
 
     result = demo(
         args.model,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..training import toy as toy_training
+from ..toy import recipe
 from ..utils.files import check_output_folder
 from ..utils.parse import int_option
 from . import options
@@ -23,9 +23,9 @@ def register(sub) -> None:
     p = toy_sub.add_parser(
         "train",
         help="train every component of the toy model on the CPU",
-        description=toy_training.__doc__.split("\n\n")[0],
+        description=recipe.__doc__.split("\n\n")[0],
     )
-    toy_training.build_parser(p).set_defaults(command_check=check_train, command_run=run_training(toy_training.main))
+    recipe.build_parser(p).set_defaults(command_check=check_train, command_run=run_training(recipe.main))
 
     w = toy_sub.add_parser(
         "world",
@@ -97,7 +97,7 @@ def check_world(args: argparse.Namespace) -> None:
 
 
 def run_world(args: argparse.Namespace) -> int:
-    from ..data.toy import write_dataset
+    from ..toy.write import write_dataset
 
     result = write_dataset(
         args.out,
@@ -131,7 +131,7 @@ def check_export(args: argparse.Namespace) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ..training.toy_stages import export
+    from ..toy.export import export
 
     destination = _destination(args)
     sizes = export(Path(args.run), destination)

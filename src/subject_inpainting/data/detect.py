@@ -16,7 +16,7 @@ import torch
 
 from ..imaging import InputError, mask_bbox, open_image, to_rgb
 from ..utils import hub_offline
-from .datasets import PHOTO_SUFFIXES, Record, photo_files
+from .annotations import PHOTO_SUFFIXES, Record, photo_files
 
 DETECTOR_ID = "google/owlv2-base-patch16-ensemble"
 SEGMENTER_ID = "facebook/sam-vit-base"

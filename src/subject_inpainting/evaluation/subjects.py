@@ -31,7 +31,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import imaging
-from ..data.datasets import PHOTO_SUFFIXES, photo_files, read_photo_folder
+from ..data.annotations import PHOTO_SUFFIXES, photo_files, read_photo_folder
 from ..imaging import InputError
 from ..utils import write_text_atomic
 from ..utils.files import mark_folder
@@ -126,7 +126,8 @@ class SubjectsSettings:
 
 def _finetune(subject: Subject, settings: SubjectsSettings, out: Path, device: str | None) -> Path:
     """Fine-tune ``subject`` on its first photos into ``OUT/subjects/<name>`` (kept; skipped when done)."""
-    from ..training import finetune
+    from ..training.config import TrainConfig
+    from ..training.finetune import DEFAULT_EPOCHS, FinetuneSpec, finetune
 
     folder = out / "subjects" / subject.name
     if (folder / "subject_index.json").is_file():
@@ -143,14 +144,18 @@ def _finetune(subject: Subject, settings: SubjectsSettings, out: Path, device: s
             w, h = imaging.open_image(p, "subject photo").size
             boxes[p.name] = [0, 0, w, h]
     write_text_atomic(photos.parent / f"{subject.name}_boxes.json", json.dumps(boxes))
-    argv = ["--photos", str(photos), "--boxes", str(photos.parent / f"{subject.name}_boxes.json")]
-    argv += ["--base", settings.generation.model, "--out", str(folder), "--seed", str(settings.generation.seed)]
-    argv += ["--quiet"]
-    if settings.finetune_steps:
-        argv += ["--max-steps", str(settings.finetune_steps)]
-    if device:
-        argv += ["--device", str(device)]
-    finetune.main(finetune.parse_args(argv))
+    steps = settings.finetune_steps or None
+    spec = FinetuneSpec(
+        photos=photos,
+        base=settings.generation.model,
+        out=folder,
+        boxes=photos.parent / f"{subject.name}_boxes.json",
+        epochs=None if steps else DEFAULT_EPOCHS,
+        config=TrainConfig.for_mode("subject", seed=settings.generation.seed, max_steps=steps),
+        device=device or "auto",
+        progress=False,
+    )
+    finetune(spec)
     return folder
 
 

@@ -10,6 +10,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import nn
 
+from .configs import ModelSize
 from .reference_encoder import ReferenceEncoder
 
 COMPONENT_CLASSES: dict[str, type] = {
@@ -87,3 +88,18 @@ def move(module: nn.Module, device: torch.device | str | None = None, dtype: tor
     if dtype is not None and dtype != next(module.parameters()).dtype:
         kwargs["dtype"] = dtype
     return module.to(**kwargs) if kwargs else module
+
+
+def random_components(size: ModelSize, seed: int = 0, detail_layers: int = 0, detail_grid: int = 1) -> dict[str, Any]:
+    """Every component of ``size`` (``configs.MODEL_SIZES``) with random weights drawn under ``seed``, in eval
+    mode, and its schedule; a detail module of ``detail_layers`` blocks (0: none)."""
+    if not isinstance(size, ModelSize):
+        raise TypeError(f"size must be a ModelSize (configs.MODEL_SIZES), got {type(size).__name__}")
+    torch.manual_seed(seed)
+    encoder_config = size.reference_encoder_config(detail_layers=detail_layers, detail_grid=detail_grid)
+    return {
+        "unet": build_component("unet", size.unet).eval(),
+        "vae": build_component("vae", size.vae).eval(),
+        "reference_encoder": build_component("reference_encoder", encoder_config).eval(),
+        "scheduler": dict(size.schedule),
+    }

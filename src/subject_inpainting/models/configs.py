@@ -1,14 +1,18 @@
-"""Architectures as configs: the released Paint-by-Example layout, LDM YAML → diffusers configs.
+"""Architectures as configs: the registry of model sizes, and LDM YAML → diffusers configs.
+
+``MODEL_SIZES`` names every size the project builds (as DiT's ``DiT_models``): ``"sd-v1"``, the released
+Paint-by-Example layout read from its published configuration (SD-v1 ``v1-inference.yaml`` with a 9-channel
+input, CLIP ViT-L/14); ``"tiny"``, the same code paths built in milliseconds on a CPU (tests, smoke runs,
+quick benchmarks); ``"toy"``, the embedded model trained on the toy world.
 
 The original code describes its UNet and VAE with LDM-style parameters (``model_channels``,
 ``channel_mult``, ``attention_resolutions`` ...). The project runs them as ``diffusers``
-``UNet2DConditionModel`` / ``AutoencoderKL``, whose configs these functions derive. Nothing here knows a
-size of its own: the released model's sizes are the data below, read from its published configuration
-(SD-v1 ``v1-inference.yaml`` with a 9-channel input, CLIP ViT-L/14).
+``UNet2DConditionModel`` / ``AutoencoderKL``, whose configs these functions derive.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 # The released Paint-by-Example model (``configs/v1.yaml`` of the original repository).
@@ -194,3 +198,146 @@ def reference_encoder_config(
         "detail_mapper_heads": detail_mapper_heads,
         "detail_grid": detail_grid,
     }
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """The configs of every component of one model size (``MODEL_SIZES``).
+
+    Attributes:
+        description: what the size is, in a few words.
+        resolution: the side of the pictures the model paints, in pixels.
+        unet, vae: ``UNet2DConditionModel`` / ``AutoencoderKL`` keyword arguments.
+        vision: the reference encoder's vision tower (``transformers.CLIPVisionConfig`` keyword arguments).
+        class_mapper, detail_mapper: ``{"layers", "heads"}`` of the class mapper and of the detail module a
+            subject adds.
+        schedule: the training noise schedule (a ``DDIMScheduler`` config).
+    """
+
+    description: str
+    resolution: int
+    unet: dict[str, Any]
+    vae: dict[str, Any]
+    vision: dict[str, Any]
+    class_mapper: dict[str, int]
+    detail_mapper: dict[str, int]
+    schedule: dict[str, Any]
+
+    def reference_encoder_config(self, detail_layers: int = 0, detail_grid: int = 1) -> dict[str, Any]:
+        """``ReferenceEncoder`` keyword arguments of this size, with a detail module of ``detail_layers``
+        blocks (0: none) pooling ``detail_grid`` × ``detail_grid`` tokens."""
+        return reference_encoder_config(
+            self.vision,
+            self.unet["cross_attention_dim"],
+            class_mapper_layers=self.class_mapper["layers"],
+            class_mapper_heads=self.class_mapper["heads"],
+            detail_mapper_layers=detail_layers,
+            detail_mapper_heads=self.detail_mapper["heads"],
+            detail_grid=detail_grid,
+        )
+
+
+# The toy model: small enough to train on a CPU in about an hour, big enough to paint recognisable subjects
+# at 64 × 64 pixels. The VAE downsamples by 4 into 8 channels (16 × 16 × 8 latents): fewer channels, or
+# downsampling by 8, lose the subjects' colours and patterns. The UNet is narrow, so that an hour on a CPU
+# buys many training steps: a small model needs steps more than width. It has SD-v1's block order,
+# attention at 16 × 16 and 8 × 8 but none at 4 × 4, which draws outlines better than attention at the
+# coarse levels only. The vision tower is a small ViT with 4-pixel patches on 32-pixel references (an
+# 8 × 8 grid of patch tokens, so that the detail module has fine detail to pool). docs/toy.md has the runs
+# behind these choices.
+_TOY_RESOLUTION = 64
+
+MODEL_SIZES: dict[str, ModelSize] = {
+    "sd-v1": ModelSize(
+        "full (SD-v1 UNet, KL-f8 VAE, CLIP ViT-L/14)",
+        resolution=512,
+        unet=unet_config_from_ldm(RELEASED_LDM_PARAMS),
+        vae=vae_config_from_ldm(RELEASED_LDM_PARAMS),
+        vision=CLIP_VIT_L14_VISION,
+        class_mapper=RELEASED_CLASS_MAPPER,
+        detail_mapper=RELEASED_DETAIL_MAPPER,
+        schedule=scheduler_config_from_ldm(RELEASED_LDM_PARAMS),
+    ),
+    # The same code paths as the full size: a UNet on 16 × 16 latents and a VAE downsampling by 2 (32 pixels).
+    "tiny": ModelSize(
+        "tiny",
+        resolution=32,
+        unet={
+            "sample_size": 16,
+            "in_channels": 9,
+            "out_channels": 4,
+            "block_out_channels": [32, 64],
+            "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+            "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+            "layers_per_block": 1,
+            "attention_head_dim": 2,
+            "cross_attention_dim": 32,
+            "norm_num_groups": 32,
+        },
+        vae={
+            "in_channels": 3,
+            "out_channels": 3,
+            "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D"],
+            "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"],
+            "block_out_channels": [32, 32],
+            "layers_per_block": 1,
+            "latent_channels": 4,
+            "norm_num_groups": 32,
+            "scaling_factor": 0.18215,
+        },
+        vision={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 32,
+            "patch_size": 8,
+            "projection_dim": 32,
+        },
+        class_mapper={"layers": 2, "heads": 1},
+        detail_mapper={"layers": 1, "heads": 4},
+        schedule=scheduler_config_from_ldm(RELEASED_LDM_PARAMS),  # the released schedule: it differs in size only
+    ),
+    "toy": ModelSize(
+        "toy (the embedded model's size)",
+        resolution=_TOY_RESOLUTION,
+        unet={
+            "sample_size": _TOY_RESOLUTION // 4,
+            "in_channels": 17,  # noisy latent + masked-scene latent + mask
+            "out_channels": 8,
+            "block_out_channels": [64, 64, 128],
+            # SD-v1's order, attention at the two finer levels: the painted outlines follow the reference's
+            # shape more often than with attention at the coarse levels only
+            "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+            "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+            "layers_per_block": 1,
+            "attention_head_dim": 4,
+            "cross_attention_dim": 128,
+            "norm_num_groups": 16,
+        },
+        vae={
+            "in_channels": 3,
+            "out_channels": 3,
+            "down_block_types": ["DownEncoderBlock2D"] * 3,
+            "up_block_types": ["UpDecoderBlock2D"] * 3,
+            "block_out_channels": [32, 64, 64],
+            "layers_per_block": 1,
+            "latent_channels": 8,  # 4 lose the subjects' colours
+            "norm_num_groups": 16,
+            "sample_size": _TOY_RESOLUTION,
+            "scaling_factor": 1.0,  # replaced by 1 / std of the trained VAE's latents
+        },
+        vision={
+            "hidden_size": 128,
+            "intermediate_size": 256,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "image_size": 32,
+            "patch_size": 4,
+            "projection_dim": 128,
+        },
+        class_mapper={"layers": 2, "heads": 1},
+        detail_mapper={"layers": 2, "heads": 4},
+        schedule=scheduler_config_from_ldm(RELEASED_LDM_PARAMS),
+    ),
+}

@@ -1,12 +1,9 @@
-"""What base training and subject fine-tuning share: options, previews, publishing."""
+"""What base training and subject fine-tuning share: options and previews."""
 
 from __future__ import annotations
 
 import argparse
 import copy
-import shutil
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import imaging
@@ -182,16 +179,3 @@ def preview_function(dataset, mode: str, steps: int, count: int = 4):
         return imaging.image_grid(rows, cell=max(64, pipe.resolution))
 
     return preview
-
-
-def staged_publish(out: Path, marker: str, write) -> None:
-    """Write the final artefacts with ``write(folder)`` into a temporary folder, then move them into ``out``
-    (``utils.files.publish_into``: the marker file last)."""
-    from ..utils.files import publish_into
-
-    staged = Path(tempfile.mkdtemp(prefix=".publish-", dir=out))
-    try:
-        write(staged)
-        publish_into(staged, out, marker)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)

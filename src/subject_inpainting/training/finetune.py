@@ -6,25 +6,64 @@ LoRA through ``peft``) and the detail (VDP) module; the vision tower, class mapp
 unconditional vector stay frozen. The output folder holds only what was trained (safetensors + a config
 naming its base), the reference crops, previews, TensorBoard logs and resumable checkpoints.
 
-Usage from Python (or a test)::
+``finetune(FinetuneSpec(...))`` is the Python entry point; ``parse_args`` and ``main`` are the command
+line's, which build a spec::
 
-    args = parse_args(["--photos", "dog/", "--boxes", "boxes.json", "--base", "pbe", "--out", "dog-subject"])
-    main(args)
+    finetune(FinetuneSpec("dog/", "pbe", Path("dog-subject"), boxes="boxes.json"))
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..utils.files import staged_publish
 from ..utils.parse import float_option, int_option
-from .common import MAX_STEPS, add_training_args, config_from_args, preview_function, staged_publish
+from .common import MAX_STEPS, add_training_args, config_from_args, preview_function
 from .config import TrainConfig
 
 DEFAULT_EPOCHS = 200  # the original: 200 epochs of the subject's photos
+
+
+@dataclass
+class FinetuneSpec:
+    """One fine-tuning run: teach the model ``base`` the subject of the photo folder ``photos``; write to ``out``.
+
+    Attributes:
+        boxes, masks, prompt: where the subject is in the photos: a boxes file, a masks folder, or a text
+            prompt for a detector (used when the photos come with neither).
+        epochs: passes over the photos, which sets the steps; None: ``config.max_steps`` steps.
+        config: the loop's settings (``TrainConfig.for_mode("subject")`` and changes: LoRA, detail module ...).
+        cut_reference: the references show the subject cut out onto white through its mask (needs ``masks``).
+        device, overwrite, progress: as ``TrainSpec``'s.
+    """
+
+    photos: str | Path
+    base: str
+    out: Path
+    boxes: str | Path | None = None
+    masks: str | Path | None = None
+    prompt: str | None = None
+    epochs: int | None = DEFAULT_EPOCHS
+    config: TrainConfig = field(default_factory=lambda: TrainConfig.for_mode("subject"))
+    cut_reference: bool = False
+    device: str = "auto"
+    overwrite: bool = False
+    progress: bool = True
+
+    def check(self) -> None:
+        if not isinstance(self.config, TrainConfig) or self.config.mode != "subject":
+            raise ValueError(f"config {self.config!r}: expected a TrainConfig of mode 'subject'")
+        epochs = self.epochs
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+            raise ValueError(f"epochs {self.epochs!r}: expected a whole number ≥ 1, or None")
+        if self.cut_reference and not self.masks:
+            raise ValueError("--cut-reference needs --masks DIR: the subject's outline in each photo, to cut it out by")
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -88,31 +127,58 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """The options' combinations, checked before anything is loaded (the command line checks them first)."""
-    if args.cut_reference and not args.masks:
-        raise ValueError("--cut-reference needs --masks DIR: the subject's outline in each photo, to cut it out by")
+    spec_from_args(args).check()
 
 
-def find_records(args: argparse.Namespace):
+def spec_from_args(args: argparse.Namespace) -> FinetuneSpec:
+    """The run the options describe (``--max-steps`` wins over ``--epochs``)."""
+    epochs = None if args.max_steps is not None else (args.epochs if args.epochs is not None else DEFAULT_EPOCHS)
+    return FinetuneSpec(
+        photos=args.photos,
+        base=args.base,
+        out=Path(args.out),
+        boxes=args.boxes,
+        masks=args.masks,
+        prompt=args.prompt,
+        epochs=epochs,
+        config=config_from_args(
+            args,
+            "subject",
+            max_steps=args.max_steps,
+            lora_rank=args.lora_rank,
+            lora_alpha=args.lora_alpha,
+            detail_layers=args.detail_layers,
+            detail_heads=args.detail_heads,
+            detail_grid=args.detail_grid,
+        ),
+        cut_reference=args.cut_reference,
+        device=args.device,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+
+
+def find_records(spec: FinetuneSpec):
     """The subject's photos and where the subject is in each."""
-    from ..data.datasets import NoSubjectLocation, read_photo_folder
+    from ..data.annotations import NoSubjectLocation, read_photo_folder
 
     try:
-        return read_photo_folder(args.photos, args.boxes, args.masks)
+        return read_photo_folder(spec.photos, spec.boxes, spec.masks)
     except NoSubjectLocation as e:
-        if not args.prompt:
+        if not spec.prompt:
             raise NoSubjectLocation(
                 f"{e}; give --boxes FILE, --masks DIR, or --prompt TEXT to find it with a detector"
             ) from None
     from ..data.detect import find_subject
 
-    return find_subject(args.photos, args.prompt)
+    return find_subject(spec.photos, spec.prompt)
 
 
 def load_base(spec: str) -> dict[str, Any]:
     """The base model, refusing what cannot be fine-tuned into a subject."""
-    from ..convert import load_components
-    from ..convert.checkpoint_io import CheckpointError
-    from ..convert.subject import is_subject_folder
+    from ..loaders import load_components
+    from ..loaders.checkpoint_io import CheckpointError
+    from ..loaders.subject import is_subject_folder
 
     if Path(spec).is_dir() and is_subject_folder(Path(spec)):
         raise CheckpointError(
@@ -149,8 +215,8 @@ def save_references(records, folder: Path, margin: int, cut: bool = False) -> No
     """The un-augmented reference crops (subject cut with the margin; with ``cut``, on white through the
     record's mask), for ``inpaint --subject`` without ``--reference``."""
     from .. import imaging
+    from ..data.annotations import read_mask
     from ..data.boxes import reference_box
-    from ..data.datasets import read_mask
 
     folder.mkdir(parents=True, exist_ok=True)
     for i, record in enumerate(records):
@@ -162,43 +228,32 @@ def save_references(records, folder: Path, margin: int, cut: bool = False) -> No
         imaging.save_image_atomic(imaging.Image.fromarray(rgb[y0:y1, x0:x1]), folder / f"{i:02d}.png")
 
 
-def model_spec(spec: str) -> str:
-    """How a subject names its base: an absolute path for a local model (usable from any folder), else the
-    hub id as given."""
-    path = Path(spec).expanduser()
-    return str(path.resolve()) if path.exists() else spec
-
-
 def main(args: argparse.Namespace) -> dict[str, Any]:
+    """The command line's fine-tuning: ``finetune`` of the spec the options describe."""
+    return finetune(spec_from_args(args))
+
+
+def finetune(spec: FinetuneSpec) -> dict[str, Any]:
     """Fine-tune; returns the loop's summary (``step``, ``losses``, ``out``)."""
-    from ..convert.subject import add_lora, base_fingerprint, lora_config, save_subject
     from ..data.augment import AugmentConfig
     from ..data.datasets import InpaintingExamples
+    from ..loaders.subject import base_fingerprint, save_subject
+    from ..models.lora import add_lora, lora_config
     from ..pipeline import SubjectInpaintPipeline
     from ..utils.files import replacing
-    from .loop import Run, make_accelerator, prepare_output, train, work_folder
+    from . import loop
 
-    check_args(args)
-    out = Path(args.out)
-    records = find_records(args)
-    components = load_base(args.base)
+    spec.check()
+    out = Path(spec.out)
+    records = find_records(spec)
+    components = load_base(spec.base)
     pipe = SubjectInpaintPipeline(**components)  # checks that the parts fit together
     base_encoder = pipe.reference_encoder
     fingerprint_value = base_fingerprint(pipe.unet, base_encoder)  # before the weights change
-    batch_size = args.batch_size if args.batch_size is not None else TrainConfig.for_mode("subject").batch_size
-    steps_per_epoch = max(1, len(records) // batch_size)
-    epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS
-    max_steps = args.max_steps if args.max_steps is not None else epochs * steps_per_epoch
-    config = config_from_args(
-        args,
-        "subject",
-        max_steps=max_steps,
-        lora_rank=args.lora_rank,
-        lora_alpha=args.lora_alpha,
-        detail_layers=args.detail_layers,
-        detail_heads=args.detail_heads,
-        detail_grid=args.detail_grid,
-    )
+    config = spec.config
+    if spec.epochs is not None:
+        steps_per_epoch = max(1, len(records) // config.batch_size)
+        config = dataclasses.replace(config, max_steps=spec.epochs * steps_per_epoch)
     encoder = subject_encoder(base_encoder, config.detail_layers, config.detail_heads, config.detail_grid, config.seed)
     unet = pipe.unet
     lora = None
@@ -214,17 +269,17 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         encoder.image_std,
         augment,
         seed=config.seed,
-        cut_reference=args.cut_reference,
+        cut_reference=spec.cut_reference,
     )
     fingerprint = {
         "base": fingerprint_value,
         "photos": [str(r.image) for r in records],
         "boxes": [list(r.boxes[0]) for r in records],
     }
-    if args.cut_reference:
+    if spec.cut_reference:
         fingerprint["cut_reference"] = True
-    accelerator = make_accelerator(config, work_folder(out, args.overwrite), args.device)
-    work = prepare_output(out, config, fingerprint, args.overwrite, accelerator)
+    accelerator = loop.make_accelerator(config, loop.work_folder(out, spec.overwrite), spec.device)
+    work = loop.prepare_output(out, config, fingerprint, spec.overwrite, accelerator)
     trained = {**components, "reference_encoder": encoder, "unet": unet}
 
     def publish(c: dict[str, Any], folder: Path) -> None:
@@ -233,19 +288,19 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 tmp,
                 c["reference_encoder"],
                 c["unet"],
-                base=str(args.base),
+                base=str(spec.base),
                 fingerprint=fingerprint_value,
                 lora=lora,
                 extra={"photos": fingerprint["photos"], "train": config.to_dict()},
             )
-            save_references(records, tmp / "references", augment.reference_margin, args.cut_reference)
+            save_references(records, tmp / "references", augment.reference_margin, spec.cut_reference)
 
         staged_publish(folder, "subject_index.json", write)
 
     preview = preview_function(dataset, "subject", config.preview_steps) if config.preview_every else None
-    run = Run(trained, dataset, work, publish, fingerprint, preview, not args.quiet)
+    run = loop.Run(trained, dataset, work, publish, fingerprint, preview, spec.progress)
     with replacing(work, out, accelerator.is_main_process, accelerator.wait_for_everyone):
-        result = train(config, run, accelerator)
+        result = loop.train(config, run, accelerator)
     return {**result, "out": out}
 
 

@@ -83,7 +83,7 @@ class LatentCache(torch.utils.data.Dataset):
         """Encode items ``0 .. count-1`` of ``dataset`` (epoch 0) with ``vae``; stored in ``dtype``.
 
         ``dataset`` items carry ``pixel_values`` ``(3, H, W)`` in [-1, 1], ``keep_mask`` ``(1, H, W)`` and
-        ``reference``, as ``data.datasets.make_example`` makes them. ``num_workers`` > 0 makes the items in
+        ``reference``, as ``data.examples.make_example`` makes them. ``num_workers`` > 0 makes the items in
         that many processes while this one encodes (the same items, in the same order).
         """
         if count < 1 or count > len(dataset):

@@ -5,27 +5,153 @@ Starts from a project-format model — typically an SD-v1.x checkpoint converted
 mapper, its LayerNorm, the projection and the unconditional vector, with the original's data pipeline
 (``subject_inpainting.data``). Run it on several GPUs or nodes with ``accelerate launch``.
 
-Usage from Python (or a test)::
+``train(TrainSpec(...))`` is the Python entry point; the data is any ``TrainingData`` (``Annotations``
+here: a manifest, Open Images or COCO; the toy world's lives in ``subject_inpainting.toy.dataset``).
+``parse_args`` and ``main`` are the command line's, which build a spec::
 
-    args = parse_args(["--model", "init", "--manifest", "data.jsonl", "--out", "run", "--max-steps", "2"])
-    main(args)
+    config = TrainConfig.for_mode("base", max_steps=2)
+    train(TrainSpec("init/", Annotations(manifest="data.jsonl"), Path("run"), config))
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..utils.parse import float_option, int_option, seed_option
-from .common import MAX_STEPS, add_training_args, config_from_args, preview_function, staged_publish
+from ..utils.files import staged_publish
+from ..utils.parse import float_option, int_option
+from .common import MAX_STEPS, add_training_args, config_from_args, preview_function
+from .config import TrainConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..data.annotations import Record
+    from ..models.reference_encoder import ReferenceEncoder
 
 MAX_CACHE = 10_000_000
 
 
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+class TrainingData(Protocol):
+    """Where base training's examples come from. The dataset is made once the model is loaded, at its sizes."""
+
+    def check(self) -> None:
+        """Check the settings and read what must be read before the model loads (ValueError, InputError)."""
+
+    def examples(
+        self, resolution: int, encoder: ReferenceEncoder, config: TrainConfig, cut_reference: bool
+    ) -> torch.utils.data.Dataset:
+        """The training examples at the model's ``resolution`` and its ``encoder``'s reference size."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the data in the run's record (a resumed run must see the same)."""
+
+    def model_index(self) -> dict[str, Any]:
+        """What the published model records about its data (in its model_index.json)."""
+
+
+@dataclass
+class Annotations:
+    """Annotated images: a JSON Lines ``manifest``, or ``openimages`` (CSV) / ``coco`` (JSON) box annotations
+    of the image folder ``images`` keeping boxes that cover ``min_area``..``max_area`` of their image."""
+
+    manifest: str | None = None
+    openimages: str | None = None
+    coco: str | None = None
+    images: str | None = None
+    min_area: float = 0.02
+    max_area: float = 0.8
+    records: list[Record] | None = field(default=None, repr=False, compare=False)
+
+    def check(self, read: bool = True) -> None:
+        """The settings' combinations; with ``read``, the annotations are read too (``records``)."""
+        if (self.openimages or self.coco) and not self.images:
+            raise ValueError("--images is needed with --openimages / --coco (the folder of the images)")
+        if self.min_area > self.max_area:
+            raise ValueError(f"--min-area {self.min_area:g} must not exceed --max-area {self.max_area:g}")
+        if read and self.records is None:
+            self.records = self._read()
+
+    def _read(self) -> list[Record]:
+        from ..data import annotations
+
+        given = [name for name in ("manifest", "openimages", "coco") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError(f"annotations: give one of manifest, openimages or coco, got {given or 'none'}")
+        if self.manifest:
+            return annotations.read_manifest(self.manifest)
+        if self.openimages:
+            return annotations.read_openimages(self.openimages, self.images, self.min_area, self.max_area)
+        return annotations.read_coco(self.coco, self.images, self.min_area, self.max_area)
+
+    def examples(
+        self, resolution: int, encoder: ReferenceEncoder, config: TrainConfig, cut_reference: bool
+    ) -> torch.utils.data.Dataset:
+        from ..data.augment import AugmentConfig
+        from ..data.datasets import InpaintingExamples
+
+        self.check()
+        return InpaintingExamples(
+            self.records,
+            resolution,
+            encoder.image_size,
+            encoder.image_mean,
+            encoder.image_std,
+            AugmentConfig.base(),
+            seed=config.seed,
+            cut_reference=cut_reference,
+        )
+
+    def fingerprint(self) -> dict[str, Any]:
+        self.check()
+        return {"data": [str(r.image) for r in self.records[:1000]], "examples": len(self.records)}
+
+    def model_index(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass
+class TrainSpec:
+    """One base-training run: start from ``model``, train on ``data``, write the run and the model to ``out``.
+
+    Attributes:
+        config: the loop's settings (``TrainConfig.for_mode("base")`` and changes).
+        latent_cache: encode the first N examples with the VAE once and train on that fixed pool (None: off).
+        cut_reference: the references show the subject cut out onto white (needs a mask for every image).
+        device: single-process device (``auto``, ``cpu``, ``cuda``); several GPUs come from ``accelerate launch``.
+        overwrite: start over, replacing ``out`` when the new run finishes (else a run there is resumed).
+        progress: show a progress bar.
+    """
+
+    model: str
+    data: TrainingData
+    out: Path
+    config: TrainConfig = field(default_factory=lambda: TrainConfig.for_mode("base"))
+    latent_cache: int | None = None
+    cut_reference: bool = False
+    device: str = "auto"
+    overwrite: bool = False
+    progress: bool = True
+
+    def check(self) -> None:
+        if not isinstance(self.config, TrainConfig) or self.config.mode != "base":
+            raise ValueError(f"config {self.config!r}: expected a TrainConfig of mode 'base'")
+        cache = self.latent_cache
+        if cache is not None and (isinstance(cache, bool) or not isinstance(cache, int)):
+            raise TypeError(f"latent_cache {self.latent_cache!r}: expected a whole number of examples or None")
+        self.data.check()
+
+
+def build_parser(
+    parser: argparse.ArgumentParser | None = None,
+    more_sources: Callable[[argparse._ArgumentGroup, argparse._MutuallyExclusiveGroup], None] | None = None,
+) -> argparse.ArgumentParser:
+    """The options of base training; ``more_sources(data_group, source_group)`` adds further data sources
+    (the command line's ``--toy-world``) among the annotation files, one of which is required."""
     p = parser or argparse.ArgumentParser(prog="subject-inpaint train", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--model",
@@ -40,27 +166,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     source.add_argument("--openimages", metavar="CSV", help="Open Images box annotations (with --images)")
     source.add_argument("--coco", metavar="JSON", help="COCO instances annotations (with --images)")
-    source.add_argument(
-        "--toy-world",
-        action="store_true",
-        help="procedural toy-world scenes made on the fly, of the training split of the world --toy-world-seed",
-    )
-    data.add_argument(
-        "--toy-world-seed",
-        type=seed_option,
-        metavar="N",
-        help="with --toy-world: the world whose training identities are shown (default: the world --model was "
-        "trained on, as its model_index.json records, else --seed); the published model records it, and "
-        "`bench toy` and `demo` hold out that world's test identities",
-    )
-    data.add_argument(
-        "--toy-tilt",
-        type=float_option(0.0, 180.0),
-        metavar="DEGREES",
-        help="with --toy-world: the subjects' rotation range in the training renders, either way (default: the "
-        "world's own; 0: upright, as the embedded toy model was trained); the references are still "
-        "rotated by the augmentation",
-    )
+    if more_sources is not None:
+        more_sources(data, source)
     data.add_argument("--images", metavar="DIR", help="image folder of --openimages / --coco")
     data.add_argument(
         "--min-area", type=float_option(0.0, 1.0), default=0.02, help="keep boxes covering at least this share (0.02)"
@@ -94,127 +201,83 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """The options' combinations, checked before anything is loaded (the command line checks them first)."""
-    if args.toy_world_seed is not None and not args.toy_world:
-        raise ValueError(f"--toy-world-seed {args.toy_world_seed}: only with --toy-world")
-    if args.toy_tilt is not None and not args.toy_world:
-        raise ValueError(f"--toy-tilt {args.toy_tilt:g}: only with --toy-world")
-    if (args.openimages or args.coco) and not args.images:
-        raise ValueError("--images is needed with --openimages / --coco (the folder of the images)")
-    if args.min_area > args.max_area:
-        raise ValueError(f"--min-area {args.min_area:g} must not exceed --max-area {args.max_area:g}")
+    annotations_from_args(args).check(read=False)
 
 
-def load_records(args: argparse.Namespace):
-    from ..data import datasets
+def annotations_from_args(args: argparse.Namespace) -> Annotations:
+    return Annotations(args.manifest, args.openimages, args.coco, args.images, args.min_area, args.max_area)
 
-    if args.manifest:
-        return datasets.read_manifest(args.manifest)
-    if args.openimages:
-        return datasets.read_openimages(args.openimages, args.images, args.min_area, args.max_area)
-    return datasets.read_coco(args.coco, args.images, args.min_area, args.max_area)
+
+def spec_from_args(args: argparse.Namespace, data: TrainingData | None = None) -> TrainSpec:
+    """The run the options describe; ``data`` replaces the annotation files they name."""
+    return TrainSpec(
+        model=args.model,
+        data=data if data is not None else annotations_from_args(args),
+        out=Path(args.out),
+        config=config_from_args(args, "base", max_steps=args.max_steps),
+        latent_cache=args.latent_cache,
+        cut_reference=args.cut_reference,
+        device=args.device,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
+    """The command line's base training: ``train`` of the spec the options describe."""
+    return train(spec_from_args(args))
+
+
+def train(spec: TrainSpec) -> dict[str, Any]:
     """Train; returns the loop's summary (``step``, ``losses``, ``out``)."""
-    from ..convert import load_components, save_components
-    from ..data.augment import AugmentConfig
-    from ..data.datasets import InpaintingExamples
+    from ..loaders import load_components, save_components
     from ..pipeline import SubjectInpaintPipeline
     from ..utils.files import replacing
-    from .loop import Run, make_accelerator, prepare_output, train, work_folder
+    from . import loop
 
-    check_args(args)
-    out = Path(args.out)
-    config = config_from_args(args, "base", max_steps=args.max_steps)
-    records = None if args.toy_world else load_records(args)
-    components = load_components(args.model)
+    spec.check()
+    out, config = Path(spec.out), spec.config
+    components = load_components(spec.model)
     pipe = SubjectInpaintPipeline(**components)  # checks that the parts fit together
     enc = pipe.reference_encoder
     if enc.has_detail:
         raise ValueError(
-            f"--model {args.model}: has a detail module (a subject model); base training trains Paint-by-Example models"
+            f"--model {spec.model}: has a detail module (a subject model); base training trains Paint-by-Example models"
         )
-    if args.toy_world:
-        from ..data import toy
-
-        world = toy_world(args, config.seed)
-        identities = toy.split_identities(world, "train")
-        length = config.max_steps * config.batch_size * config.grad_accum * 64  # room for 64 processes
-        dataset = toy.ToyWorldExamples(
-            identities,
-            pipe.resolution,
-            pipe.resolution,
-            enc.image_size,
-            enc.image_mean,
-            enc.image_std,
-            toy.toy_augment(),
-            seed=config.seed,
-            length=length,
-            cut_reference=args.cut_reference,
-            tilt=toy.TILT_RANGE if args.toy_tilt is None else args.toy_tilt,
-        )
-        fingerprint = {"model": str(args.model), "data": "toy-world", "identities": len(identities), "world": world}
-        if dataset.tilt != toy.TILT_RANGE:  # the world's own range keeps the fingerprint of runs made before it
-            fingerprint["tilt"] = dataset.tilt
-    else:
-        dataset = InpaintingExamples(
-            records,
-            pipe.resolution,
-            enc.image_size,
-            enc.image_mean,
-            enc.image_std,
-            AugmentConfig.base(),
-            seed=config.seed,
-            cut_reference=args.cut_reference,
-        )
-        fingerprint = {
-            "model": str(args.model),
-            "data": [str(r.image) for r in records[:1000]],
-            "examples": len(records),
-        }
-    if args.cut_reference:
+    dataset = spec.data.examples(pipe.resolution, enc, config, spec.cut_reference)
+    fingerprint = {"model": str(spec.model), **spec.data.fingerprint()}
+    if spec.cut_reference:
         fingerprint["cut_reference"] = True
-    if args.latent_cache is not None:
-        if not 1 <= args.latent_cache <= len(dataset):
+    if spec.latent_cache is not None:
+        if not 1 <= spec.latent_cache <= len(dataset):
             raise ValueError(
-                f"--latent-cache {args.latent_cache}: expected 1 to {len(dataset)} (the number of examples)"
+                f"--latent-cache {spec.latent_cache}: expected 1 to {len(dataset)} (the number of examples)"
             )
-        fingerprint["latent_cache"] = args.latent_cache
-    accelerator = make_accelerator(config, work_folder(out, args.overwrite), args.device)
-    work = prepare_output(out, config, fingerprint, args.overwrite, accelerator)
+        fingerprint["latent_cache"] = spec.latent_cache
+    accelerator = loop.make_accelerator(config, loop.work_folder(out, spec.overwrite), spec.device)
+    work = loop.prepare_output(out, config, fingerprint, spec.overwrite, accelerator)
     with replacing(work, out, accelerator.is_main_process, accelerator.wait_for_everyone):
         examples = dataset
-        if args.latent_cache is not None:
+        if spec.latent_cache is not None:
             dataset = cached_latents(
                 work / "latent-cache.safetensors",
                 dataset,
                 components["vae"],
-                args.latent_cache,
+                spec.latent_cache,
                 accelerator,
-                not args.quiet,
+                spec.progress,
                 config.num_workers,
             )
 
-        extra = {"trained_from": str(args.model)}
-        if args.toy_world:
-            extra["toy_world_seed"] = fingerprint["world"]
+        extra = {"trained_from": str(spec.model), **spec.data.model_index()}
 
         def publish(c: dict[str, Any], folder: Path) -> None:
             staged_publish(folder, "model_index.json", lambda tmp: save_components(c, tmp, extra=extra))
 
         preview = preview_function(examples, "base", config.preview_steps) if config.preview_every else None
-        run = Run(components, dataset, work, publish, fingerprint, preview, progress=not args.quiet)
-        result = train(config, run, accelerator)
+        run = loop.Run(components, dataset, work, publish, fingerprint, preview, progress=spec.progress)
+        result = loop.train(config, run, accelerator)
     return {**result, "out": out}
-
-
-def toy_world(args: argparse.Namespace, seed: int) -> int:
-    """The toy world of a ``--toy-world`` run: ``--toy-world-seed``, else the world ``--model`` records
-    (``toy_world_seed`` in its model_index.json), else ``seed``. Training a world-0 model on another world's
-    split would show it that world's held-out identities, which its benchmark then scores as unseen."""
-    from ..demo import world_seed
-
-    return args.toy_world_seed if args.toy_world_seed is not None else world_seed(args.model, default=seed)
 
 
 def cached_latents(path: Path, dataset, vae, count: int, accelerator, progress: bool, num_workers: int = 0):

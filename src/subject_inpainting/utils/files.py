@@ -249,6 +249,17 @@ def publish_into(staged: Path, destination: Path, marker: str) -> Path:
     return destination
 
 
+def staged_publish(out: Path, marker: str, write) -> None:
+    """Write the final artefacts with ``write(folder)`` into a temporary folder, then move them into ``out``
+    (``publish_into``: the marker file last)."""
+    staged = Path(tempfile.mkdtemp(prefix=".publish-", dir=out))
+    try:
+        write(staged)
+        publish_into(staged, out, marker)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Which folders the project wrote
 # ---------------------------------------------------------------------------------------------------
@@ -365,7 +376,8 @@ def _probe(folder: Path, flag: str, out: Path) -> None:
         raise OutputError(f"{flag} {out}: cannot write into {folder} ({_reason(e)})") from None
 
 
-def _nearest_existing(path: Path) -> Path:
+def nearest_existing(path: Path) -> Path:
+    """``path`` (absolute) or its nearest existing ancestor: where a new file or folder there would go."""
     path = Path(os.path.abspath(path.expanduser()))
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -404,7 +416,7 @@ def check_output_folder(
     if path.exists() and not path.is_dir():
         raise OutputError(f"{flag} {out}: exists and is not a folder")
     if not path.exists() or not any(path.iterdir()):
-        nearest = _nearest_existing(path)
+        nearest = nearest_existing(path)
         if not nearest.is_dir():
             raise OutputError(f"{flag} {out}: cannot be created, {nearest} is a file")
         _probe(nearest, flag, path)
@@ -450,7 +462,7 @@ def check_output_files(
             raise OutputError(f"{flag} {raw}: already exists (add --overwrite to replace it)")
         if path.exists() and not path.is_file():
             raise OutputError(f"{flag} {raw}: is not a regular file; refusing to replace it")
-        nearest = _nearest_existing(path.parent)
+        nearest = nearest_existing(path.parent)
         if not nearest.is_dir():
             raise OutputError(f"{flag} {raw}: cannot be created, {nearest} is a file")
         _probe(nearest, flag, path)

@@ -8,11 +8,19 @@ tower, so that a model cannot score well by matching its own features.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
+
+from .. import imaging
+
+# The embedded evaluator's size.
+EVALUATOR_CONFIG: dict[str, Any] = {"image_size": 32, "channels": [32, 64, 128], "embed_dim": 128}
 
 
 class IdentityEncoder(ModelMixin, ConfigMixin):
@@ -56,3 +64,18 @@ def identity_score(encoder: IdentityEncoder, painted: torch.Tensor, truth: torch
     [-1, 1])."""
     with torch.no_grad():
         return (encoder(painted) * encoder(truth)).sum(-1)
+
+
+def crop_pixels(rgb: np.ndarray, box) -> torch.Tensor:
+    """A box of an image as ``(1, 3, h, w)`` in [-1, 1] (the evaluator's input)."""
+    x0, y0, x1, y1 = box
+    return imaging.rgb_to_tensor(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
+
+
+def identity_scores(evaluator, cases, results) -> list[float]:
+    """Evaluator cosine between each result's painted box and the truth's."""
+    scores = []
+    for case, result in zip(cases, results, strict=True):
+        box = imaging.mask_bbox(case.mask)
+        scores.append(float(identity_score(evaluator, crop_pixels(result, box), crop_pixels(case.truth, box))[0]))
+    return scores

@@ -38,21 +38,22 @@ from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from .. import imaging
-from ..data import toy
+from ..evaluation.metrics import frechet_distance_of_features, psnr
 from ..presets import preset_settings
 from ..utils import write_text_atomic
 from ..utils.files import mark_folder
-from .identity import IdentityEncoder
-from .metrics import frechet_distance_of_features, psnr
+from . import world
+from .evaluator import IdentityEncoder, crop_pixels
 from .outline import read_shape
+from .write import write_subject_photos
 
 SAMPLER_STEPS = {"plms": 50, "ddim": 50, "dpmsolver++": 20}
 # The parts changed one at a time for the identity score's reference points.
 CHANGED_PARTS = ("shape", "pattern", "marking", "body", "pattern_color")
-_PART_VALUES = {"shape": toy.SHAPES, "pattern": toy.PATTERNS, "marking": toy.MARKINGS}
+_PART_VALUES = {"shape": world.SHAPES, "pattern": world.PATTERNS, "marking": world.MARKINGS}
 
 
-def with_part_changed(ident: toy.Identity, part: str) -> toy.Identity:
+def with_part_changed(ident: world.Identity, part: str) -> world.Identity:
     """``ident`` with one part replaced: a shape, pattern or marking by the next one; a colour by the one half
     the palette on (neighbours such as red and orange are too alike). The index, which draws renders' scenes
     and poses, stays."""
@@ -60,7 +61,7 @@ def with_part_changed(ident: toy.Identity, part: str) -> toy.Identity:
         values = _PART_VALUES[part]
         return replace(ident, **{part: values[(values.index(getattr(ident, part)) + 1) % len(values)]})
     if part in ("body", "pattern_color", "marking_color"):
-        n = len(toy.PALETTE)
+        n = len(world.PALETTE)
         return replace(ident, **{part: (getattr(ident, part) + n // 2) % n})
     raise ValueError(
         f"part {part!r}: expected one of {', '.join([*_PART_VALUES, 'body', 'pattern_color', 'marking_color'])}"
@@ -156,48 +157,41 @@ def settings(config: ToyBenchConfig) -> list[Setting]:
 
 
 def _finetune(base: Path, photos: Path, out: Path, variant: str, config: ToyBenchConfig) -> Path:
-    """Fine-tune ``variant`` on the subject folder ``photos`` (``toy.write_subject_photos``), references cut
+    """Fine-tune ``variant`` on the subject folder ``photos`` (``write.write_subject_photos``), references cut
     out with the masks as the toy model's are."""
-    from ..models.toy import TOY_DETAIL_MAPPER
-    from ..training import finetune
+    from ..models.configs import MODEL_SIZES
+    from ..training.config import TrainConfig
+    from ..training.finetune import FinetuneSpec, finetune
 
-    layers = {"nodetail": 0, "detail": TOY_DETAIL_MAPPER["layers"], "grid": TOY_DETAIL_MAPPER["layers"]}[variant]
+    detail = MODEL_SIZES["toy"].detail_mapper
+    layers = {"nodetail": 0, "detail": detail["layers"], "grid": detail["layers"]}[variant]
     grid = config.detail_grid if variant == "grid" else 1
     if (out / "subject_index.json").is_file():
         return out
-    argv = [
-        "--photos",
-        str(photos / "photos"),
-        "--masks",
-        str(photos / "masks"),
-        "--cut-reference",
-        "--base",
-        str(base),
-        "--out",
-        str(out),
-        "--max-steps",
-        str(config.finetune_steps),
-        "--batch-size",
-        "4",
-        "--lr",
-        str(config.finetune_lr),
-        "--warmup-steps",
-        "0",
-        "--detail-layers",
-        str(layers),
-        "--detail-heads",
-        str(TOY_DETAIL_MAPPER["heads"]),
-        "--detail-grid",
-        str(grid),
-        "--seed",
-        str(config.seed),
-        "--save-every",
-        str(10**6),
-        "--device",
-        "cpu",
-        "--quiet",
-    ]
-    finetune.main(finetune.parse_args(argv))
+    train = TrainConfig.for_mode(
+        "subject",
+        max_steps=config.finetune_steps,
+        batch_size=4,
+        learning_rate=config.finetune_lr,
+        warmup_steps=0,
+        detail_layers=layers,
+        detail_heads=detail["heads"],
+        detail_grid=grid,
+        seed=config.seed,
+        save_every=10**6,
+    )
+    spec = FinetuneSpec(
+        photos=photos / "photos",
+        base=str(base),
+        out=out,
+        masks=photos / "masks",
+        epochs=None,
+        config=train,
+        cut_reference=True,
+        device="cpu",
+        progress=False,
+    )
+    finetune(spec)
     return out
 
 
@@ -205,7 +199,6 @@ def run_toy_bench(
     model: str | Path, evaluator: str | Path, out: Path, config: ToyBenchConfig, progress: bool = True
 ) -> dict[str, Any]:
     """Run the benchmark; writes ``out/results.json``, ``out/results.md``, ``out/identity.png``."""
-    from ..demo import crop_pixels, world_seed
     from ..pipeline import SubjectInpaintPipeline
 
     start = time.perf_counter()
@@ -213,11 +206,11 @@ def run_toy_bench(
     mark_folder(out, "benchmark")
     pipe = SubjectInpaintPipeline.from_pretrained(model)
     scorer = IdentityEncoder.from_pretrained(evaluator).eval()
-    ws = world_seed(model)
-    identities = toy.split_identities(ws, "heldout", config.subjects + 1)
+    ws = world.trained_world(model)
+    identities = world.split_identities(ws, "heldout", config.subjects + 1)
     # The floor's references come from held-out identities beyond the subjects, of another shape than the
     # subject's: one that shared it would lift the outline reading's floor above chance.
-    others = toy.split_identities(ws, "heldout")[config.subjects :]
+    others = world.split_identities(ws, "heldout")[config.subjects :]
     plan = settings(config)
     records: dict[str, dict[str, list]] = {
         s.name: {"identity": [], "psnr": [], "features": [], "truth_features": [], "outline": []} for s in plan
@@ -227,14 +220,14 @@ def run_toy_bench(
     bar = tqdm(total=config.subjects * config.cases_per_subject * len(plan), desc="toy benchmark", disable=not progress)
     for i, ident in enumerate(identities[: config.subjects]):
         folder = out / "subjects" / f"{ident.index}"
-        toy.write_subject_photos(ident, folder, config.photos, seed=config.seed * 7919 + ident.index)
+        write_subject_photos(ident, folder, config.photos, seed=config.seed * 7919 + ident.index)
         variants = {
             v: _finetune(Path(model), folder, folder / v, v, config) for v in {s.subject for s in plan if s.subject}
         }
         seeds = [config.seed * 100_003 + ident.index * 101 + k for k in range(config.cases_per_subject)]
-        cases = [toy.make_case(ident, seed=seed, size=pipe.resolution) for seed in seeds]
+        cases = [world.make_case(ident, seed=seed, size=pipe.resolution) for seed in seeds]
         unrelated = next((o for o in others if o.shape != ident.shape), others[0])
-        stranger = toy.make_case(unrelated, seed=config.seed + i, size=pipe.resolution).reference
+        stranger = world.make_case(unrelated, seed=config.seed + i, size=pipe.resolution).reference
         boxes = [imaging.mask_bbox(case.mask) for case in cases]
         with torch.no_grad():  # the truths' features, scored against every setting's painting
             truths = [scorer(crop_pixels(case.truth, box))[0] for case, box in zip(cases, boxes, strict=True)]
@@ -242,7 +235,7 @@ def run_toy_bench(
             truth_outlines.append(read_shape(case.truth, case.scene, case.mask) == ident.shape)
             with torch.no_grad():
                 for part in CHANGED_PARTS:
-                    other = toy.make_case(with_part_changed(ident, part), seed=seed, size=pipe.resolution).truth
+                    other = world.make_case(with_part_changed(ident, part), seed=seed, size=pipe.resolution).truth
                     changed[part].append(float(scorer(crop_pixels(other, box))[0] @ truth))
         for setting in plan:
             if setting.subject:

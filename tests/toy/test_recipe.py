@@ -12,10 +12,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from subject_inpainting import cli
-from subject_inpainting.data import toy as data_toy
-from subject_inpainting.evaluation.identity import IdentityEncoder
 from subject_inpainting.pipeline import SubjectInpaintPipeline
-from subject_inpainting.training import toy, toy_stages
+from subject_inpainting.toy import recipe, stages, world
+from subject_inpainting.toy.evaluator import IdentityEncoder
 
 STEPS = ["--vae-steps", "2", "--tower-steps", "2", "--evaluator-steps", "2", "--base-steps", "2", "--base-batch", "2"]
 STEPS += ["--base-cache", "6"]  # a pool of 6 encoded examples
@@ -24,13 +23,13 @@ STEPS += ["--base-cache", "6"]  # a pool of 6 encoded examples
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("toy") / "run"
-    result = toy.main(toy.parse_args(["--out", str(out), *STEPS, "--quiet"]))
+    result = recipe.main(recipe.parse_args(["--out", str(out), *STEPS, "--quiet"]))
     return out, result
 
 
 def test_every_stage_runs_and_a_rerun_skips_finished_ones(toy_run):
     out, result = toy_run
-    assert list(result["seconds"]) == list(toy.STAGES)
+    assert list(result["seconds"]) == list(recipe.STAGES)
     for stage in ("vae", "tower", "evaluator", "model"):
         assert (out / stage / "DONE").is_file(), stage
     vae_info = json.loads((out / "vae" / "DONE").read_text())
@@ -42,9 +41,16 @@ def test_every_stage_runs_and_a_rerun_skips_finished_ones(toy_run):
         "v_prediction"
     )
     assert run["config"]["lr_decay"] == "cosine"
-    again = toy.main(toy.parse_args(["--out", str(out), *STEPS, "--quiet"]))
-    assert sum(again["seconds"].values()) < 10  # nothing retrained (only the init stage rewrites its folder)
-    assert (out / "model" / "checkpoints").is_dir() or list((out / "model").glob("step-*"))
+    before = written(out)
+    again = recipe.main(recipe.parse_args(["--out", str(out), *STEPS, "--quiet"]))
+    assert list(again["seconds"]) == list(recipe.STAGES)
+    assert written(out) == before  # every stage had finished: none wrote anything again
+
+
+def written(out) -> dict:
+    """Every file of the run's stage folders with the time it was last written."""
+    stages = ("vae", "tower", "evaluator", "init", "model")
+    return {p: p.stat().st_mtime_ns for stage in stages for p in sorted((out / stage).rglob("*")) if p.is_file()}
 
 
 def test_the_command_says_how_long_each_stage_took(toy_run, capsys):
@@ -93,12 +99,13 @@ def test_base_tilt_goes_to_base_training_and_is_checked_first(tmp_path, capsys, 
     from subject_inpainting.training import train
 
     seen = []
-    monkeypatch.setattr(train, "main", lambda args: seen.append(args.toy_tilt))
+    monkeypatch.setattr(train, "train", lambda spec: seen.append(spec.data.tilt))
     (tmp_path / "run" / "model").mkdir(parents=True)  # which base training would make
-    for extra in ([], ["--base-tilt", "10"], ["--base-tilt", str(data_toy.TILT_RANGE)]):
-        toy_stages.stage_base(tmp_path / "run", toy.parse_args(["--out", str(tmp_path / "run"), *extra]))
-    assert seen == [0.0, 10.0, data_toy.TILT_RANGE]  # upright by default
-    assert json.loads((tmp_path / "run" / "model" / "DONE").read_text())["tilt"] == data_toy.TILT_RANGE
+    for extra in ([], ["--base-tilt", "10"], ["--base-tilt", str(world.TILT_RANGE)]):
+        args = recipe.parse_args(["--out", str(tmp_path / "run"), *extra])
+        stages.stage_base(tmp_path / "run", recipe.ToyRecipe.from_args(args))
+    assert seen == [0.0, 10.0, world.TILT_RANGE]  # upright by default
+    assert json.loads((tmp_path / "run" / "model" / "DONE").read_text())["tilt"] == world.TILT_RANGE
     assert cli.main(["toy", "train", "--out", str(tmp_path / "bad"), "--base-tilt", "200"]) == 2
     assert "--base-tilt: expected a number between 0 and 180, got 200" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()  # refused before any stage ran

@@ -7,8 +7,8 @@ import torch
 from transformers import CLIPVisionConfig
 
 from conftest import TINY_SCHEDULE, TINY_VISION, tiny_components
-from subject_inpainting.convert import CheckpointError, load_components
-from subject_inpainting.convert.diffusers_format import to_diffusers_encoder
+from subject_inpainting.loaders import CheckpointError, load_components
+from subject_inpainting.loaders.diffusers_format import to_diffusers_encoder
 
 
 def _pbe_encoder_class():

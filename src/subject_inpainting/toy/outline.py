@@ -4,7 +4,7 @@ The identity score (an evaluator's cosine) measures colours and pattern far bett
 of another shape still scores high against the truth), so ``bench toy`` also reads the painted outline.
 No learnt model is involved: the painted subject's silhouette is the set of region pixels that differ
 clearly from the input scene (the scene under the hole is known in the toy world), and it is matched by
-intersection-over-union against every toy shape (``toy.shape_mask``) over the poses the world draws
+intersection-over-union against every toy shape (``world.shape_mask``) over the poses the world draws
 (rotation, size, position). The shape that fits best is the reading.
 
 ``benchmarks/toy/outline_diagnosis.py`` measures the reader, on truths (the subject rendered into the scene)
@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ..data import toy
+from . import world
 
 # The world draws rotations within ±25°; a painted subject may stray a little past them.
 ANGLES = tuple(range(-30, 31, 5))
@@ -56,9 +56,9 @@ def painted_silhouette(image: np.ndarray, scene: np.ndarray, region: np.ndarray,
 
 @lru_cache(maxsize=16384)
 def _template(shape: str, side: int, angle: int, alpha: int) -> tuple[np.ndarray, float, float, int]:
-    """A posed shape ``(side, side)`` bool with its dark rim, as ``toy.render_subject`` draws it (pixels of
+    """A posed shape ``(side, side)`` bool with its dark rim, as ``world.render_subject`` draws it (pixels of
     opacity >= ``alpha``), the centre of its box (y, x) and its pixel count."""
-    drawn = toy.shape_mask(shape, side).filter(ImageFilter.MaxFilter(3))
+    drawn = world.shape_mask(shape, side).filter(ImageFilter.MaxFilter(3))
     mask = np.asarray(drawn.rotate(angle, resample=Image.Resampling.BICUBIC)) >= alpha
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
@@ -67,7 +67,7 @@ def _template(shape: str, side: int, angle: int, alpha: int) -> tuple[np.ndarray
 
 
 def shape_fits(
-    silhouette: np.ndarray, shapes: tuple[str, ...] = toy.SHAPES, template_alpha: int = TEMPLATE_ALPHA
+    silhouette: np.ndarray, shapes: tuple[str, ...] = world.SHAPES, template_alpha: int = TEMPLATE_ALPHA
 ) -> dict[str, float]:
     """The best intersection-over-union of each shape with ``silhouette`` ``(H, W)`` bool, over rotations
     (``ANGLES``), sides (``SIDE_RANGE`` × the silhouette's extent) and positions (the box centres aligned,

@@ -1,36 +1,39 @@
-"""The stages of ``subject-inpaint toy train`` (``training.toy`` runs them in order) and the export of a
-finished run into the package's embedded weights."""
+"""The stages of ``subject-inpaint toy train`` (``toy.recipe`` runs them in order): each trains one part of
+the toy model on the toy world, resumably, and marks its folder DONE."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..data import toy
+from ..models.configs import MODEL_SIZES
 from ..models.reference_encoder import CLIP_IMAGE_MEAN, CLIP_IMAGE_STD
-from ..models.toy import TOY_CLASS_MAPPER, TOY_EVALUATOR, TOY_RESOLUTION, TOY_UNET, TOY_VAE, TOY_VISION
-from .fit import fit
+from ..training.fit import fit
+from . import world
+from .dataset import ToyWorldExamples, toy_augment
+from .evaluator import EVALUATOR_CONFIG
+from .recipe import ToyRecipe
+
+TOY = MODEL_SIZES["toy"]
 
 
 def examples(
-    split: str, seed: int, reference_size: int = TOY_VISION["image_size"], cut_reference: bool = True
-) -> toy.ToyWorldExamples:
+    split: str, seed: int, reference_size: int = TOY.vision["image_size"], cut_reference: bool = True
+) -> ToyWorldExamples:
     """Procedural training examples of a split's identities at the toy resolution (``cut_reference``: the
     references show the subject on white, as the toy model's do)."""
-    return toy.ToyWorldExamples(
-        toy.split_identities(seed, split),
-        TOY_RESOLUTION,
-        TOY_RESOLUTION,
+    return ToyWorldExamples(
+        world.split_identities(seed, split),
+        TOY.resolution,
+        TOY.resolution,
         reference_size,
         CLIP_IMAGE_MEAN,
         CLIP_IMAGE_STD,
-        toy.toy_augment(),
+        toy_augment(),
         seed=seed,
         cut_reference=cut_reference,
     )
@@ -40,7 +43,8 @@ def _batch(data, step: int, size: int, key: str) -> torch.Tensor:
     return torch.stack([data[step * size + j][key] for j in range(size)])
 
 
-def _done(folder: Path) -> bool:
+def finished(folder: Path) -> bool:
+    """Whether the stage writing ``folder`` finished (its DONE marker)."""
     return (folder / "DONE").is_file()
 
 
@@ -48,16 +52,16 @@ def _finish(folder: Path, info: dict[str, Any]) -> None:
     (folder / "DONE").write_text(json.dumps(info, indent=2) + "\n")
 
 
-def stage_vae(out: Path, args: argparse.Namespace) -> Path:
+def stage_vae(out: Path, recipe: ToyRecipe) -> Path:
     """Train the VAE; returns its folder (diffusers layout)."""
     from diffusers import AutoencoderKL
 
     folder = out / "vae"
-    if _done(folder):
+    if finished(folder):
         return folder
-    torch.manual_seed(args.seed)
-    vae = AutoencoderKL(**TOY_VAE)
-    data = examples("train", args.seed)
+    torch.manual_seed(recipe.seed)
+    vae = AutoencoderKL(**TOY.vae)
+    data = examples("train", recipe.seed)
     batch = 16
 
     def loss_fn(step: int, g: torch.Generator) -> torch.Tensor:
@@ -71,13 +75,13 @@ def stage_vae(out: Path, args: argparse.Namespace) -> Path:
     fit(
         params,
         loss_fn,
-        args.vae_steps,
+        recipe.vae_steps,
         1e-3,
         folder / "train",
-        args.seed,
+        recipe.seed,
         warmup=100,
         label="vae",
-        progress=not args.quiet,
+        progress=not recipe.quiet,
     )
     with torch.no_grad():  # the scaling factor makes the latents unit-variance, as SD's 0.18215 does
         x = torch.cat([_batch(data, 10**6 + i, 16, "pixel_values") for i in range(8)])
@@ -97,7 +101,7 @@ def _identity_stage(
     model,
     embed,
     steps: int,
-    args,
+    recipe: ToyRecipe,
     to_input,
     objective: str = "identity",
     cut_reference: bool = True,
@@ -107,7 +111,7 @@ def _identity_stage(
 
     ``objective="identity"`` classifies the split's identities with a cosine-softmax head (the evaluator:
     400 identities, each seen many times). ``"attributes"`` has linear heads on the embedding name each part
-    of the identity instead (``toy.ATTRIBUTES``: shape, colours, pattern, marking; mean cross-entropy): the
+    of the identity instead (``world.ATTRIBUTES``: shape, colours, pattern, marking; mean cross-entropy): the
     vision tower's objective, on the large training split. Naming the parts makes the embedding carry the
     shape of subjects it never saw; a tower that only tells a few hundred identities apart can tell them by
     their colours alone, and the inpainting model, which sees only this embedding, then paints colours and
@@ -115,14 +119,14 @@ def _identity_stage(
 
     ``cut_reference``: train on subjects cut out onto white (the tower: the model's references are) or on
     crops with their background (the evaluator: it scores painted regions, which have one)."""
-    data = examples(split, args.seed, cut_reference=cut_reference)
+    data = examples(split, recipe.seed, cut_reference=cut_reference)
     dim = embed(model, to_input(_batch(data, 0, 2, "reference"))).shape[-1]
-    torch.manual_seed(args.seed + 1)
+    torch.manual_seed(recipe.seed + 1)
     if objective == "identity":
         heads = {"identity": torch.nn.Linear(dim, len(data.identities), bias=False)}
     else:
-        heads = {k: torch.nn.Linear(dim, n) for k, n in toy.ATTRIBUTES.items()}
-        part_labels = [toy.attribute_labels(ident) for ident in data.identities]
+        heads = {k: torch.nn.Linear(dim, n) for k, n in world.ATTRIBUTES.items()}
+        part_labels = [world.attribute_labels(ident) for ident in data.identities]
     batch = 64
 
     def loss_fn(step: int, g: torch.Generator) -> torch.Tensor:
@@ -142,27 +146,35 @@ def _identity_stage(
     params = {f"model.{k}": p for k, p in model.named_parameters()}
     params.update({f"head.{k}.{n}": p for k, linear in heads.items() for n, p in linear.named_parameters()})
     return fit(
-        params, loss_fn, steps, 1e-3, out / name / "train", args.seed, warmup=100, label=name, progress=not args.quiet
+        params,
+        loss_fn,
+        steps,
+        1e-3,
+        out / name / "train",
+        recipe.seed,
+        warmup=100,
+        label=name,
+        progress=not recipe.quiet,
     )
 
 
-def stage_tower(out: Path, args: argparse.Namespace) -> Path:
+def stage_tower(out: Path, recipe: ToyRecipe) -> Path:
     """Train the reference encoder's vision tower to name the parts of the training identities' renders."""
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     folder = out / "tower"
-    if _done(folder):
+    if finished(folder):
         return folder
-    torch.manual_seed(args.seed)
-    tower = CLIPVisionModel(CLIPVisionConfig(**TOY_VISION))
+    torch.manual_seed(recipe.seed)
+    tower = CLIPVisionModel(CLIPVisionConfig(**TOY.vision))
     losses = _identity_stage(
         out,
         "tower",
         "train",
         tower,
         lambda m, x: m(pixel_values=x).pooler_output,
-        args.tower_steps,
-        args,
+        recipe.tower_steps,
+        recipe,
         lambda x: x,
         objective="attributes",
     )
@@ -178,23 +190,23 @@ def to_unit_range(reference: torch.Tensor) -> torch.Tensor:
     return (reference * std + mean) * 2 - 1
 
 
-def stage_evaluator(out: Path, args: argparse.Namespace) -> Path:
+def stage_evaluator(out: Path, recipe: ToyRecipe) -> Path:
     """Train the evaluator identity encoder on the evaluator identities only."""
-    from ..evaluation.identity import IdentityEncoder
+    from .evaluator import IdentityEncoder
 
     folder = out / "evaluator"
-    if _done(folder):
+    if finished(folder):
         return folder
-    torch.manual_seed(args.seed + 2)
-    evaluator = IdentityEncoder(**TOY_EVALUATOR)
+    torch.manual_seed(recipe.seed + 2)
+    evaluator = IdentityEncoder(**EVALUATOR_CONFIG)
     losses = _identity_stage(
         out,
         "evaluator",
         "evaluator",
         evaluator,
         lambda m, x: m(x),
-        args.evaluator_steps,
-        args,
+        recipe.evaluator_steps,
+        recipe,
         to_unit_range,
         cut_reference=False,
     )
@@ -203,33 +215,33 @@ def stage_evaluator(out: Path, args: argparse.Namespace) -> Path:
     return folder
 
 
-def stage_init(out: Path, args: argparse.Namespace) -> Path:
+def stage_init(out: Path, recipe: ToyRecipe) -> Path:
     """The starting model: trained VAE and tower, a fresh UNet, class mapper, projection, vector."""
     from diffusers import AutoencoderKL
     from transformers import CLIPVisionModel
 
-    from ..convert import save_components
+    from ..loaders import save_components
     from ..models.build import build_component
-    from ..models.configs import RELEASED_LDM_PARAMS, reference_encoder_config, scheduler_config_from_ldm
+    from ..models.configs import reference_encoder_config
 
     folder = out / "init"
     if (folder / "model_index.json").is_file():
         made = json.loads((folder / "scheduler" / "scheduler_config.json").read_text()).get("prediction_type")
-        if made != args.base_prediction:
-            from .loop import TrainingError
+        if made != recipe.base_prediction:
+            from ..training.loop import TrainingError
 
             raise TrainingError(
-                f"{out}: its starting model predicts {made}, not {args.base_prediction}; rerun with "
+                f"{out}: its starting model predicts {made}, not {recipe.base_prediction}; rerun with "
                 f"--base-prediction {made}, or use another --out"
             )
         return folder
-    torch.manual_seed(args.seed + 3)
-    unet = build_component("unet", TOY_UNET)
+    torch.manual_seed(recipe.seed + 3)
+    unet = build_component("unet", TOY.unet)
     enc_cfg = reference_encoder_config(
-        TOY_VISION,
-        TOY_UNET["cross_attention_dim"],
-        class_mapper_layers=TOY_CLASS_MAPPER["layers"],
-        class_mapper_heads=TOY_CLASS_MAPPER["heads"],
+        TOY.vision,
+        TOY.unet["cross_attention_dim"],
+        class_mapper_layers=TOY.class_mapper["layers"],
+        class_mapper_heads=TOY.class_mapper["heads"],
     )
     encoder = build_component("reference_encoder", enc_cfg)
     tower = CLIPVisionModel.from_pretrained(out / "tower")
@@ -245,58 +257,57 @@ def stage_init(out: Path, args: argparse.Namespace) -> Path:
         "unet": unet,
         "vae": vae,
         "reference_encoder": encoder,
-        "scheduler": {**scheduler_config_from_ldm(RELEASED_LDM_PARAMS), "prediction_type": args.base_prediction},
+        "scheduler": {**TOY.schedule, "prediction_type": recipe.base_prediction},
     }
-    save_components(components, folder, overwrite=True, extra={"toy_world_seed": args.seed})
+    save_components(components, folder, overwrite=True, extra={"toy_world_seed": recipe.seed})
     return folder
 
 
-def stage_base(out: Path, args: argparse.Namespace) -> Path:
-    """Base training with the project's loop on procedural toy scenes."""
-    from . import train
+def stage_base(out: Path, recipe: ToyRecipe) -> Path:
+    """Base training with the project's loop on procedural toy scenes (``base_spec``)."""
+    from ..training import train
 
     folder = out / "model"
-    if (folder / "model_index.json").is_file() and _done(folder):
+    if (folder / "model_index.json").is_file() and finished(folder):
         return folder
-    argv = [
-        "--model",
-        str(out / "init"),
-        "--toy-world",
-        "--out",
-        str(folder),
-        "--max-steps",
-        str(args.base_steps),
-        "--batch-size",
-        str(args.base_batch),
-        "--lr",
-        str(args.base_lr),
-        "--warmup-steps",
-        "100",
-        "--warmup-start",
-        "0.01",
-        "--seed",
-        str(args.seed),
-        "--snr-gamma",
-        str(args.base_snr_gamma),
-        "--ema-decay",
-        str(args.base_ema),
-        "--lr-decay",
-        args.base_lr_decay,
-        "--save-every",
-        "250",
-        "--preview-every",
-        "500",
-        "--preview-steps",
-        "20",
-        "--device",
-        "cpu",
-        "--cut-reference",
-    ]
-    argv += ["--toy-tilt", str(args.base_tilt)]
-    argv += (["--latent-cache", str(args.base_cache)] if args.base_cache else []) + (["--quiet"] if args.quiet else [])
-    train.main(train.parse_args(argv))
-    _finish(folder, {"steps": args.base_steps, "tilt": args.base_tilt})
+    train.train(base_spec(out, recipe))
+    _finish(folder, {"steps": recipe.base_steps, "tilt": recipe.base_tilt})
     return folder
+
+
+def base_spec(out: Path, recipe: ToyRecipe):
+    """The base-training run of the recipe: from ``out/init`` into ``out/model``, on the training split of
+    the world the starting model records, references cut out onto white."""
+    from ..training.config import TrainConfig
+    from ..training.train import TrainSpec
+    from .dataset import ToyWorldData
+
+    init = out / "init"
+    config = TrainConfig.for_mode(
+        "base",
+        max_steps=recipe.base_steps,
+        batch_size=recipe.base_batch,
+        learning_rate=recipe.base_lr,
+        warmup_steps=recipe.base_warmup_steps,
+        warmup_start=recipe.base_warmup_start,
+        seed=recipe.seed,
+        snr_gamma=recipe.base_snr_gamma,
+        ema_decay=recipe.base_ema,
+        lr_decay=recipe.base_lr_decay,
+        save_every=recipe.base_save_every,
+        preview_every=recipe.base_preview_every,
+        preview_steps=recipe.base_preview_steps,
+    )
+    return TrainSpec(
+        model=str(init),
+        data=ToyWorldData.for_model(init, tilt=recipe.base_tilt, default=recipe.seed),
+        out=out / "model",
+        config=config,
+        latent_cache=recipe.base_cache or None,
+        cut_reference=True,
+        device="cpu",
+        progress=not recipe.quiet,
+    )
 
 
 STAGE_FUNCTIONS = {
@@ -306,45 +317,3 @@ STAGE_FUNCTIONS = {
     "init": stage_init,
     "base": stage_base,
 }
-
-
-def export(run: Path, destination: Path, dtype: torch.dtype = torch.float16) -> dict[str, int]:
-    """Copy a finished run's model and evaluator into ``destination`` (the package's embedded weights).
-
-    The model's floating-point weights are stored in ``dtype`` (half precision keeps the package under its
-    30 MB budget; the pipeline computes in float32 by default, converting as it loads); the evaluator, small,
-    stays as trained. The destination's ``model`` and ``evaluator`` are replaced only once the new ones are
-    complete. Returns the bytes written per part.
-    """
-    from safetensors.torch import load_file, save_file
-
-    from ..utils.files import atomic_folder
-
-    run, destination = Path(run), Path(destination)
-    for name, marker in (("model", "model_index.json"), ("evaluator", "config.json")):
-        if not (run / name / marker).is_file() or not _done(run / name):
-            raise FileNotFoundError(f"{run / name}: not a finished toy-training stage (run `toy train` first)")
-    sizes = {}
-    for name in ("model", "evaluator"):
-        with atomic_folder(destination / name, overwrite=True) as tmp:
-            shutil.copytree(
-                run / name,
-                tmp,
-                dirs_exist_ok=True,
-                ignore=shutil.ignore_patterns(
-                    "checkpoints", "previews", "logs", "train", ".*", "DONE", "latent-cache.safetensors"
-                ),
-            )
-            if name == "model":
-                index = json.loads((tmp / "model_index.json").read_text())
-                init = json.loads((run / "init" / "model_index.json").read_text())
-                index["trained_from"] = "subject-inpaint toy train"  # not the run's temporary path
-                index["toy_world_seed"] = init.get("toy_world_seed", 0)
-                index["toy_train"] = json.loads((run / name / "DONE").read_text())
-                (tmp / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-                for path in tmp.rglob("*.safetensors"):
-                    state = load_file(str(path))
-                    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-                    save_file(state, str(path), metadata={"format": "pt"})
-        sizes[name] = sum(p.stat().st_size for p in (destination / name).rglob("*") if p.is_file())
-    return sizes

@@ -10,9 +10,9 @@ import warnings
 import pytest
 import torch
 
-from subject_inpainting.convert import CheckpointError, load_components
-from subject_inpainting.convert.checkpoint_io import read_state_dict
-from subject_inpainting.convert.original import (
+from subject_inpainting.loaders import CheckpointError, load_components
+from subject_inpainting.loaders.checkpoint_io import read_state_dict
+from subject_inpainting.loaders.original import (
     SCHEDULE_BUFFERS,
     load_original,
     map_original_state_dict,

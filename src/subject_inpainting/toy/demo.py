@@ -7,7 +7,6 @@ painted outline reads as.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,31 +14,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import imaging
-from .data import toy
-from .presets import DEFAULT_PRESET
-
-
-def world_seed(model: Path | str, default: int = 0) -> int:
-    """The toy world a model was trained on (``toy_world_seed`` in its model_index.json; ``default`` if it
-    does not say, or is not a readable folder)."""
-    index = Path(model) / "model_index.json"
-    try:
-        recorded = json.loads(index.read_text()).get("toy_world_seed")
-    except (OSError, ValueError):
-        return default
-    return default if recorded is None else int(recorded)
-
-
-def crop_pixels(rgb: np.ndarray, box) -> torch.Tensor:
-    """A box of an image as ``(1, 3, h, w)`` in [-1, 1] (the evaluator's input)."""
-    x0, y0, x1, y1 = box
-    return imaging.rgb_to_tensor(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
+from .. import imaging
+from ..presets import DEFAULT_PRESET
+from . import world
 
 
 def run_cases(
     pipe,
-    cases: list[toy.InpaintCase],
+    cases: list[world.InpaintCase],
     steps: int | None,
     sampler: str | None,
     seed: int,
@@ -67,17 +49,6 @@ def run_cases(
     return results
 
 
-def identity_scores(evaluator, cases, results) -> list[float]:
-    """Evaluator cosine between each result's painted box and the truth's."""
-    from .evaluation.identity import identity_score
-
-    scores = []
-    for case, result in zip(cases, results, strict=True):
-        box = imaging.mask_bbox(case.mask)
-        scores.append(float(identity_score(evaluator, crop_pixels(result, box), crop_pixels(case.truth, box))[0]))
-    return scores
-
-
 def demo(
     model: str | Path,
     out: Path,
@@ -90,18 +61,18 @@ def demo(
     preset: str = DEFAULT_PRESET,
 ) -> dict[str, Any]:
     """Paint ``cases`` held-out cases and write the grid to ``out``; returns ``{"out", "scores", "outlines"}``
-    (``outlines``: per case, the shape the painted outline reads as — ``evaluation.outline`` — and the
+    (``outlines``: per case, the shape the painted outline reads as — ``toy.outline`` — and the
     subject's). ``keep_known`` (on by default here: it steadies the colours around the subject a little) and
     ``preset`` are the pipeline's options; ``steps`` and ``sampler`` None are the preset's."""
-    from .evaluation.identity import IdentityEncoder
-    from .evaluation.outline import read_shape
-    from .pipeline import SubjectInpaintPipeline
-    from .weights import default_evaluator
+    from ..pipeline import SubjectInpaintPipeline
+    from ..weights import default_evaluator
+    from .evaluator import IdentityEncoder, identity_scores
+    from .outline import read_shape
 
     pipe = SubjectInpaintPipeline.from_pretrained(model, device=device)
-    ws = world_seed(model)
-    identities = toy.split_identities(ws, "heldout", cases)
-    items = [toy.make_case(ident, seed=seed * 1000 + k, size=pipe.resolution) for k, ident in enumerate(identities)]
+    ws = world.trained_world(model)
+    identities = world.split_identities(ws, "heldout", cases)
+    items = [world.make_case(ident, seed=seed * 1000 + k, size=pipe.resolution) for k, ident in enumerate(identities)]
     results = run_cases(pipe, items, steps, sampler, seed, keep_known, preset=preset)
     outlines = [(read_shape(r, c.scene, c.mask), c.identity.shape) for r, c in zip(results, items, strict=True)]
     scores = None

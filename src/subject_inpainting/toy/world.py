@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from ..imaging import cut_out
@@ -111,14 +112,14 @@ def attribute_labels(ident: Identity) -> dict[str, int]:
     }
 
 
-def _rng(*key: int) -> np.random.Generator:
+def rng_from(*key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
 
 
 def identity(world_seed: int, index: int) -> Identity:
     """Identity ``index`` of the world ``world_seed``: three different colours, and a pattern colour that
     is not the body's (so the pattern is always visible unless the pattern is ``plain``)."""
-    r = _rng(world_seed, 1, index)
+    r = rng_from(world_seed, 1, index)
     body, pattern_color, marking_color = (int(c) for c in r.choice(len(PALETTE), 3, replace=False))
     return Identity(
         index=index,
@@ -416,7 +417,7 @@ def render_scene(
     the range of the drawn rotation to ±``tilt`` degrees (0: upright) by scaling it, so that every other
     draw of the scene stays the same."""
     check_tilt(tilt)
-    r = _rng(seed, 2, ident.index)
+    r = rng_from(seed, 2, ident.index)
     background, horizon = render_background(size, r)
     pose = random_pose(size, horizon, r, scale)
     if angle is None and tilt != TILT_RANGE:
@@ -460,143 +461,8 @@ def render_scene(
     return Render(image, background, box, mask, ident, pose, alpha)
 
 
-# ---------------------------------------------------------------------------------------------------
-# Training examples, made on the fly
-# ---------------------------------------------------------------------------------------------------
-def toy_augment():
-    """The original's data settings scaled to 64-pixel scenes: the reference margin and the Bézier jitter
-    are in source pixels (10 and 5 for photos of about 500 pixels). The crops zoom in and the references
-    are flipped and rotated, as the original's: never zooming in (``crop_min_share`` 1) or rendering the
-    references in the scene's pose (``ToyWorldExamples(same_pose=True)``) did not make the painted outlines
-    more readable (docs/toy.md).
-    """
-    from .augment import AugmentConfig
-
-    return dataclasses.replace(AugmentConfig.base(), reference_margin=2, bezier_jitter=1.0)
-
-
-def _seed(*key: int) -> int:
+def seed_from(*key: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in key]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-class ToyWorldExamples(torch.utils.data.Dataset):
-    """Paint-by-Example training examples rendered on the fly; item ``i`` is a pure function of
-    ``(world_seed, seed, i)``, so no two items repeat and a resumed run sees the same items.
-
-    Each item shows identity ``identities[i % n]`` in a random scene; the reference is cut from ANOTHER
-    render of the same identity (another scene, size, position and lighting), as a user's reference photo
-    is — not from the same image as the original's self-supervised data. With ``same_pose`` that render
-    shows the subject in the scene's pose (rotation and mirroring), as the original's same-image references
-    mostly do: the model then learns to paint the subject in the reference's pose, which the vision tower
-    reads (``POSE_ATTRIBUTES``), instead of drawing a pose at random from a pose-free embedding — a small
-    model averages the poses it cannot tell apart into a blob. Without it the pose is drawn independently.
-    Items carry ``identity`` (its position in ``identities``) for identity-encoder training and
-    ``reference_pose`` ``(2,)`` int64, the ``pose_labels`` (tilt, flip) of the render the reference was cut
-    from (its pose as seen, unless the augmentation flips or rotates it).
-
-    Args:
-        identities: the identities to show (e.g. ``split_identities(seed, "train")``).
-        scene_size: side of the rendered scenes; resolution / reference_size: the model's input sides.
-        image_mean, image_std: the vision tower's normalisation; augment: the data pipeline's settings.
-        length: the number of items (the loop's steps × batch).
-        cut_reference: the reference shows the subject on white (True) or its crop with the other
-            render's background (False: the evaluator's training data, which scores painted regions).
-        same_pose: the reference's render shows the subject in the scene's pose (True) or in its own.
-        tilt: the rotation range of both renders, in degrees either way (default the world's ``TILT_RANGE``;
-            0: upright, as the objects of the original's photos mostly stand; the augmentation still rotates
-            the reference). A small model may average the tilts it cannot predict from the reference into a
-            blob; the embedded model is trained upright (whether that helps is within the spread of single
-            training runs: docs/toy.md).
-    """
-
-    procedural = True  # every index is a new example: the training loop reads them in order
-
-    def __init__(
-        self,
-        identities: list[Identity],
-        scene_size: int,
-        resolution: int,
-        reference_size: int,
-        image_mean,
-        image_std,
-        augment,
-        seed: int = 0,
-        length: int = 10**9,
-        cut_reference: bool = False,
-        same_pose: bool = False,
-        tilt: float = TILT_RANGE,
-    ):
-        if not identities:
-            raise ValueError("identities: empty")
-        self.identities = list(identities)
-        self.scene_size, self.resolution, self.reference_size = scene_size, resolution, reference_size
-        self.image_mean, self.image_std, self.augment = image_mean, image_std, augment
-        self.seed, self.length, self.epoch = seed, length, 0
-        self.cut_reference = bool(cut_reference)
-        self.same_pose = bool(same_pose)
-        self.tilt = float(check_tilt(tilt))
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
-
-    def _pose(self, index: int) -> dict:
-        """The pose both renders of item ``index`` share with ``same_pose`` (else none is imposed)."""
-        if not self.same_pose:
-            return {}
-        r = _rng(self.seed, self.epoch, index, 3)
-        return {"angle": float(r.uniform(-self.tilt, self.tilt)), "flip": bool(r.random() < 0.5)}
-
-    def scene(self, index: int) -> Render:
-        """The render item ``index`` paints into (its scene, with the subject)."""
-        ident = self.identities[index % len(self.identities)]
-        seed = _seed(self.seed, self.epoch, index, 0)
-        return render_scene(ident, self.scene_size, seed=seed, tilt=self.tilt, **self._pose(index))
-
-    def _other(self, index: int) -> Render:
-        ident = self.identities[index % len(self.identities)]
-        seed = _seed(self.seed, self.epoch, index, 1)
-        return render_scene(ident, self.scene_size, seed=seed, occlusion_p=0.0, tilt=self.tilt, **self._pose(index))
-
-    def _generator(self, index: int) -> torch.Generator:
-        return torch.Generator().manual_seed(_seed(self.seed, self.epoch, index, 2))
-
-    def _labels(self, index: int, other: Render) -> dict[str, torch.Tensor]:
-        pose = list(pose_labels(other.pose.angle, other.pose.flip).values())
-        return {"identity": torch.tensor(index % len(self.identities)), "reference_pose": torch.tensor(pose)}
-
-    def reference_item(self, index: int) -> dict[str, torch.Tensor]:
-        """Only the reference of item ``index`` (``reference``, ``identity``, ``reference_pose``), at half the
-        rendering cost: for the encoders, which never see the scene. Equal to the whole item's when the
-        augmentation draws nothing for the reference (no flip, rotation, blur or deformation); otherwise an
-        equally distributed one."""
-        from .datasets import make_reference
-
-        other = self._other(index)
-        picture = other.cut_out() if self.cut_reference else other.image
-        size, mean, std = self.reference_size, self.image_mean, self.image_std
-        ref = make_reference(picture, other.box, size, mean, std, self.augment, self._generator(index))
-        return {"reference": ref, **self._labels(index, other)}
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        from .datasets import make_example
-
-        scene, other = self.scene(index), self._other(index)
-        example = make_example(
-            scene.image,
-            scene.box,
-            resolution=self.resolution,
-            reference_size=self.reference_size,
-            image_mean=self.image_mean,
-            image_std=self.image_std,
-            augment=self.augment,
-            generator=self._generator(index),
-            reference_from=(other.cut_out() if self.cut_reference else other.image, other.box),
-        )
-        example.update(self._labels(index, other))
-        return example
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -640,8 +506,8 @@ def reference_crop(render: Render, margin: float = 0.1, cut: bool = True) -> np.
 def make_case(ident: Identity, seed: int, size: int = 64) -> InpaintCase:
     """A test case for ``ident`` drawn from ``seed``: an unoccluded truth render, its background as the
     scene, the grown box as the region, and a reference from another render, cut out onto white."""
-    truth = render_scene(ident, size, seed=_seed(seed, 10), occlusion_p=0.0)
-    other = render_scene(ident, size, seed=_seed(seed, 11), occlusion_p=0.0)
+    truth = render_scene(ident, size, seed=seed_from(seed, 10), occlusion_p=0.0)
+    other = render_scene(ident, size, seed=seed_from(seed, 11), occlusion_p=0.0)
     x0, y0, x1, y1 = grow_box(truth.box, size, 0.1)
     mask = np.zeros((size, size), dtype=bool)
     mask[y0:y1, x0:x1] = True
@@ -650,7 +516,7 @@ def make_case(ident: Identity, seed: int, size: int = 64) -> InpaintCase:
 
 def subject_photos(ident: Identity, count: int, seed: int, size: int = 64) -> list[Render]:
     """``count`` photos of one subject (fine-tuning data): varied scenes, poses and light, no occlusion."""
-    return [render_scene(ident, size, seed=_seed(seed, 20, k), occlusion_p=0.0) for k in range(count)]
+    return [render_scene(ident, size, seed=seed_from(seed, 20, k), occlusion_p=0.0) for k in range(count)]
 
 
 def subject_mask(render: Render) -> np.ndarray:
@@ -658,152 +524,12 @@ def subject_mask(render: Render) -> np.ndarray:
     return render.solid.astype(np.uint8) * 255
 
 
-def write_subject_photos(ident: Identity, folder, count: int, seed: int, size: int = 64) -> None:
-    """Write ``subject_photos`` in the photo-folder format (``read_photo_folder``): ``folder/photos/NN.png``,
-    their masks ``folder/masks/NN.png`` (white = subject, the pixels ``Render.cut_out`` keeps) and
-    ``folder/boxes.json``."""
-    import json
-    from pathlib import Path
-
-    folder = Path(folder)
-    for sub in ("photos", "masks"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    boxes = {}
-    for k, render in enumerate(subject_photos(ident, count, seed=seed, size=size)):
-        name = f"{k:02d}.png"
-        Image.fromarray(render.image).save(folder / "photos" / name)
-        Image.fromarray(subject_mask(render)).save(folder / "masks" / name)
-        boxes[name] = list(render.box)
-    (folder / "boxes.json").write_text(json.dumps(boxes, indent=1) + "\n")
-
-
-# ---------------------------------------------------------------------------------------------------
-# Datasets on disk
-# ---------------------------------------------------------------------------------------------------
-def write_dataset(
-    out,
-    world_seed: int = 0,
-    train_images: int = 1000,
-    subjects: int = 8,
-    photos: int = 4,
-    cases: int = 4,
-    size: int = 64,
-    progress: bool = True,
-    overwrite: bool = False,
-) -> dict:
-    """Write the toy world to disk in the project's data formats (``subject-inpaint toy world``).
-
-    Layout of ``out`` (which must be new or empty, or with ``overwrite`` a toy world written before; the
-    folder appears complete or not at all, and is refused at once when the pictures' uncompressed size
-    exceeds the free disk space)::
-
-        world.json                      the seed and counts
-        train/manifest.jsonl            base training: ``read_manifest`` format, meta = identity
-        train/images/000000.png ...     renders of the ``train`` identities (occlusion as in training)
-        train/masks/000000.png ...      the subject in each (white; for ``train --cut-reference``)
-        subjects/<id>/photos/00.png ..  ``photos`` renders of a ``heldout`` identity (fine-tuning data)
-        subjects/<id>/masks/00.png ..   the subject in each photo (white; for ``finetune --cut-reference``)
-        subjects/<id>/boxes.json        where the subject is in each photo (``read_photo_folder``)
-        test/cases.jsonl                one line per case: scene, mask, reference, truth, box, identity,
-                                        subject (its photo folder)
-        test/<id>-<k>/*.png             the case's scene, mask (white = region), reference and truth
-
-    The base-training images show only ``train`` identities; subjects and test cases only ``heldout``
-    ones (``SPLITS``). Returns ``{"out", "train_images", "subjects", "cases"}``.
-    """
-    import json
-    import shutil
-    from pathlib import Path
-
-    from tqdm.auto import tqdm
-
-    from ..utils import human_bytes
-    from ..utils.files import atomic_folder, check_output_folder, mark_folder
-    from .datasets import Record, write_manifest
-
-    for name, value, low in (
-        ("train_images", train_images, 0),
-        ("subjects", subjects, 0),
-        ("photos", photos, 1),
-        ("cases", cases, 0),
-        ("size", size, 32),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
-    held_total = SPLITS["heldout"][1] - SPLITS["heldout"][0]
-    if subjects > held_total:
-        raise ValueError(f"subjects: the heldout split holds {held_total} identities, got {subjects}")
-    out = Path(out)
-    mode = check_output_folder(out, kinds=("toy-world",), flag="out", overwrite=overwrite)
-    # Uncompressed bytes: RGB + mask per training render and photo; scene, mask, reference, truth per case.
-    need = size * size * (4 * train_images + subjects * (4 * photos + 10 * cases))
-    free = shutil.disk_usage(_nearest_folder(out)).free
-    if need > free:
-        raise ValueError(
-            f"out {out}: the world's pictures take up to {human_bytes(need)} and the disk has {human_bytes(free)} "
-            "free; write fewer or smaller pictures"
-        )
-    total = train_images + subjects * (photos + cases)
-    with (
-        atomic_folder(out, overwrite=mode == "replace") as tmp,
-        tqdm(total=total, desc="toy world", disable=not progress) as bar,
-    ):
-        train_ids = split_identities(world_seed, "train")
-        records = []
-        for sub in ("images", "masks"):
-            (tmp / "train" / sub).mkdir(parents=True)
-        for i in range(train_images):
-            ident = train_ids[i % len(train_ids)]
-            render = render_scene(ident, size, seed=_seed(world_seed, 30, i))
-            path, mask = (tmp / "train" / sub / f"{i:06d}.png" for sub in ("images", "masks"))
-            Image.fromarray(render.image).save(path)
-            Image.fromarray(subject_mask(render)).save(mask)
-            meta = {"identity": ident.index, "description": ident.describe()}
-            records.append(Record(path, [render.box], mask=mask, width=size, height=size, meta=meta))
-            bar.update(1)
-        write_manifest(records, tmp / "train" / "manifest.jsonl")
-
-        lines = []
-        (tmp / "test").mkdir()
-        for ident in split_identities(world_seed, "heldout", subjects) if subjects else []:
-            folder = tmp / "subjects" / str(ident.index)
-            write_subject_photos(ident, folder, photos, seed=_seed(world_seed, 31, ident.index), size=size)
-            bar.update(photos)
-            (folder / "identity.json").write_text(json.dumps({**vars(ident), "description": ident.describe()}) + "\n")
-            for k in range(cases):
-                case = make_case(ident, seed=_seed(world_seed, 32, ident.index, k), size=size)
-                name = f"{ident.index}-{k}"
-                (tmp / "test" / name).mkdir()
-                pictures = {
-                    "scene": case.scene,
-                    "mask": case.mask.astype(np.uint8) * 255,
-                    "reference": case.reference,
-                    "truth": case.truth,
-                }
-                entry = {}
-                for key, array in pictures.items():
-                    Image.fromarray(array).save(tmp / "test" / name / f"{key}.png")
-                    entry[key] = f"{name}/{key}.png"
-                entry.update(box=list(case.box), identity=ident.index, subject=f"../subjects/{ident.index}")
-                lines.append(json.dumps(entry) + "\n")
-                bar.update(1)
-        (tmp / "test" / "cases.jsonl").write_text("".join(lines))
-        info = {
-            "world_seed": world_seed,
-            "size": size,
-            "train_images": train_images,
-            "subjects": subjects,
-            "photos_per_subject": photos,
-            "cases_per_subject": cases,
-            "splits": {k: list(v) for k, v in SPLITS.items()},
-        }
-        (tmp / "world.json").write_text(json.dumps(info, indent=2) + "\n")
-        mark_folder(tmp, "toy-world")
-    return {"out": out, "train_images": train_images, "subjects": subjects, "cases": subjects * cases}
-
-
-def _nearest_folder(path):
-    """``path`` or its nearest existing ancestor (where a new folder's bytes will go)."""
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
+def trained_world(model: Path | str, default: int = 0) -> int:
+    """The toy world a model was trained on (``toy_world_seed`` in its model_index.json; ``default`` if it
+    does not say, or is not a readable folder)."""
+    index = Path(model) / "model_index.json"
+    try:
+        recorded = json.loads(index.read_text()).get("toy_world_seed")
+    except (OSError, ValueError):
+        return default
+    return default if recorded is None else int(recorded)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import tiny_components
-from subject_inpainting.convert import CheckpointError, load_components, save_components
-from subject_inpainting.convert import project as project_module
+from subject_inpainting.loaders import CheckpointError, load_components, save_components
+from subject_inpainting.loaders import project as project_module
 from subject_inpainting.utils.files import OutputError, current_umask
 
 

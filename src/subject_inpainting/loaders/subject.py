@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..models.build import build_component, fill_component, move
+from ..models.lora import ADAPTER_NAME, DEFAULT_LORA_TARGETS, add_lora, lora_config, lora_state_dict
 from ..models.reference_encoder import ReferenceEncoder
 from ..utils.files import SUBJECT_INDEX, atomic_folder
 from .checkpoint_io import CheckpointError, read_json, read_state_dict
@@ -37,9 +38,7 @@ SUBJECT_FORMAT = "subject-inpainting-subject"
 SUBJECT_FORMAT_VERSION = 1
 DETAIL_WEIGHTS = "detail.safetensors"
 LORA_WEIGHTS = "adapter.safetensors"
-ADAPTER_NAME = "subject"
 DETAIL_PREFIXES = ("detail_mapper.", "detail_norm.", "detail_proj.")
-DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
 @dataclass
@@ -81,36 +80,6 @@ def base_fingerprint(unet: torch.nn.Module, encoder: ReferenceEncoder) -> str:
     for p in (encoder.class_proj.weight, encoder.uncond_vector):
         h.update(p.detach().float().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-def lora_config(rank: int, alpha: float | None = None, targets=DEFAULT_LORA_TARGETS):
-    """The peft ``LoraConfig`` of a subject adapter (alpha defaults to the rank: scaling 1)."""
-    from peft import LoraConfig
-
-    return LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank, target_modules=list(targets))
-
-
-def add_lora(unet: torch.nn.Module, config, name: str = ADAPTER_NAME) -> None:
-    """Inject a LoRA adapter into ``unet`` (replacing an adapter of the same name)."""
-    remove_lora(unet, name)
-    unet.add_adapter(config, adapter_name=name)
-
-
-def remove_lora(unet: torch.nn.Module, name: str = ADAPTER_NAME) -> None:
-    """Remove adapter ``name``; with no adapter left, the UNet gets back its plain layers (and key names)."""
-    adapters = getattr(unet, "peft_config", None) or {}
-    if name not in adapters:
-        return
-    if len(adapters) == 1:
-        unet.unload_lora()
-    else:
-        unet.delete_adapters([name])
-
-
-def lora_state_dict(unet: torch.nn.Module, name: str = ADAPTER_NAME) -> dict[str, torch.Tensor]:
-    from peft import get_peft_model_state_dict
-
-    return get_peft_model_state_dict(unet, adapter_name=name)
 
 
 def save_subject(
