@@ -22,6 +22,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE_DIR = Path(os.environ.get("SI_REFERENCE_DIR") or FIXTURES / "reference")
+# Boxes of the DreamBooth bear photos (fixtures/dreambooth/bear_plushie), the last one deliberately tiny.
+BEAR_BOXES = {
+    "00.jpg": [150, 120, 600, 700],
+    "01.jpg": [100, 100, 700, 700],
+    "02.jpg": [0, 0, 768, 768],
+    "03.jpg": [1, 2, 3, 4],
+}
 
 # The tiny size of the registry: the same code paths as the full-size model, built in milliseconds.
 TINY = MODEL_SIZES["tiny"]
@@ -60,6 +67,13 @@ def make_scene(size=(48, 40), seed: int = 0) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w]
     base = np.stack([xx / w * 255, yy / h * 255, (xx + yy) / (w + h) * 255], axis=-1)
     return np.clip(base + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def save_scene(path: Path, size=(48, 40), seed: int = 0) -> Path:
+    """``make_scene`` written to ``path`` (its folder made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(make_scene(size, seed)).save(path)
+    return path
 
 
 @pytest.fixture

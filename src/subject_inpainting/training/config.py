@@ -150,3 +150,10 @@ class TrainConfig:
         "ema_decay",
         "seed",
     )
+
+
+def check_config(config: object, mode: str) -> TrainConfig:
+    """``config`` if it is a ``TrainConfig`` of ``mode`` (a run spec's check)."""
+    if not isinstance(config, TrainConfig) or config.mode != mode:
+        raise ValueError(f"config {config!r}: expected a TrainConfig of mode {mode!r}")
+    return config

@@ -25,7 +25,7 @@ from typing import Any
 from ..utils.files import staged_publish
 from ..utils.parse import float_option, int_option
 from .common import MAX_STEPS, add_training_args, config_from_args, preview_function
-from .config import TrainConfig
+from .config import TrainConfig, check_config
 
 DEFAULT_EPOCHS = 200  # the original: 200 epochs of the subject's photos
 
@@ -57,8 +57,7 @@ class FinetuneSpec:
     progress: bool = True
 
     def check(self) -> None:
-        if not isinstance(self.config, TrainConfig) or self.config.mode != "subject":
-            raise ValueError(f"config {self.config!r}: expected a TrainConfig of mode 'subject'")
+        check_config(self.config, "subject")
         epochs = self.epochs
         if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
             raise ValueError(f"epochs {self.epochs!r}: expected a whole number ≥ 1, or None")

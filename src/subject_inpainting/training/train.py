@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..utils.files import staged_publish
 from ..utils.parse import float_option, int_option
 from .common import MAX_STEPS, add_training_args, config_from_args, preview_function
-from .config import TrainConfig
+from .config import TrainConfig, check_config
 
 if TYPE_CHECKING:
     import torch
@@ -138,8 +138,7 @@ class TrainSpec:
     progress: bool = True
 
     def check(self) -> None:
-        if not isinstance(self.config, TrainConfig) or self.config.mode != "base":
-            raise ValueError(f"config {self.config!r}: expected a TrainConfig of mode 'base'")
+        check_config(self.config, "base")
         cache = self.latent_cache
         if cache is not None and (isinstance(cache, bool) or not isinstance(cache, int)):
             raise TypeError(f"latent_cache {self.latent_cache!r}: expected a whole number of examples or None")
