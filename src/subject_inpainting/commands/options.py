@@ -24,7 +24,6 @@ MAX_GUIDANCE = 100.0
 MAX_NUM_IMAGES = 16  # one batch through the UNet; more pictures: run again with other seeds
 MAX_CASES = 1000
 
-positive_int = int_option(1)
 steps_option = int_option(1, MAX_SAMPLING_STEPS)
 guidance_option = float_option(0.0, MAX_GUIDANCE)
 unit_option = float_option(0.0, 1.0)

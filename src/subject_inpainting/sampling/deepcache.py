@@ -150,10 +150,3 @@ def _layer(block, i: int, hidden, emb, context, bias) -> torch.Tensor:
             return_dict=False,
         )[0]
     return hidden
-
-
-def reset_caches(*unets: Any) -> None:
-    """Forget what the ``DeepCacheUNet`` among ``unets`` kept (the others are left alone)."""
-    for unet in unets:
-        if isinstance(unet, DeepCacheUNet):
-            unet.reset()

@@ -8,7 +8,8 @@ tower, so that a model cannot score well by matching its own features.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from .. import imaging
+
+if TYPE_CHECKING:
+    from .world import InpaintCase
 
 # The embedded evaluator's size.
 EVALUATOR_CONFIG: dict[str, Any] = {"image_size": 32, "channels": [32, 64, 128], "embed_dim": 128}
@@ -66,13 +70,15 @@ def identity_score(encoder: IdentityEncoder, painted: torch.Tensor, truth: torch
         return (encoder(painted) * encoder(truth)).sum(-1)
 
 
-def crop_pixels(rgb: np.ndarray, box) -> torch.Tensor:
+def crop_pixels(rgb: np.ndarray, box: Sequence[int]) -> torch.Tensor:
     """A box of an image as ``(1, 3, h, w)`` in [-1, 1] (the evaluator's input)."""
     x0, y0, x1, y1 = box
     return imaging.rgb_to_tensor(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
 
 
-def identity_scores(evaluator, cases, results) -> list[float]:
+def identity_scores(
+    evaluator: IdentityEncoder, cases: Sequence[InpaintCase], results: Sequence[np.ndarray]
+) -> list[float]:
     """Evaluator cosine between each result's painted box and the truth's."""
     scores = []
     for case, result in zip(cases, results, strict=True):
