@@ -423,3 +423,26 @@ def test_overwrite_replaces_a_finished_run_only_when_the_new_one_finishes(tiny_m
     assert second["out"] == out and (out / "reference_encoder" / "detail.safetensors").read_bytes() != old
     assert json.loads((out / "checkpoints" / "run.json").read_text())["config"]["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["boxes.json", "photos", "subject"]  # nothing beside
+
+
+def test_run_specs_check_their_settings_before_anything_loads(tmp_path):
+    from subject_inpainting.training.config import TrainConfig
+    from subject_inpainting.training.finetune import FinetuneSpec
+    from subject_inpainting.training.train import Annotations, TrainSpec
+
+    subject = TrainConfig.for_mode("subject")
+    with pytest.raises(ValueError, match="expected a TrainConfig of mode 'base'"):
+        TrainSpec("model", Annotations(manifest="m.jsonl"), tmp_path / "out", subject).check()
+    with pytest.raises(ValueError, match=r"--min-area 0\.5 must not exceed --max-area 0\.1"):
+        Annotations(coco="c.json", images="images", min_area=0.5, max_area=0.1).check()
+    with pytest.raises(ValueError, match="--images is needed"):
+        Annotations(openimages="o.csv").check()
+    with pytest.raises(ValueError, match="give one of manifest, openimages or coco, got none"):
+        Annotations().check()
+    with pytest.raises(ValueError, match="--cut-reference needs --masks"):
+        FinetuneSpec("photos", "base", tmp_path / "out", cut_reference=True).check()
+    with pytest.raises(ValueError, match="epochs 0: expected a whole number"):
+        FinetuneSpec("photos", "base", tmp_path / "out", epochs=0).check()
+    with pytest.raises(ValueError, match="expected a TrainConfig of mode 'subject'"):
+        FinetuneSpec("photos", "base", tmp_path / "out", config=TrainConfig.for_mode("base")).check()
+    assert not (tmp_path / "out").exists()
