@@ -42,6 +42,7 @@ def test_the_shipped_weights_fit_the_budget():
     assert not [p for p in files if p.suffix in {".bin", ".pt", ".ckpt", ".pkl"}]  # no pickles
 
 
+@pytest.mark.slow
 def test_the_painted_subject_is_the_references(embedded):
     pipe, evaluator, model = embedded
     ids = world.split_identities(world.trained_world(model), "heldout", CASES + 1)
@@ -73,6 +74,7 @@ def raw_psnr_outside(cases, raws) -> float:
     return float(np.mean(values))
 
 
+@pytest.mark.slow
 def test_the_model_continues_the_scene_and_keep_known_does_not_hurt(embedded):
     # Measured (DPM-Solver++ 20, 6 cases, seeds 100+k / 200+k / 300+k). The shipped model: the region's
     # background against the truth 18.3 / 18.1 / 20.8 (0-255), its whole output against the scene outside the
@@ -97,6 +99,7 @@ def test_the_model_continues_the_scene_and_keep_known_does_not_hurt(embedded):
 PROBE_FLOOR = {"shape": 0.8, "pattern": 0.8}
 
 
+@pytest.mark.slow
 def test_the_vision_tower_reads_the_parts_of_new_subjects(embedded):
     pipe, _, model = embedded
     enc, ws = pipe.reference_encoder, world.trained_world(model)

@@ -33,6 +33,9 @@ class Running:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"},
+            # Ctrl-C's default action, also when pytest runs in the background (where the shell ignores SIGINT
+            # and a child would inherit that)
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.err = ""
         self.reader = threading.Thread(target=self._read, daemon=True)

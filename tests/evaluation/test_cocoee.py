@@ -129,6 +129,7 @@ def test_bad_cocoee_inputs_are_named(tmp_path, tiny_model_dir, capsys):
     assert not (tmp_path / "p" / "results").exists()
 
 
+@pytest.mark.slow
 def test_two_processes_paint_the_same_pictures_as_one(cocoee_run, tiny_model_dir, tiny_extractor_dirs, tmp_path):
     """``accelerate launch``: each process paints its share (case k with seed + k), the main one reports."""
     single = cocoee_run[0] / "run"

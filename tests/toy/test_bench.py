@@ -13,6 +13,7 @@ from subject_inpainting.toy import world
 from subject_inpainting.toy.bench import CHANGED_PARTS, ToyBenchConfig, settings, with_part_changed
 
 
+@pytest.mark.slow
 def test_quick_benchmark_reports_every_setting(tmp_path, capsys):
     out = tmp_path / "bench"
     assert cli.main(["bench", "toy", "--quick", "--out", str(out), "--quiet"]) == 0

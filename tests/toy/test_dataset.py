@@ -117,6 +117,7 @@ def test_references_are_cut_out_onto_white():
 FAST = ["--device", "cpu", "--quiet", "--warmup-steps", "0"]
 
 
+@pytest.mark.slow
 def test_toy_world_runs_show_the_models_own_world(tiny_model_dir, tmp_path, capsys, monkeypatch):
     """The training split comes from the world the model records, not from --seed (which only draws)."""
     monkeypatch.setenv("SI_NO_TENSORBOARD", "1")
@@ -141,6 +142,7 @@ def test_toy_world_runs_show_the_models_own_world(tiny_model_dir, tmp_path, caps
     assert "--toy-world-seed 2: only with --toy-world" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_toy_tilt_reaches_the_examples_and_the_runs_record(tiny_model_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SI_NO_TENSORBOARD", "1")
     tilts = []

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from subject_inpainting import cli
@@ -26,6 +27,7 @@ def test_demo_writes_a_grid_and_prints_where(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_command_in_a_fresh_process(tmp_path):
     """The README's first command: the installed script, no model named, default settings."""
     proc = subprocess.run(

@@ -16,6 +16,8 @@ from subject_inpainting.pipeline import SubjectInpaintPipeline
 from subject_inpainting.toy import recipe, stages, world
 from subject_inpainting.toy.evaluator import IdentityEncoder
 
+pytestmark = pytest.mark.slow  # trains every stage of the toy recipe
+
 STEPS = ["--vae-steps", "2", "--tower-steps", "2", "--evaluator-steps", "2", "--base-steps", "2", "--base-batch", "2"]
 STEPS += ["--base-cache", "6"]  # a pool of 6 encoded examples
 

@@ -69,6 +69,7 @@ def test_cache_saves_and_loads_in_half_precision(vae_and_examples, tmp_path):
         LatentCache.build(examples, vae, 17, progress=False)
 
 
+@pytest.mark.slow
 def test_a_run_on_the_cache_writes_it_once_and_checks_its_size(tiny_model_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SI_NO_TENSORBOARD", "1")
     out = tmp_path / "run"

@@ -188,6 +188,7 @@ def test_finetune_with_cut_references_saves_them_cut(tiny_model_dir, tmp_path):
         assert (ref[margin + 5 : -margin - 5, margin + 2 : margin + half - 2] < 250).any()  # the bear itself
 
 
+@pytest.mark.slow
 def test_loss_falls_when_a_tiny_model_overfits_one_subject(tiny_model_dir, tmp_path):
     result, _ = run_finetune(
         tiny_model_dir,
@@ -213,6 +214,7 @@ def test_loss_falls_when_a_tiny_model_overfits_one_subject(tiny_model_dir, tmp_p
     assert last < 0.6 * first, (first, last)
 
 
+@pytest.mark.slow
 def test_data_loading_workers_see_the_same_examples(tiny_model_dir, tmp_path):
     # 3 steps over 2 photos at batch 1: two epochs, so each epoch's workers must see their set_epoch.
     common = ["--max-steps", "3", "--batch-size", "1", "--detail-layers", "1", "--detail-heads", "4"]
@@ -221,6 +223,7 @@ def test_data_loading_workers_see_the_same_examples(tiny_model_dir, tmp_path):
     assert workers["losses"] == inline["losses"] and len(inline["losses"]) == 3
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_exactly(tiny_model_dir, tmp_path, monkeypatch):
     common = ["--max-steps", "4", "--save-every", "2", "--detail-layers", "1", "--detail-heads", "4", "--lr", "1e-3"]
     _, straight = run_finetune(tiny_model_dir, tmp_path, *common, out_name="straight")
@@ -381,6 +384,7 @@ def test_convert_from_stable_diffusion(reference_dir, tmp_path, capsys):
     assert "already a Paint-by-Example checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_two_processes_with_accelerate_launch(tiny_model_dir, tmp_path):
     """The data-parallel path (gloo on the CPU): two processes share the batch and the run saves once."""
     folder, boxes = photo_folder(tmp_path, ("00.jpg", "01.jpg", "02.jpg", "03.jpg"))
