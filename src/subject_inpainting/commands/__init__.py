@@ -7,9 +7,9 @@ is reported in well under two seconds, before any work), and ``command_run(args)
 
 from __future__ import annotations
 
-from . import bench, convert, demo, evaluate, inpaint, toy, train, ui
+from . import batch, bench, convert, demo, evaluate, inpaint, toy, train, ui
 
 # In the order ``subject-inpaint --help`` lists them.
-COMMANDS = (inpaint, demo, convert, train, toy, bench, evaluate, ui)
+COMMANDS = (inpaint, batch, demo, convert, train, toy, bench, evaluate, ui)
 
 __all__ = ["COMMANDS"]

@@ -133,15 +133,6 @@ def _generation(args: argparse.Namespace, model: str):
     return Generation(model, args.sampler, args.steps, args.guidance_scale, args.seed)
 
 
-def _eval_device(name: str) -> str:
-    """The device of this process: under ``accelerate launch`` with ``auto``, the process's own GPU."""
-    if name == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from accelerate import PartialState
-
-        return str(PartialState().device)
-    return str(options.resolve_device(name))
-
-
 def _check_models(args: argparse.Namespace, *names: str) -> None:
     options.check_device_name(args.device)
     for name in ("model", "clip_model", *names):
@@ -168,7 +159,7 @@ def run_cocoee(args: argparse.Namespace) -> int:
     from ..evaluation.cocoee import CocoeeSettings, run_cocoee
     from ..evaluation.report import print_summary
 
-    device = _eval_device(args.device)
+    device = str(options.process_device(args.device))
     pipe = None
     if not args.score_only:
         from ..pipeline import SubjectInpaintPipeline
@@ -232,7 +223,7 @@ def run_subjects(args: argparse.Namespace) -> int:
         args.clip_model or features.DEFAULT_CLIP,
         args.dino_model or features.DEFAULT_DINO,
         None if args.no_dinov2 else (args.dinov2_model or features.DEFAULT_DINOV2),
-        _eval_device(args.device),
+        str(options.process_device(args.device)),
         not args.quiet,
     )
     print_summary(report, args.out)

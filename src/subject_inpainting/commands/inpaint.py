@@ -36,8 +36,6 @@ MAX_FEATHER = 10_000.0
 
 
 def register(sub) -> None:
-    from ..imaging import MAX_PIXELS, PILLOW_HARD_LIMIT
-
     p = sub.add_parser(
         "inpaint",
         help="paint the reference's subject into a region of a scene",
@@ -70,6 +68,26 @@ def register(sub) -> None:
         help="a subject folder from `subject-inpaint finetune` (or an original subject checkpoint); "
         "--model defaults to the base it names",
     )
+    add_painting_options(p, subject)
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="output image (.png keeps the scene's pixels exact; several images get -0, -1 ... suffixes)",
+    )
+    p.add_argument("--seed", type=seed_option, help="random seed (default: a fresh one, printed so it can be reused)")
+    options.add_device(p)
+    options.add_dtype(p)
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    options.add_quiet(p, "no progress bar or messages, only the output paths")
+    p.set_defaults(command_check=check, command_run=run)
+
+
+def add_painting_options(p: argparse.ArgumentParser, subject) -> None:
+    """The options that say how to paint (shared with ``batch``, whose jobs may override each): modified
+    guidance (in the argument group ``subject``), sampling and speed, guidance, the region and the paste-back."""
+    from ..imaging import MAX_PIXELS, PILLOW_HARD_LIMIT
+
     subject.add_argument(
         "--model-weight",
         type=options.unit_option,
@@ -81,12 +99,6 @@ def register(sub) -> None:
         type=int_option(0, 1000),
         default=1000,
         help="modified guidance below this timestep, plain pretrained guidance above, 0..1000 (default 1000 = always)",
-    )
-    p.add_argument(
-        "--out",
-        required=True,
-        metavar="FILE",
-        help="output image (.png keeps the scene's pixels exact; several images get -0, -1 ... suffixes)",
     )
     speed = p.add_argument_group("sampling and speed (the preset's values unless given)")
     speed.add_argument(
@@ -137,7 +149,6 @@ def register(sub) -> None:
         help=f"classifier-free guidance scale, 0..{options.MAX_GUIDANCE:g}; 1 turns guidance off (default 5)",
     )
     p.add_argument("--eta", type=options.unit_option, default=0.0, help="DDIM noise, 0..1 (default 0)")
-    p.add_argument("--seed", type=seed_option, help="random seed (default: a fresh one, printed so it can be reused)")
     p.add_argument(
         "--num-images",
         type=int_option(1, options.MAX_NUM_IMAGES),
@@ -180,11 +191,36 @@ def register(sub) -> None:
         help=f"largest scene, mask or reference read, in pixels (default {MAX_PIXELS:,}; at most "
         f"{PILLOW_HARD_LIMIT:,}, Pillow's own limit)",
     )
-    options.add_device(p)
-    options.add_dtype(p)
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    options.add_quiet(p, "no progress bar or messages, only the output paths")
-    p.set_defaults(command_check=check, command_run=run)
+
+
+def check_painting(args: argparse.Namespace, flag: str = "--") -> None:
+    """The painting options' combinations (each option's bounds are its parser's)."""
+    settings = preset_settings(args.preset, sampler=args.sampler, num_inference_steps=args.steps)
+    if args.eta and settings["sampler"] != "ddim":
+        raise CommandError(f"{flag}eta applies to {flag}sampler ddim only (got {flag}sampler {settings['sampler']})")
+
+
+def painting_kwargs(args: argparse.Namespace) -> dict:
+    """The pipeline's keyword arguments that the painting options (``add_painting_options``) set."""
+    return {
+        "num_inference_steps": args.steps,
+        "guidance_scale": args.guidance,
+        "sampler": args.sampler,
+        "eta": args.eta,
+        "num_images": args.num_images,
+        "paste_back": not args.no_paste_back,
+        "keep_known": args.keep_known,
+        "feather": args.feather,
+        "region": args.region,
+        "context": args.context,
+        "model_weight": args.model_weight,
+        "guidance_threshold": args.guidance_threshold,
+        "preset": args.preset,
+        "deep_cache": args.deep_cache,
+        "deep_cache_branch": args.deep_cache_branch,
+        "guidance_interval": args.guidance_interval,
+        "decode": args.decode,
+    }
 
 
 def model_and_reference(args: argparse.Namespace) -> tuple[str, str]:
@@ -206,9 +242,7 @@ def check(args: argparse.Namespace) -> None:
     """Read every input and try every output before the model is loaded."""
     from .. import imaging
 
-    settings = preset_settings(args.preset, sampler=args.sampler, num_inference_steps=args.steps)
-    if args.eta and settings["sampler"] != "ddim":
-        raise CommandError(f"--eta applies to --sampler ddim only (got --sampler {settings['sampler']})")
+    check_painting(args)
     options.check_device_name(args.device)
     options.require_model(args.model)
     args.model, args.reference = model_and_reference(args)
@@ -261,25 +295,9 @@ def run(args: argparse.Namespace) -> int:
         mask=None if args.mask is None else _opened(args.mask, "mask", args.max_pixels),
         box=args.box,
         reference_box=args.reference_box,
-        num_inference_steps=args.steps,
-        guidance_scale=args.guidance,
-        sampler=args.sampler,
-        eta=args.eta,
-        num_images=args.num_images,
         generator=torch.Generator().manual_seed(seed),
-        paste_back=not args.no_paste_back,
-        keep_known=args.keep_known,
-        feather=args.feather,
-        region=args.region,
-        context=args.context,
-        model_weight=args.model_weight,
-        guidance_threshold=args.guidance_threshold,
         progress=not args.quiet,
-        preset=args.preset,
-        deep_cache=args.deep_cache,
-        deep_cache_branch=args.deep_cache_branch,
-        guidance_interval=args.guidance_interval,
-        decode=args.decode,
+        **painting_kwargs(args),
     )
     for image, path in zip(result.images, args.outputs, strict=True):
         imaging.save_image_atomic(image, path)

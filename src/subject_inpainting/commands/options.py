@@ -197,6 +197,15 @@ def resolve_device(name: str):
     return device
 
 
+def process_device(name: str):
+    """The device of this process: under ``accelerate launch`` with ``auto``, the process's own GPU."""
+    if name == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        return PartialState().device
+    return resolve_device(name)
+
+
 def check_device_name(name: str) -> None:
     """The shape of a ``--device`` value, checked without torch (whether it exists is ``resolve_device``'s)."""
     kind, _, index = name.partition(":")

@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .. import imaging
+from .. import batch, imaging
 from ..imaging import IMAGE_SUFFIXES, InputError
 from ..utils import atomic_file
 from ..utils.files import mark_folder
@@ -148,19 +148,16 @@ def generate(
     guidance_scale: float = 5.0,
     seed: int = 0,
     paste_back: bool = False,
-    process_index: int = 0,
-    num_processes: int = 1,
+    state: batch.ProcessState | None = None,
     progress: bool = True,
 ) -> int:
-    """Paint this process's share of ``cases`` (every ``num_processes``-th, from ``process_index``) into
-    ``OUT/results``; cases whose result exists are skipped. Returns the number painted now."""
-    mine = [(k, c) for k, c in enumerate(cases) if k % num_processes == process_index]
-    todo = [(k, c) for k, c in mine if not result_path(Path(out), c).exists()]
-    bar = tqdm(
-        total=len(mine), initial=len(mine) - len(todo), desc="painting COCOEE", unit="case", disable=not progress
-    )
-    for k, case in todo:
-        image = pipe(
+    """Paint this process's share of ``cases`` into ``OUT/results`` (case *k* with seed ``seed + k``);
+    cases whose result exists are skipped, any error ends the run. Returns the number painted now by
+    every process."""
+
+    def paint(work: batch.Work):
+        case = work.payload
+        return pipe(
             case.scene,
             case.reference,
             mask=case.mask,
@@ -168,14 +165,14 @@ def generate(
             sampler=sampler,
             guidance_scale=guidance_scale,
             paste_back=paste_back,
-            generator=torch.Generator().manual_seed(seed + k),
+            generator=torch.Generator().manual_seed(work.seed),
             progress=False,
             preset="original",  # the sampler and steps named, every step in full: the papers' protocol
-        ).images[0]
-        imaging.save_image_atomic(image, result_path(Path(out), case))
-        bar.update(1)
-    bar.close()
-    return len(todo)
+        ).images
+
+    jobs = [batch.Work(c.id, (result_path(Path(out), c),), seed + k, payload=c) for k, c in enumerate(cases)]
+    tally = batch.run_jobs(jobs, paint, out, state=state, failures=(), progress=progress, desc="painting COCOEE")
+    return tally.painted
 
 
 def results_or_error(cases: list[Case], out: Path) -> list[Path]:
@@ -293,14 +290,14 @@ def run_cocoee(
     and report on the main process. Returns the report (also ``OUT/report.json`` and ``OUT/report.html``)."""
     out = Path(out)
     cases = read_cocoee(settings.data, settings.limit)
-    state = process_state()
+    state = batch.process_state()
     if pipe is None:  # scoring only: the pictures must be there
         results_or_error(cases, out)
     else:
         out.mkdir(parents=True, exist_ok=True)
         mark_folder(out, "evaluation")
     # the main process scores: load its models first, so that a missing one stops the run before the painting
-    loaded = scorers(fid_reference, mixture, clip_model, inception_weights, device) if state["index"] == 0 else None
+    loaded = scorers(fid_reference, mixture, clip_model, inception_weights, device) if state.is_main else None
     started = time.perf_counter()
     painted = 0
     if pipe is not None:
@@ -313,12 +310,11 @@ def run_cocoee(
             settings.generation.guidance_scale,
             settings.generation.seed,
             settings.paste_back,
-            state["index"],
-            state["count"],
-            progress and state["index"] == 0,
+            state,
+            progress,
         )
-    state["wait"]()
-    if state["index"] != 0:
+    state.wait()
+    if not state.is_main:
         return {}
     metrics = score(cases, out, fid_reference, mixture, clip_model, inception_weights, device, progress, loaded)
     per_case = metrics.pop("per_case_clip_score")
@@ -341,13 +337,3 @@ def run_cocoee(
     ]
     write_report(out, report, rows, title=f"COCOEE — {Path(settings.generation.model).name}")
     return report
-
-
-def process_state() -> dict[str, Any]:
-    """This process's place under ``accelerate launch`` (a single process otherwise)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from accelerate import PartialState
-
-        s = PartialState()
-        return {"index": s.process_index, "count": s.num_processes, "wait": s.wait_for_everyone}
-    return {"index": 0, "count": 1, "wait": lambda: None}

@@ -30,13 +30,13 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .. import imaging
+from .. import batch, imaging
 from ..data.annotations import PHOTO_SUFFIXES, photo_files, read_photo_folder
 from ..imaging import InputError
 from ..utils import write_text_atomic
 from ..utils.files import mark_folder
 from . import features as feats
-from .cocoee import process_state, read_cocoee
+from .cocoee import read_cocoee
 from .metrics import mean_pairwise_cosine
 from .report import Generation, write_report
 
@@ -182,49 +182,51 @@ def run_subjects(
     scenes = read_scenes(settings.scenes, settings.scene_limit)
     out.mkdir(parents=True, exist_ok=True)
     mark_folder(out, "evaluation")
-    state = process_state()
+    state = batch.process_state()
     started = time.perf_counter()
     # the main process scores: load its models first, so that a missing one stops the run before the work
-    extractors = subject_extractors(clip_model, dino_model, dinov2_model, device) if state["index"] == 0 else {}
+    extractors = subject_extractors(clip_model, dino_model, dinov2_model, device) if state.is_main else {}
     folders = {}
     if settings.finetune:  # every process takes part in each fine-tuning (several GPUs share one subject)
-        for subject in tqdm(subjects, desc="fine-tuning subjects", disable=not progress or state["index"] != 0):
-            folders[subject.name] = _finetune(subject, settings, out, device if state["count"] == 1 else None)
-        state["wait"]()
+        for subject in tqdm(subjects, desc="fine-tuning subjects", disable=not progress or not state.is_main):
+            folders[subject.name] = _finetune(subject, settings, out, device if state.count == 1 else None)
+        state.wait()
     gen = settings.generation
     pipe = SubjectInpaintPipeline.from_pretrained(gen.model, device=device)
     setting_names = ["pretrained"] + (["finetuned"] if settings.finetune else [])
     jobs = [(s, subj, sc) for s in setting_names for subj in subjects for sc in scenes]
-    mine = [(k, job) for k, job in enumerate(jobs) if k % state["count"] == state["index"]]
-    bar = tqdm(total=len(mine), desc="painting", unit="picture", disable=not progress or state["index"] != 0)
     references = {subj.name: subj.crop(subj.photos[0]) for subj in subjects}
-    loaded = None  # the fine-tuned subject in the pipeline
-    for k, (setting, subject, scene) in mine:
-        target = result_path(out, setting, subject, scene)
-        if not target.exists():
-            wanted = subject.name if setting == "finetuned" else None
-            if wanted != loaded:
-                pipe.unload_subject()
-                if wanted is not None:
-                    pipe.load_subject(folders[wanted])
-                loaded = wanted
-            image = pipe(
-                scene.image,
-                references[subject.name],
-                mask=scene.mask,
-                num_inference_steps=gen.steps,
-                sampler=gen.sampler,
-                guidance_scale=gen.guidance_scale,
-                model_weight=settings.model_weight,
-                generator=torch.Generator().manual_seed(gen.seed + k),
-                progress=False,
-                preset="original",  # the sampler and steps named, every step in full
-            ).images[0]
-            imaging.save_image_atomic(image, target)
-        bar.update(1)
-    bar.close()
-    state["wait"]()
-    if state["index"] != 0:
+    loaded = {"subject": None}  # the fine-tuned subject in the pipeline
+
+    def paint(work: batch.Work):
+        setting, subject, scene = work.payload
+        wanted = subject.name if setting == "finetuned" else None
+        if wanted != loaded["subject"]:
+            pipe.unload_subject()
+            if wanted is not None:
+                pipe.load_subject(folders[wanted])
+            loaded["subject"] = wanted
+        return pipe(
+            scene.image,
+            references[subject.name],
+            mask=scene.mask,
+            num_inference_steps=gen.steps,
+            sampler=gen.sampler,
+            guidance_scale=gen.guidance_scale,
+            model_weight=settings.model_weight,
+            generator=torch.Generator().manual_seed(work.seed),
+            progress=False,
+            preset="original",  # the sampler and steps named, every step in full
+        ).images
+
+    work = [
+        batch.Work(
+            f"{s}-{subj.name}-{sc.name}", (result_path(out, s, subj, sc),), gen.seed + k, subj.name, (s, subj, sc)
+        )
+        for k, (s, subj, sc) in enumerate(jobs)
+    ]
+    batch.run_jobs(work, paint, out, state=state, failures=(), progress=progress)
+    if not state.is_main:
         return {}
     return _score_and_report(settings, out, subjects, scenes, setting_names, extractors, started)
 

@@ -47,6 +47,7 @@ KINDS = {
     "benchmark": "a benchmark run",
     "fid-reference": "an FID reference set",
     "page-results": "the web page's results",
+    "batch": "a batch of pictures",
 }
 
 

@@ -1,0 +1,253 @@
+"""Many painting jobs, one process or many: each process paints its share, skips what is already painted,
+writes every picture atomically and keeps a record of every job.
+
+``subject-inpaint batch`` and ``subject-inpaint eval cocoee`` both run their jobs through ``run_jobs``. A job
+is done when all of its pictures exist; pictures are written beside their destination and renamed into
+place, so a picture either exists whole or not at all, and a rerun (or another process) never paints it
+again. Job *k* of the list belongs to process ``k % count``; its picture depends only on the job and its
+seed, so a run split over processes or resumed after a kill paints the same pictures as one uninterrupted
+process.
+
+Under ``accelerate launch`` (``WORLD_SIZE`` > 1) the processes find their place with ``accelerate``'s
+``PartialState``; alone, a process is index 0 of 1 and needs no accelerate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .utils.files import read_index, write_text_atomic
+
+RECORDS = ".batch"  # the job records and the processes' counts, inside the output folder
+
+
+@dataclass(frozen=True)
+class ProcessState:
+    """This process's place among the processes painting one job list."""
+
+    index: int = 0
+    count: int = 1
+    wait: Callable[[], None] = field(default=lambda: None, compare=False, repr=False)
+
+    @property
+    def is_main(self) -> bool:
+        return self.index == 0
+
+
+def process_state() -> ProcessState:
+    """This process's place under ``accelerate launch``; a single process otherwise."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        s = PartialState()
+        return ProcessState(s.process_index, s.num_processes, s.wait_for_everyone)
+    return ProcessState()
+
+
+@dataclass(frozen=True)
+class Work:
+    """One job as the runner sees it.
+
+    Attributes:
+        id: unique among the jobs; names the job's record (a file name: no path separators).
+        outputs: the pictures the job writes; the job is done when all exist.
+        seed: the seed of the job's noise (recorded with the result).
+        group: jobs of one group run one after the other in a process (e.g. one subject, loaded once).
+        payload: whatever the paint function needs.
+    """
+
+    id: str
+    outputs: tuple[Path, ...]
+    seed: int
+    group: str = ""
+    payload: Any = field(default=None, compare=False, repr=False)
+
+    def done(self) -> bool:
+        return all(p.is_file() for p in self.outputs)
+
+
+@dataclass
+class Tally:
+    """What one run did, over every process."""
+
+    painted: int = 0
+    already_done: int = 0
+    failed: int = 0
+
+    def line(self, failures: Path | None = None) -> str:
+        text = f"{self.painted} painted, {self.already_done} already done, {self.failed} failed"
+        return text + (f": see {failures}" if self.failed and failures is not None else "")
+
+
+def share(items: Sequence[Any], state: ProcessState) -> list[Any]:
+    """Process ``state.index``'s share of ``items``: every ``count``-th, from its index."""
+    return list(items[state.index :: state.count])
+
+
+def run_jobs(
+    jobs: Sequence[Work],
+    paint: Callable[[Work], Sequence[Any]],
+    folder: str | os.PathLike,
+    *,
+    state: ProcessState | None = None,
+    failures: tuple[type[BaseException], ...] = (Exception,),
+    progress: bool = True,
+    desc: str = "painting",
+) -> Tally:
+    """Paint this process's share of ``jobs`` that is not done yet, and record each job in ``folder``.
+
+    Args:
+        jobs: every job of the run, in the same order in every process (the share is taken here).
+        paint: returns a job's pictures (PIL images), one per ``job.outputs``; each is saved atomically.
+        folder: where the records go (``folder/.batch/``); the pictures go where ``job.outputs`` say.
+        state: this process's place (default: ``process_state()``).
+        failures: the errors that fail one job and let the run go on (recorded with a one-line reason);
+            any other error ends the run. ``()`` ends the run at the first error.
+        progress: show a bar (on the main process only) of pictures done over all jobs, with the ETA.
+        desc: the bar's label.
+
+    Returns:
+        The tally of every process (on the main process; other processes return their own), after all
+        processes have finished.
+    """
+    from .imaging import save_image_atomic
+
+    state = state or process_state()
+    records = Path(folder) / RECORDS
+    ids = [job.id for job in jobs]
+    assert len(set(ids)) == len(ids), "job ids must be unique"
+    state.wait()  # no process writes yet: what temporary files are left, a killed run left
+    if state.is_main:
+        records.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(jobs, records)
+    state.wait()
+    mine = share(jobs, state)
+    todo = [job for job in mine if not job.done()]
+    todo.sort(key=lambda job: job.group)  # stable: a group's jobs in their order, each group once
+    tally = Tally(already_done=len(mine) - len(todo))
+    counts = records / f"process-{state.index}.json"
+    write_text_atomic(counts, json.dumps(_counts(tally, state.count)) + "\n")
+    bar = tqdm(
+        total=len(jobs),
+        initial=sum(job.done() for job in jobs) if progress and state.is_main else 0,
+        desc=desc,
+        unit="job",
+        disable=not (progress and state.is_main),
+        dynamic_ncols=True,
+    )
+    for job in todo:
+        started = time.perf_counter()
+        try:
+            pictures = list(paint(job))
+            assert len(pictures) == len(job.outputs), (len(pictures), job.outputs)
+            for picture, path in zip(pictures, job.outputs, strict=True):
+                save_image_atomic(picture, path)
+        except failures as e:
+            tally.failed += 1
+            _write_record(records, job, {"id": job.id, "error": _one_line(e)})
+        else:
+            tally.painted += 1
+            seconds = round(time.perf_counter() - started, 2)
+            record = {"id": job.id, "outputs": [str(p) for p in job.outputs], "seed": job.seed, "seconds": seconds}
+            _write_record(records, job, record)
+        write_text_atomic(counts, json.dumps(_counts(tally, state.count)) + "\n")
+        if bar.disable is False:
+            bar.n = bar.initial + _finished_now(records, state.count)
+            bar.refresh()
+    bar.close()
+    state.wait()
+    if not state.is_main:
+        return tally
+    every = Tally()
+    for index in range(state.count):
+        counted = read_index(records / f"process-{index}.json") or {}
+        if counted.get("count") != state.count:
+            continue  # a file left by an earlier run with more processes
+        every.painted += counted.get("painted", 0)
+        every.already_done += counted.get("already_done", 0)
+        every.failed += counted.get("failed", 0)
+    return every
+
+
+def remove_leftovers(jobs: Sequence[Work], records: Path) -> int:
+    """Delete the temporary files that writes of the jobs' pictures and records left when their process was
+    killed outright (``atomic_file`` names them ``.<name>.<random>.tmp`` beside the destination). Returns how
+    many. Only while no process of the run writes."""
+    wanted: dict[Path, set[str]] = {records: {f"{job.id}.json" for job in jobs}}
+    for job in jobs:
+        for path in job.outputs:
+            wanted.setdefault(path.parent, set()).add(path.name)
+    removed = 0
+    for folder, names in wanted.items():
+        if not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):
+            name = entry.name
+            if not (name.startswith(".") and name.endswith(".tmp") and entry.is_file(follow_symlinks=False)):
+                continue
+            destination = name[1:-4].rsplit(".", 1)[0]
+            if destination in names or (folder == records and destination.startswith("process-")):
+                os.unlink(entry.path)
+                removed += 1
+    return removed
+
+
+def _counts(tally: Tally, count: int) -> dict[str, int]:
+    return {"painted": tally.painted, "already_done": tally.already_done, "failed": tally.failed, "count": count}
+
+
+def _finished_now(records: Path, count: int) -> int:
+    """Jobs finished (painted or failed) in this run by every process, from their count files."""
+    total = 0
+    for index in range(count):
+        counted = read_index(records / f"process-{index}.json") or {}
+        total += counted.get("painted", 0) + counted.get("failed", 0)
+    return total
+
+
+def _write_record(records: Path, job: Work, record: dict[str, Any]) -> None:
+    write_text_atomic(records / f"{job.id}.json", json.dumps(record) + "\n")
+
+
+def read_records(folder: str | os.PathLike, jobs: Sequence[Work]) -> Iterator[tuple[Work, dict[str, Any] | None]]:
+    """Every job with its record (None when it has none), in the jobs' order."""
+    records = Path(folder) / RECORDS
+    for job in jobs:
+        record = read_index(records / f"{job.id}.json")
+        yield job, record if isinstance(record, dict) else None
+
+
+def write_summaries(folder: str | os.PathLike, jobs: Sequence[Work]) -> tuple[Path, Path]:
+    """``folder/results.jsonl`` (every done job: id, outputs, seed, seconds) and ``folder/failures.jsonl``
+    (every job whose last try failed and that is still not done: id, the reason), both atomically, in the
+    jobs' order. A done job without a record (painted before its record was written) is listed with its
+    outputs and seed."""
+    results, failed = [], []
+    for job, record in read_records(folder, jobs):
+        if job.done():
+            if record is None or "outputs" not in record:
+                record = {"id": job.id, "outputs": [str(p) for p in job.outputs], "seed": job.seed, "seconds": None}
+            results.append(record)
+        elif record is not None and "error" in record:
+            failed.append(record)
+    folder = Path(folder)
+    paths = folder / "results.jsonl", folder / "failures.jsonl"
+    for path, rows in zip(paths, (results, failed), strict=True):
+        write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
+    return paths
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    text = text.splitlines()[0] if text else ""
+    if isinstance(e, (ValueError, OSError)):  # the package's input errors: the message says it all
+        return text or type(e).__name__
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

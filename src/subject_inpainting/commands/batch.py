@@ -1,0 +1,342 @@
+"""``subject-inpaint batch``: paint every job of a JSON Lines or CSV file into one folder.
+
+A job names a scene, a region (``mask`` or ``box``) and a subject (``reference`` and/or ``reference_box``, or a
+fine-tuned ``subject``), optionally its ``id`` (default: its number in the file, from 1), its ``seed``
+(default: ``--seed`` + its number) and any of the painting options, which override the command line's for that
+job. Relative paths are relative to the jobs file. Pictures go to ``OUT/<id>.png`` (``<id>-0.png`` … for
+several), every job's outcome to ``OUT/results.jsonl`` and ``OUT/failures.jsonl``. The model loads once per
+process and the jobs of one subject run together; a rerun paints only what is missing, and ``accelerate
+launch`` splits the jobs over processes (``subject_inpainting.batch`` runs them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..utils.files import SUBJECT_INDEX, check_output_folder, mark_folder, read_index
+from ..utils.parse import ParseError, parse_box, parse_seed
+from . import inpaint, options
+from .options import CommandError
+
+# The fields of a job besides the painting options: (name, what it holds).
+JOB_FIELDS = {
+    "id": "the job's name: its pictures are OUT/<id>.png (default: its number in the file, from 1)",
+    "scene": "the scene photo",
+    "mask": "mask image, white = region to edit",
+    "box": "the region as x0,y0,x1,y1 (a list or text)",
+    "reference": "photo of the subject",
+    "reference_box": "crop the reference to x0,y0,x1,y1 first",
+    "subject": "a fine-tuned subject folder (its base must be the batch's model)",
+    "seed": "the job's seed (default: --seed + the job's number)",
+}
+PATHS = ("scene", "mask", "reference", "subject")
+MAX_ID = 200
+
+
+def _overrides(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """The painting options a job may override, by field name (the option's long name with underscores)."""
+    scratch = options.OneLineParser(add_help=False)
+    inpaint.add_painting_options(scratch, scratch)
+    wanted = {a.dest for a in scratch._actions} - {"max_pixels"}
+    found = {}
+    for action in parser._actions:
+        if action.dest in wanted:
+            name = "paste_back" if action.dest == "no_paste_back" else action.dest
+            found[name] = action
+    return found
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "batch",
+        help="paint every job of a JSON Lines or CSV file (resumable; accelerate launch splits it)",
+        description="Paint every job of JOBS into --out-dir: one JSON object per line (or a CSV with the same "
+        "columns) with scene, mask or box, reference and/or reference_box, or subject, and optionally id, seed "
+        "and any painting option below by its name with underscores (steps, guidance, model_weight, preset, "
+        "region, paste_back ...), which overrides the command line's for that job. Relative paths are relative "
+        "to JOBS. A bad job is recorded in OUT/failures.jsonl and the others go on; a rerun paints only what "
+        "is missing. Under `accelerate launch -m subject_inpainting.cli batch ...` each process paints its "
+        "share. Exit code 0 when every job is painted, 1 when any failed.",
+    )
+    p.add_argument("jobs", metavar="JOBS", help="the jobs: a .jsonl file (one JSON object per line) or a .csv file")
+    p.add_argument("--out-dir", required=True, metavar="DIR", help="where the pictures and the job records go")
+    options.add_model(p)
+    options.add_original_config(p)
+    subject = p.add_argument_group("fine-tuned subjects (modified guidance)")
+    inpaint.add_painting_options(p, subject)
+    p.add_argument(
+        "--seed",
+        type=options.seed_option,
+        default=0,
+        help="a job without a seed of its own gets this + its number in the file (default 0)",
+    )
+    options.add_device(p)
+    options.add_dtype(p)
+    options.add_quiet(p, "no progress bar, only the summary line")
+    p.set_defaults(command_check=check, command_run=run, command_parser=p)
+
+
+@dataclass
+class Job:
+    """One line of the jobs file, read and checked (``error`` says why it cannot be painted)."""
+
+    number: int
+    id: str
+    settings: argparse.Namespace
+    scene: str | None = None
+    mask: str | None = None
+    box: tuple[int, int, int, int] | None = None
+    reference: str | None = None
+    reference_box: tuple[int, int, int, int] | None = None
+    subject: str | None = None
+    seed: int = 0
+    error: str | None = None
+    outputs: tuple[Path, ...] = field(default=())
+
+
+def read_jobs(path: str, args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Job]:
+    """Every job of the file ``path`` (JSON Lines, or CSV by its ``.csv`` suffix), in order.
+
+    A line that cannot be painted becomes a job with an ``error``; a file that cannot be read, or ids that
+    are not unique or cannot name a file, are a ``CommandError`` (nothing is painted).
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise CommandError(f"JOBS {path}: not a UTF-8 text file") from None
+    except OSError as e:
+        raise CommandError(f"JOBS {path}: cannot be read ({e.strerror or e})") from None
+    if file.suffix.lower() == ".csv":
+        rows = _csv_rows(text, path)
+    else:
+        rows = [(n, line) for n, line in enumerate((ln for ln in text.splitlines() if ln.strip()), start=1)]
+    overrides = _overrides(parser)
+    jobs = [_job(number, row, file.parent, args, overrides) for number, row in rows]
+    seen: dict[str, int] = {}
+    for job in jobs:
+        if job.id in seen:
+            raise CommandError(f"JOBS {path}: jobs {seen[job.id]} and {job.number} have the same id {job.id!r}")
+        seen[job.id] = job.number
+    return jobs
+
+
+def _csv_rows(text: str, path: str) -> list[tuple[int, dict[str, str]]]:
+    try:
+        reader = csv.DictReader(text.splitlines())
+        rows = [row for row in reader if any((v or "").strip() for v in row.values())]
+    except csv.Error as e:
+        raise CommandError(f"JOBS {path}: not a readable CSV file ({e})") from None
+    if reader.fieldnames is None:
+        return []
+    if any(None in row for row in rows):
+        n = next(i for i, row in enumerate(rows, start=1) if None in row)
+        raise CommandError(f"JOBS {path}: row {n} has more cells than the header has columns")
+    return [(n, {k: v.strip() for k, v in row.items() if v is not None and v.strip()}) for n, row in enumerate(rows, 1)]
+
+
+def _job(number: int, row: str | dict, folder: Path, args: argparse.Namespace, overrides: dict) -> Job:
+    job = Job(number, str(number), copy.copy(args), seed=args.seed + number)
+    if isinstance(row, str):
+        try:
+            row = json.loads(row)
+        except json.JSONDecodeError as e:
+            job.error = f"not a JSON object ({e.msg} at column {e.colno})"
+            return job
+        if not isinstance(row, dict):
+            job.error = f"expected a JSON object, got {type(row).__name__}"
+            return job
+    if "id" in row:
+        job.id = _job_id(row["id"], number)
+    try:
+        _read_fields(job, row, folder, overrides)
+    except (ParseError, CommandError) as e:
+        job.error = str(e)
+    return job
+
+
+def _job_id(value: Any, number: int) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise CommandError(f"job {number}: id must be text or a whole number, got {value!r}")
+    text = str(value).strip()
+    bad = not text or len(text) > MAX_ID or text.startswith(".") or any(c in text for c in '/\\\0:*?"<>|')
+    if bad or any(ord(c) < 32 for c in text):
+        raise CommandError(
+            f"job {number}: id {value!r} cannot name a file (1-{MAX_ID} characters, no path separators, control "
+            'characters or :*?"<>|, not starting with a dot)'
+        )
+    return text
+
+
+def _read_fields(job: Job, row: dict, folder: Path, overrides: dict) -> None:
+    unknown = sorted(set(row) - set(JOB_FIELDS) - set(overrides))
+    if unknown:
+        raise CommandError(
+            f"unknown field {unknown[0]!r} (expected {', '.join(JOB_FIELDS)} or a painting option: "
+            f"{', '.join(sorted(overrides))})"
+        )
+    for name in PATHS:
+        value = row.get(name)
+        if value is not None:
+            if not isinstance(value, str) or not value.strip():
+                raise CommandError(f"{name}: expected a path, got {value!r}")
+            setattr(job, name, str(folder / Path(value).expanduser()))
+    for name in ("box", "reference_box"):
+        if row.get(name) is not None:
+            setattr(job, name, parse_box(row[name], name))
+    if row.get("seed") is not None:
+        job.seed = parse_seed(row["seed"], "seed")
+    if job.scene is None:
+        raise CommandError("scene: missing (every job needs a scene)")
+    if (job.mask is None) == (job.box is None):
+        raise CommandError("give a mask or a box (one of them)")
+    if job.reference is None and job.subject is None:
+        raise CommandError("reference: missing (give a reference photo or a subject)")
+    for name, action in overrides.items():
+        if name in row:
+            setattr(job.settings, action.dest, _override(name, row[name], action))
+    inpaint.check_painting(job.settings, flag="")
+
+
+def _override(name: str, value: Any, action: argparse.Action) -> Any:
+    if action.nargs == 0:  # a switch: true or false
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            value = value.lower() in ("true", "1", "yes")
+        if not isinstance(value, bool):
+            raise CommandError(f"{name}: expected true or false, got {value!r}")
+        return not value if action.dest == "no_paste_back" else value
+    if isinstance(value, list) and name == "guidance_interval":
+        value = ",".join(str(v) for v in value)
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise CommandError(f"{name}: expected a number or text, got {value!r}")
+    if action.type is not None:
+        try:
+            value = action.type(str(value))
+        except (argparse.ArgumentTypeError, ValueError) as e:
+            raise CommandError(f"{name}: {e}") from None
+    if action.choices is not None and value not in action.choices:
+        raise CommandError(f"{name}: expected one of {', '.join(map(str, action.choices))}, got {value!r}")
+    return value
+
+
+def batch_model(args: argparse.Namespace, jobs: list[Job]) -> str:
+    """``--model``, else the one base every subject job names, else the embedded model."""
+    if args.model:
+        return args.model
+    bases = set()
+    for job in jobs:
+        if job.subject and job.error is None and Path(job.subject).is_dir():
+            bases.add((read_index(Path(job.subject) / SUBJECT_INDEX) or {}).get("base"))
+    bases.discard(None)
+    return bases.pop() if len(bases) == 1 else options.default_model_or_error()
+
+
+def check(args: argparse.Namespace) -> None:
+    """Read the jobs file and try the output folder before the model is loaded."""
+    options.check_device_name(args.device)
+    options.require_model(args.model)
+    for flag, value in (("--ldm-config", args.ldm_config), ("--vision-config", args.vision_config)):
+        options.require_file(value, flag)
+    options.require_file(args.jobs, "JOBS")
+    inpaint.check_painting(args)
+    check_output_folder(args.out_dir, flag="--out-dir", kinds=("batch",), inputs=[("JOBS", args.jobs)], resume=True)
+    args.job_list = read_jobs(args.jobs, args, args.command_parser)
+    out = Path(args.out_dir)
+    inputs = {
+        Path(getattr(j, n)).resolve(): j for j in args.job_list for n in ("scene", "mask", "reference") if getattr(j, n)
+    }
+    for job in args.job_list:
+        job.outputs = tuple(options.output_paths(str(out / f"{job.id}.png"), job.settings.num_images))
+        clash = next((p for p in job.outputs if p.resolve() in inputs), None)
+        if clash is not None and job.error is None:
+            job.error = f"its picture {clash} is an input of job {inputs[clash.resolve()].id}; refusing to overwrite it"
+    args.model = batch_model(args, args.job_list)
+    options.require_model(args.model)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .. import batch
+    from ..imaging import open_image
+    from ..pipeline import SubjectInpaintPipeline
+
+    state = batch.process_state()
+    out = Path(args.out_dir)
+    state.wait()  # every process has checked the folder before the main one marks it
+    if state.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        mark_folder(out, "batch")
+    state.wait()
+    jobs = [batch.Work(j.id, j.outputs, j.seed, j.subject or "", j) for j in args.job_list]
+    pipe = None
+    loaded: dict[str, Any] = {"subject": None, "error": {}}
+
+    def paint(work: batch.Work):
+        nonlocal pipe
+        job: Job = work.payload
+        if job.error:
+            raise CommandError(job.error)
+        s = job.settings
+        scene = open_image(job.scene, "scene", args.max_pixels)
+        mask = None if job.mask is None else open_image(job.mask, "mask", args.max_pixels)
+        reference = open_image(_reference(job), "reference", args.max_pixels)
+        if pipe is None:
+            device = options.process_device(args.device)
+            dtype = options.resolve_dtype(args.dtype, device)
+            pipe = SubjectInpaintPipeline.from_pretrained(
+                args.model, device=device, dtype=dtype, ldm_config=args.ldm_config, vision_config=args.vision_config
+            )
+        _use_subject(pipe, job.subject, loaded)
+        result = pipe(
+            scene=scene,
+            reference=reference,
+            mask=mask,
+            box=job.box,
+            reference_box=job.reference_box,
+            generator=torch.Generator().manual_seed(job.seed),
+            progress=False,
+            **inpaint.painting_kwargs(s),
+        )
+        return result.images
+
+    tally = batch.run_jobs(jobs, paint, out, state=state, progress=not args.quiet, desc="painting jobs")
+    if state.is_main:
+        _, failures = batch.write_summaries(out, jobs)
+        print(tally.line(failures))
+    return 1 if tally.failed else 0
+
+
+def _reference(job: Job) -> str:
+    if job.reference is not None:
+        return job.reference
+    folder = options.subject_folder(job.subject, "subject")
+    crops = sorted((folder / "references").glob("*.png")) if folder else []
+    if not crops:
+        raise CommandError(f"reference: missing, and the subject {job.subject} has no reference crops")
+    return str(crops[0])
+
+
+def _use_subject(pipe, subject: str | None, loaded: dict[str, Any]) -> None:
+    """Load ``subject`` into ``pipe`` unless it is loaded (None: the plain model); a subject that failed to
+    load fails its other jobs with the same reason, without loading it again."""
+    if subject == loaded["subject"]:
+        return
+    if subject in loaded["error"]:
+        raise CommandError(loaded["error"][subject])
+    pipe.unload_subject()
+    loaded["subject"] = None
+    if subject is not None:
+        try:
+            options.subject_folder(subject, "subject")
+            pipe.load_subject(subject)
+        except ValueError as e:
+            loaded["error"][subject] = str(e)
+            raise
+        loaded["subject"] = subject

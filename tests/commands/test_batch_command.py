@@ -1,0 +1,234 @@
+"""``subject-inpaint batch``: good and bad jobs, resuming, CSV, subjects and ``accelerate launch``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import FIXTURES, accelerate_launch, run_launched, save_scene
+from subject_inpainting import cli
+
+FAST = ["--steps", "3", "--quiet"]
+
+
+@pytest.fixture
+def job_files(tmp_path):
+    """A scene, a mask and a reference in ``tmp_path/in``, named relative to the jobs file there."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    save_scene(folder / "scene.png", size=(48, 40), seed=0)
+    save_scene(folder / "reference.png", size=(30, 30), seed=1)
+    mask = np.zeros((40, 48), dtype=np.uint8)
+    mask[10:30, 12:36] = 255
+    Image.fromarray(mask).save(folder / "mask.png")
+    return folder
+
+
+def write_jobs(folder: Path, lines: list, name: str = "jobs.jsonl") -> Path:
+    path = folder / name
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+def lines_of(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+GOOD = [
+    {"id": "masked", "scene": "scene.png", "mask": "mask.png", "reference": "reference.png"},
+    {"scene": "scene.png", "box": [5, 5, 30, 30], "reference": "reference.png", "seed": 7, "num_images": 2},
+    {"id": "cropped", "scene": "scene.png", "box": "4,6,40,30", "reference": "reference.png", "region": "crop"},
+]
+BAD = [
+    {"id": "no-scene", "scene": "missing.png", "mask": "mask.png", "reference": "reference.png"},
+    {"id": "outside", "scene": "scene.png", "box": [40, 30, 90, 90], "reference": "reference.png"},
+    {"id": "stranger", "scene": "scene.png", "box": [5, 5, 30, 30], "subject": "no-such-subject"},
+    "{not json",
+    {"id": "typo", "scene": "scene.png", "box": [5, 5, 30, 30], "refrence": "reference.png"},
+    {"id": "steps", "scene": "scene.png", "box": [5, 5, 30, 30], "reference": "reference.png", "steps": 0},
+]
+
+
+def test_good_jobs_are_painted_and_bad_ones_recorded(job_files, tiny_model_dir, tmp_path, capsys):
+    jobs = write_jobs(job_files, [*GOOD, *BAD])
+    out = tmp_path / "out"
+    code = cli.main(["batch", str(jobs), "--out-dir", str(out), "--model", str(tiny_model_dir), *FAST])
+    summary = capsys.readouterr().out.strip()
+    assert code == 1 and summary == f"3 painted, 0 already done, 6 failed: see {out / 'failures.jsonl'}"
+    assert sorted(p.name for p in out.glob("*.png")) == ["2-0.png", "2-1.png", "cropped.png", "masked.png"]
+    assert Image.open(out / "masked.png").size == (48, 40)
+    results = lines_of(out / "results.jsonl")
+    assert [r["id"] for r in results] == ["masked", "2", "cropped"]
+    assert [r["seed"] for r in results] == [1, 7, 3]  # --seed 0 + the job's number, or its own
+    assert results[1]["outputs"] == [str(out / "2-0.png"), str(out / "2-1.png")]
+    failures = {r["id"]: r["error"] for r in lines_of(out / "failures.jsonl")}
+    assert list(failures) == ["no-scene", "outside", "stranger", "7", "typo", "steps"]
+    assert "missing.png" in failures["no-scene"] and "no such file" in failures["no-scene"]
+    assert "outside" in failures["outside"] or "box" in failures["outside"]
+    assert "no-such-subject" in failures["stranger"]
+    assert failures["7"].startswith("not a JSON object")
+    assert failures["typo"].startswith("unknown field 'refrence'")
+    assert failures["steps"].startswith("steps:") and "between 1 and 1,000" in failures["steps"]
+    assert all("\n" not in reason for reason in failures.values())
+
+
+def test_a_job_paints_what_inpaint_paints_with_its_seed(job_files, tiny_model_dir, tmp_path, capsys):
+    jobs = write_jobs(job_files, [{**GOOD[0], "seed": 11, "guidance": 3, "sampler": "ddim"}])
+    out = tmp_path / "out"
+    model = ["--model", str(tiny_model_dir)]
+    assert cli.main(["batch", str(jobs), "--out-dir", str(out), *model, *FAST]) == 0
+    single = tmp_path / "single.png"
+    argv = ["inpaint", "--scene", str(job_files / "scene.png"), "--mask", str(job_files / "mask.png")]
+    argv += ["--reference", str(job_files / "reference.png"), "--out", str(single), "--seed", "11"]
+    assert cli.main([*argv, "--guidance", "3", "--sampler", "ddim", *model, *FAST]) == 0
+    assert np.array_equal(pixels(out / "masked.png"), pixels(single))
+
+
+def test_a_rerun_paints_nothing_twice(job_files, tiny_model_dir, tmp_path, capsys):
+    jobs = write_jobs(job_files, [*GOOD, BAD[0]])
+    out = tmp_path / "out"
+    argv = ["batch", str(jobs), "--out-dir", str(out), "--model", str(tiny_model_dir), *FAST]
+    assert cli.main(argv) == 1
+    written = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    capsys.readouterr()
+    assert cli.main(argv) == 1
+    assert capsys.readouterr().out.startswith("0 painted, 3 already done, 1 failed")
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == written
+    shutil.copy(job_files / "scene.png", job_files / "missing.png")  # the bad job's file appears
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out.strip() == "1 painted, 3 already done, 0 failed"
+    assert (out / "failures.jsonl").read_text() == "" and len(lines_of(out / "results.jsonl")) == 4
+
+
+def test_a_csv_file_paints_the_same_pictures(job_files, tiny_model_dir, tmp_path, capsys):
+    write_jobs(job_files, GOOD[:1] + GOOD[2:])
+    (job_files / "jobs.csv").write_text(
+        "id,scene,mask,box,reference,region,paste_back\n"
+        "masked,scene.png,mask.png,,reference.png,,\n"
+        '2,scene.png,,"4,6,40,30",reference.png,crop,true\n'
+    )
+    model = ["--model", str(tiny_model_dir), *FAST]
+    assert cli.main(["batch", str(job_files / "jobs.jsonl"), "--out-dir", str(tmp_path / "a"), *model]) == 0
+    assert cli.main(["batch", str(job_files / "jobs.csv"), "--out-dir", str(tmp_path / "b"), *model]) == 0
+    assert np.array_equal(pixels(tmp_path / "a" / "masked.png"), pixels(tmp_path / "b" / "masked.png"))
+    # the same job and seed (--seed 0 + its number 2), in either file
+    assert np.array_equal(pixels(tmp_path / "a" / "cropped.png"), pixels(tmp_path / "b" / "2.png"))
+
+
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("missing", "JOBS .*missing.jsonl: no such file"),
+        ("duplicate", "jobs 1 and 2 have the same id 'a'"),
+        ("bad id", "id '../a' cannot name a file"),
+        ("user folder", "exists, is not empty"),
+        ("bad option", "--steps: .*between 1 and 1,000"),
+    ],
+)
+def test_a_bad_command_line_or_jobs_file_stops_before_any_work(case, match, job_files, tmp_path, capsys):
+    job = {"scene": "scene.png", "box": [5, 5, 30, 30], "reference": "reference.png"}
+    lines = {"duplicate": [{**job, "id": "a"}, {**job, "id": "a"}], "bad id": [{**job, "id": "../a"}]}
+    jobs = write_jobs(job_files, lines.get(case, [job]))
+    out = tmp_path / "out"
+    if case == "user folder":
+        out.mkdir()
+        (out / "mine.txt").write_text("keep")
+    argv = ["batch", str(tmp_path / "missing.jsonl" if case == "missing" else jobs), "--out-dir", str(out)]
+    assert cli.main([*argv, *(["--steps", "0"] if case == "bad option" else [])]) == 2
+    assert re.search(match, capsys.readouterr().err)
+    if case == "user folder":
+        assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    else:
+        assert not out.exists()
+
+
+def test_subject_jobs_load_their_subject_and_paint_as_inpaint(job_files, tiny_model_dir, tmp_path, capsys, monkeypatch):
+    from subject_inpainting.training import finetune
+
+    monkeypatch.setenv("SI_NO_TENSORBOARD", "1")
+    bear = FIXTURES / "dreambooth"
+    (tmp_path / "photos").mkdir()
+    shutil.copy(bear / "bear_plushie" / "00.jpg", tmp_path / "photos" / "00.jpg")
+    boxes = json.loads((bear / "bear_plushie_boxes.json").read_text())
+    (tmp_path / "boxes.json").write_text(json.dumps({"00.jpg": boxes["00.jpg"]}))
+    subject = tmp_path / "subject"
+    argv = ["--photos", str(tmp_path / "photos"), "--boxes", str(tmp_path / "boxes.json"), "--base"]
+    argv += [str(tiny_model_dir), "--out", str(subject), "--max-steps", "2", "--lr", "1e-2", "--device", "cpu"]
+    finetune.main(finetune.parse_args([*argv, "--quiet", "--warmup-steps", "0", "--lora-rank", "4"]))
+    plain = {"scene": "scene.png", "mask": "mask.png", "reference": "reference.png"}
+    lines = [
+        {**plain, "id": "plain-1"},
+        {"id": "bear", "scene": "scene.png", "mask": "mask.png", "subject": str(subject)},
+    ]
+    lines += [{**plain, "id": "plain-2", "seed": 1}]  # after the subject's job: the plain model again
+    jobs = write_jobs(job_files, lines)
+    out = tmp_path / "out"
+    assert cli.main(["batch", str(jobs), "--out-dir", str(out), *FAST]) == 0  # the model: the subject's base
+    assert np.array_equal(pixels(out / "plain-1.png"), pixels(out / "plain-2.png"))
+    single = tmp_path / "single.png"
+    argv = ["inpaint", "--scene", str(job_files / "scene.png"), "--mask", str(job_files / "mask.png")]
+    assert cli.main([*argv, "--subject", str(subject), "--out", str(single), "--seed", "2", *FAST]) == 0
+    assert np.array_equal(pixels(out / "bear.png"), pixels(single))
+    assert not np.array_equal(pixels(out / "bear.png"), pixels(out / "plain-1.png"))
+
+
+def launch(argv: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "subject_inpainting.cli", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+
+
+def many_jobs(folder: Path, n: int) -> Path:
+    return write_jobs(
+        folder, [{"scene": "scene.png", "box": [2 + i, 5, 30, 30], "reference": "reference.png"} for i in range(n)]
+    )
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_without_painting_anything_twice(job_files, tmp_path):
+    jobs, out = many_jobs(job_files, 12), tmp_path / "out"
+    argv = ["batch", str(jobs), "--out-dir", str(out), "--steps", "20", "--quiet"]  # the embedded model
+    proc = launch(argv)
+    end = time.monotonic() + 300
+    while len(list(out.glob("*.png"))) < 2 and proc.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    assert 2 <= len(done) < 12
+    rerun = launch(argv)
+    stdout, stderr = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, stderr.decode()[-2000:]
+    assert stdout.decode().strip() == f"{12 - len(done)} painted, {len(done)} already done, 0 failed"
+    assert {n: t for n, t in ((p.name, p.stat().st_mtime_ns) for p in out.glob("*.png")) if n in done} == done
+    assert len(list(out.glob("*.png"))) == 12 and not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_two_processes_paint_the_same_pictures_as_one(job_files, tmp_path):
+    jobs = many_jobs(job_files, 5)
+    one = launch(["batch", str(jobs), "--out-dir", str(tmp_path / "one"), "--steps", "4", "--quiet"])
+    assert one.wait(timeout=600) == 0, one.stderr.read().decode()[-2000:]
+    cmd = [*accelerate_launch(2), "batch", str(jobs), "--out-dir", str(tmp_path / "two"), "--steps", "4", "--quiet"]
+    proc = run_launched(cmd)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "5 painted, 0 already done, 0 failed"
+    assert len(lines_of(tmp_path / "two" / "results.jsonl")) == 5
+    for i in range(1, 6):
+        assert np.array_equal(pixels(tmp_path / "one" / f"{i}.png"), pixels(tmp_path / "two" / f"{i}.png")), i
