@@ -60,6 +60,27 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def tiny_lora_subject(tmp_path_factory, tiny_model_dir) -> Path:
+    """A LoRA subject (rank 4) of the tiny model: 2 fine-tuning steps on one DreamBooth bear photo."""
+    import json
+    import shutil
+
+    from subject_inpainting.training import finetune
+
+    root = tmp_path_factory.mktemp("subject")
+    (root / "photos").mkdir()
+    shutil.copy(FIXTURES / "dreambooth" / "bear_plushie" / "00.jpg", root / "photos" / "00.jpg")
+    boxes = json.loads((FIXTURES / "dreambooth" / "bear_plushie_boxes.json").read_text())
+    (root / "boxes.json").write_text(json.dumps({"00.jpg": boxes["00.jpg"]}))
+    argv = ["--photos", str(root / "photos"), "--boxes", str(root / "boxes.json"), "--base", str(tiny_model_dir)]
+    argv += ["--out", str(root / "subject"), "--max-steps", "2", "--lr", "1e-2", "--device", "cpu", "--quiet"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SI_NO_TENSORBOARD", "1")
+        finetune.main(finetune.parse_args([*argv, "--warmup-steps", "0", "--lora-rank", "4"]))
+    return root / "subject"
+
+
 def make_scene(size=(48, 40), seed: int = 0) -> np.ndarray:
     """A smooth random RGB scene ``(H, W, 3)`` uint8 (gradients plus noise, so resizing is not trivial)."""
     rng = np.random.default_rng(seed)

@@ -328,23 +328,8 @@ def test_keep_known_reaches_the_pipeline(scene, painter, monkeypatch):
     assert not np.array_equal(*(np.asarray(g[0][0]) for g in pictures))
 
 
-def test_a_picked_subject_uses_its_reference_and_modified_guidance(tiny_model_dir, scene, tmp_path, monkeypatch):
-    import json
-    import shutil
-
-    from subject_inpainting.training import finetune
-
-    monkeypatch.setenv("SI_NO_TENSORBOARD", "1")
-    bear = Path(__file__).parent / "fixtures" / "dreambooth"
-    (tmp_path / "photos").mkdir()
-    shutil.copy(bear / "bear_plushie" / "00.jpg", tmp_path / "photos" / "00.jpg")
-    boxes = json.loads((bear / "bear_plushie_boxes.json").read_text())
-    (tmp_path / "boxes.json").write_text(json.dumps({"00.jpg": boxes["00.jpg"]}))
-    subject = tmp_path / "subject"
-    argv = ["--photos", str(tmp_path / "photos"), "--boxes", str(tmp_path / "boxes.json"), "--base"]
-    argv += [str(tiny_model_dir), "--out", str(subject), "--max-steps", "2", "--lr", "1e-2", "--device", "cpu"]
-    finetune.main(finetune.parse_args([*argv, "--quiet", "--warmup-steps", "0", "--lora-rank", "4"]))
-
+def test_a_picked_subject_uses_its_reference_and_modified_guidance(tiny_model_dir, tiny_lora_subject, scene, tmp_path):
+    subject = tiny_lora_subject
     settings = UISettings(model=str(tiny_model_dir), subjects=[str(subject)], out_dir=tmp_path / "out")
     painter = Painter(settings)
     value = editor_value(scene, (slice(90, 170), slice(60, 160)))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import FIXTURES, accelerate_launch, run_launched, save_scene
+from conftest import accelerate_launch, run_launched, save_scene
 from subject_inpainting import cli
 
 FAST = ["--steps", "3", "--quiet"]
@@ -157,19 +157,8 @@ def test_a_bad_command_line_or_jobs_file_stops_before_any_work(case, match, job_
         assert not out.exists()
 
 
-def test_subject_jobs_load_their_subject_and_paint_as_inpaint(job_files, tiny_model_dir, tmp_path, capsys, monkeypatch):
-    from subject_inpainting.training import finetune
-
-    monkeypatch.setenv("SI_NO_TENSORBOARD", "1")
-    bear = FIXTURES / "dreambooth"
-    (tmp_path / "photos").mkdir()
-    shutil.copy(bear / "bear_plushie" / "00.jpg", tmp_path / "photos" / "00.jpg")
-    boxes = json.loads((bear / "bear_plushie_boxes.json").read_text())
-    (tmp_path / "boxes.json").write_text(json.dumps({"00.jpg": boxes["00.jpg"]}))
-    subject = tmp_path / "subject"
-    argv = ["--photos", str(tmp_path / "photos"), "--boxes", str(tmp_path / "boxes.json"), "--base"]
-    argv += [str(tiny_model_dir), "--out", str(subject), "--max-steps", "2", "--lr", "1e-2", "--device", "cpu"]
-    finetune.main(finetune.parse_args([*argv, "--quiet", "--warmup-steps", "0", "--lora-rank", "4"]))
+def test_subject_jobs_load_their_subject_and_paint_as_inpaint(job_files, tiny_lora_subject, tmp_path, capsys):
+    subject = tiny_lora_subject
     plain = {"scene": "scene.png", "mask": "mask.png", "reference": "reference.png"}
     lines = [
         {**plain, "id": "plain-1"},
