@@ -3,8 +3,8 @@
 A job names a scene, a region (``mask`` or ``box``) and a subject (``reference`` and/or ``reference_box``, or a
 fine-tuned ``subject``), optionally its ``id`` (default: its number in the file, from 1), its ``seed``
 (default: ``--seed`` + its number) and any of the painting options, which override the command line's for that
-job. Relative paths are relative to the jobs file. Pictures go to ``OUT/<id>.png`` (``<id>-0.png`` … for
-several), every job's outcome to ``OUT/results.jsonl`` and ``OUT/failures.jsonl``. The model loads once per
+job. Relative paths are relative to the jobs file. Pictures go to ``DIR/<id>.png`` (``<id>-0.png`` … for
+several), every job's outcome to ``DIR/results.jsonl`` and ``DIR/failures.jsonl``. The model loads once per
 process and the jobs of one subject run together; a rerun paints only what is missing, and ``accelerate
 launch`` splits the jobs over processes (``subject_inpainting.batch`` runs them).
 """
@@ -26,7 +26,7 @@ from .options import CommandError
 
 # The fields of a job besides the painting options: (name, what it holds).
 JOB_FIELDS = {
-    "id": "the job's name: its pictures are OUT/<id>.png (default: its number in the file, from 1)",
+    "id": "the job's name: its pictures are DIR/<id>.png (default: its number in the file, from 1)",
     "scene": "the scene photo",
     "mask": "mask image, white = region to edit",
     "box": "the region as x0,y0,x1,y1 (a list or text)",
@@ -60,7 +60,7 @@ def register(sub) -> None:
         "columns) with scene, mask or box, reference and/or reference_box, or subject, and optionally id, seed "
         "and any painting option below by its name with underscores (steps, guidance, model_weight, preset, "
         "region, paste_back ...), which overrides the command line's for that job. Relative paths are relative "
-        "to JOBS. A bad job is recorded in OUT/failures.jsonl and the others go on; a rerun paints only what "
+        "to JOBS. A bad job is recorded in DIR/failures.jsonl and the others go on; a rerun paints only what "
         "is missing. Under `accelerate launch -m subject_inpainting.cli batch ...` each process paints its "
         "share. Exit code 0 when every job is painted, 1 when any failed.",
     )

@@ -1,0 +1,30 @@
+"""``benchmarks/bench_batch.py``: batch and the loop of inpaint calls paint the same pictures, both timed."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.mark.slow
+def test_batch_and_the_loop_paint_the_same_pictures(tmp_path, capsys):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        bench = importlib.import_module("bench_batch")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    out = tmp_path / "result.json"
+    result = bench.main(bench.parse_args(["--jobs", "2", "--steps", "2", "--out", str(out)]))
+    assert result["same_pictures"] is True
+    assert set(result["rows"]) == {"loop of inpaint", "batch"}
+    assert all(row["pictures_per_minute"] > 0 and len(row["seconds"]) == 1 for row in result["rows"].values())
+    assert json.loads(out.read_text())["machine"]["capability"] == result["machine"]["capability"]
+    assert "batch over the loop" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--jobs", "0"])
