@@ -283,6 +283,28 @@ def map_original_state_dict(
     return components, ignored, unused
 
 
+def read_ldm_checkpoint(
+    checkpoint: Path,
+    ldm_config: str | Path | Mapping[str, Any] | None,
+    vision_config: str | Path | Mapping[str, Any] | None,
+    kind: str,
+) -> tuple[dict[str, torch.Tensor], Mapping[str, Any] | None, Mapping[str, Any] | None]:
+    """An LDM checkpoint's state dict and its configs (those given as paths read), refusing a checkpoint
+    without UNet keys as not ``kind`` (e.g. "an original LDM").
+
+    Raises:
+        CheckpointError: a config or the checkpoint cannot be read, or the checkpoint has no UNet.
+    """
+    if isinstance(ldm_config, (str, Path)):
+        ldm_config = read_yaml(ldm_config, "LDM model config")
+    if isinstance(vision_config, (str, Path)):
+        vision_config = read_json(vision_config, "CLIP vision config")
+    sd = read_state_dict(checkpoint)
+    if not any(k.startswith(UNET_PREFIX) for k in sd):
+        raise CheckpointError(f"{checkpoint}: not {kind} checkpoint (no '{UNET_PREFIX}*' keys)")
+    return sd, ldm_config, vision_config
+
+
 def load_original(
     checkpoint: str | Path,
     ldm_config: str | Path | Mapping[str, Any] | None = None,
@@ -302,13 +324,7 @@ def load_original(
         CheckpointError: a one-line description naming the file and what is wrong.
     """
     checkpoint = Path(checkpoint)
-    if isinstance(ldm_config, (str, Path)):
-        ldm_config = read_yaml(ldm_config, "LDM model config")
-    if isinstance(vision_config, (str, Path)):
-        vision_config = read_json(vision_config, "CLIP vision config")
-    sd = read_state_dict(checkpoint)
-    if not any(k.startswith(UNET_PREFIX) for k in sd):
-        raise CheckpointError(f"{checkpoint}: not an original LDM checkpoint (no '{UNET_PREFIX}*' keys)")
+    sd, ldm_config, vision_config = read_ldm_checkpoint(checkpoint, ldm_config, vision_config, "an original LDM")
     try:
         configs = original_configs(sd, ldm_config, vision_config, class_token)
     except CheckpointError as e:

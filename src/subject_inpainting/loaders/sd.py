@@ -18,13 +18,14 @@ import torch
 from ..models.build import build_component, fill_component, state_dict_problems
 from ..models.configs import CLIP_VIT_L14_VISION, RELEASED_LDM_PARAMS, reference_encoder_config
 from ..utils import hub_offline
-from .checkpoint_io import CheckpointError, read_json, read_state_dict, read_yaml
+from .checkpoint_io import CheckpointError
 from .original import (
     UNET_PREFIX,
     VAE_PREFIX,
     _apply_prefix_map,
     _squeeze_vae_attention,
     is_ignored_key,
+    read_ldm_checkpoint,
     scheduler_config_from_ldm,
     unet_config_from_ldm,
     unet_prefix_map,
@@ -98,13 +99,7 @@ def load_from_sd(
         CheckpointError: not an SD checkpoint, or weights that do not fit.
     """
     checkpoint = Path(checkpoint)
-    if isinstance(ldm_config, (str, Path)):
-        ldm_config = read_yaml(ldm_config, "LDM model config")
-    if isinstance(vision_config, (str, Path)):
-        vision_config = read_json(vision_config, "CLIP vision config")
-    sd = read_state_dict(checkpoint)
-    if not any(k.startswith(UNET_PREFIX) for k in sd):
-        raise CheckpointError(f"{checkpoint}: not a Stable Diffusion checkpoint (no '{UNET_PREFIX}*' keys)")
+    sd, ldm_config, vision_config = read_ldm_checkpoint(checkpoint, ldm_config, vision_config, "a Stable Diffusion")
     if "proj_out.weight" in sd:
         raise CheckpointError(f"{checkpoint}: already a Paint-by-Example checkpoint; convert it without --from-sd")
     ldm = _inpainting_ldm(ldm_config if ldm_config is not None else RELEASED_LDM_PARAMS)
