@@ -18,7 +18,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +115,7 @@ def run_jobs(
         desc: the bar's label.
 
     Returns:
-        The tally of every process (on the main process; other processes return their own), after all
-        processes have finished.
+        The tally of every process, after all processes have finished (the same in every process).
     """
     from .imaging import save_image_atomic
 
@@ -134,14 +133,12 @@ def run_jobs(
     todo.sort(key=lambda job: job.group)  # stable: a group's jobs in their order, each group once
     tally = Tally(already_done=len(mine) - len(todo))
     counts = records / f"process-{state.index}.json"
-    write_text_atomic(counts, json.dumps(_counts(tally, state.count)) + "\n")
+    _write_counts(counts, tally, state.count)
+    state.wait()  # every process has counted what is done: the bar starts from all of it
+    show = progress and state.is_main
+    before = _run_tally(records, state.count) if show else Tally()
     bar = tqdm(
-        total=len(jobs),
-        initial=sum(job.done() for job in jobs) if progress and state.is_main else 0,
-        desc=desc,
-        unit="job",
-        disable=not (progress and state.is_main),
-        dynamic_ncols=True,
+        total=len(jobs), initial=before.already_done, desc=desc, unit="job", disable=not show, dynamic_ncols=True
     )
     for job in todo:
         started = time.perf_counter()
@@ -158,23 +155,14 @@ def run_jobs(
             seconds = round(time.perf_counter() - started, 2)
             record = {"id": job.id, "outputs": [str(p) for p in job.outputs], "seed": job.seed, "seconds": seconds}
             _write_record(records, job, record)
-        write_text_atomic(counts, json.dumps(_counts(tally, state.count)) + "\n")
-        if bar.disable is False:
-            bar.n = bar.initial + _finished_now(records, state.count)
+        _write_counts(counts, tally, state.count)
+        if show:
+            now = _run_tally(records, state.count)
+            bar.n = now.already_done + now.painted + now.failed
             bar.refresh()
     bar.close()
     state.wait()
-    if not state.is_main:
-        return tally
-    every = Tally()
-    for index in range(state.count):
-        counted = read_index(records / f"process-{index}.json") or {}
-        if counted.get("count") != state.count:
-            continue  # a file left by an earlier run with more processes
-        every.painted += counted.get("painted", 0)
-        every.already_done += counted.get("already_done", 0)
-        every.failed += counted.get("failed", 0)
-    return every
+    return _run_tally(records, state.count)
 
 
 def remove_leftovers(jobs: Sequence[Work], records: Path) -> int:
@@ -200,16 +188,20 @@ def remove_leftovers(jobs: Sequence[Work], records: Path) -> int:
     return removed
 
 
-def _counts(tally: Tally, count: int) -> dict[str, int]:
-    return {"painted": tally.painted, "already_done": tally.already_done, "failed": tally.failed, "count": count}
+def _write_counts(path: Path, tally: Tally, count: int) -> None:
+    write_text_atomic(path, json.dumps({**asdict(tally), "count": count}) + "\n")
 
 
-def _finished_now(records: Path, count: int) -> int:
-    """Jobs finished (painted or failed) in this run by every process, from their count files."""
-    total = 0
+def _run_tally(records: Path, count: int) -> Tally:
+    """The tally of every process of this run, from their count files (a file of an earlier run with more
+    processes is left out)."""
+    total = Tally()
     for index in range(count):
         counted = read_index(records / f"process-{index}.json") or {}
-        total += counted.get("painted", 0) + counted.get("failed", 0)
+        if counted.get("count") == count:
+            total.painted += counted.get("painted", 0)
+            total.already_done += counted.get("already_done", 0)
+            total.failed += counted.get("failed", 0)
     return total
 
 

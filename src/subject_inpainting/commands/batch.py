@@ -39,19 +39,6 @@ PATHS = ("scene", "mask", "reference", "subject")
 MAX_ID = 200
 
 
-def _overrides(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    """The painting options a job may override, by field name (the option's long name with underscores)."""
-    scratch = options.OneLineParser(add_help=False)
-    inpaint.add_painting_options(scratch, scratch)
-    wanted = {a.dest for a in scratch._actions} - {"max_pixels"}
-    found = {}
-    for action in parser._actions:
-        if action.dest in wanted:
-            name = "paste_back" if action.dest == "no_paste_back" else action.dest
-            found[name] = action
-    return found
-
-
 def register(sub) -> None:
     p = sub.add_parser(
         "batch",
@@ -69,7 +56,7 @@ def register(sub) -> None:
     options.add_model(p)
     options.add_original_config(p)
     subject = p.add_argument_group("fine-tuned subjects (modified guidance)")
-    inpaint.add_painting_options(p, subject)
+    painting = inpaint.add_painting_options(p, subject)
     p.add_argument(
         "--seed",
         type=options.seed_option,
@@ -79,7 +66,9 @@ def register(sub) -> None:
     options.add_device(p)
     options.add_dtype(p)
     options.add_quiet(p, "no progress bar, only the summary line")
-    p.set_defaults(command_check=check, command_run=run, command_parser=p)
+    # a job names an option by its long name with underscores; paste_back is --no-paste-back's opposite
+    job_options = {"paste_back" if a.dest == "no_paste_back" else a.dest: a for a in painting}
+    p.set_defaults(command_check=check, command_run=run, job_options=job_options)
 
 
 @dataclass
@@ -100,7 +89,7 @@ class Job:
     outputs: tuple[Path, ...] = field(default=())
 
 
-def read_jobs(path: str, args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Job]:
+def read_jobs(path: str, args: argparse.Namespace) -> list[Job]:
     """Every job of the file ``path`` (JSON Lines, or CSV by its ``.csv`` suffix), in order.
 
     A line that cannot be painted becomes a job with an ``error``; a file that cannot be read, or ids that
@@ -117,8 +106,7 @@ def read_jobs(path: str, args: argparse.Namespace, parser: argparse.ArgumentPars
         rows = _csv_rows(text, path)
     else:
         rows = [(n, line) for n, line in enumerate((ln for ln in text.splitlines() if ln.strip()), start=1)]
-    overrides = _overrides(parser)
-    jobs = [_job(number, row, file.parent, args, overrides) for number, row in rows]
+    jobs = [_job(number, row, file.parent, args, args.job_options) for number, row in rows]
     seen: dict[str, int] = {}
     for job in jobs:
         if job.id in seen:
@@ -246,7 +234,7 @@ def check(args: argparse.Namespace) -> None:
     options.require_file(args.jobs, "JOBS")
     inpaint.check_painting(args)
     check_output_folder(args.out_dir, flag="--out-dir", kinds=("batch",), inputs=[("JOBS", args.jobs)], resume=True)
-    args.job_list = read_jobs(args.jobs, args, args.command_parser)
+    args.job_list = read_jobs(args.jobs, args)
     out = Path(args.out_dir)
     inputs = {
         Path(getattr(j, n)).resolve(): j for j in args.job_list for n in ("scene", "mask", "reference") if getattr(j, n)
@@ -261,40 +249,47 @@ def check(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from .. import batch
-    from ..imaging import open_image
-    from ..pipeline import SubjectInpaintPipeline
 
     state = batch.process_state()
     out = Path(args.out_dir)
-    state.wait()  # every process has checked the folder before the main one marks it
+    state.wait()  # every process has checked the folder before the main one marks it (run_jobs waits next)
     if state.is_main:
         out.mkdir(parents=True, exist_ok=True)
         mark_folder(out, "batch")
-    state.wait()
     jobs = [batch.Work(j.id, j.outputs, j.seed, j.subject or "", j) for j in args.job_list]
-    pipe = None
-    loaded: dict[str, Any] = {"subject": None, "error": {}}
+    tally = batch.run_jobs(jobs, Painter(args), out, state=state, progress=not args.quiet, desc="painting jobs")
+    if state.is_main:
+        _, failures = batch.write_summaries(out, jobs)
+        print(tally.line(failures))
+    return 1 if tally.failed else 0
 
-    def paint(work: batch.Work):
-        nonlocal pipe
+
+class Painter:
+    """Paints one job at a time: loads the model at the first job it paints (a run whose jobs are all done
+    or bad loads nothing), and a subject only when the job's differs from the last one's; a subject that
+    failed to load fails its other jobs with the same reason, without loading it again."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.pipe = None
+        self.subject: str | None = None
+        self.subject_errors: dict[str, str] = {}
+
+    def __call__(self, work) -> list:
+        import torch
+
+        from ..imaging import open_image
+
         job: Job = work.payload
         if job.error:
             raise CommandError(job.error)
-        s = job.settings
-        scene = open_image(job.scene, "scene", args.max_pixels)
-        mask = None if job.mask is None else open_image(job.mask, "mask", args.max_pixels)
-        reference = open_image(_reference(job), "reference", args.max_pixels)
-        if pipe is None:
-            device = options.process_device(args.device)
-            dtype = options.resolve_dtype(args.dtype, device)
-            pipe = SubjectInpaintPipeline.from_pretrained(
-                args.model, device=device, dtype=dtype, ldm_config=args.ldm_config, vision_config=args.vision_config
-            )
-        _use_subject(pipe, job.subject, loaded)
-        result = pipe(
+        max_pixels = self.args.max_pixels
+        scene = open_image(job.scene, "scene", max_pixels)
+        mask = None if job.mask is None else open_image(job.mask, "mask", max_pixels)
+        reference = open_image(_reference(job), "reference", max_pixels)
+        self._use_subject(job.subject)
+        return self._pipeline()(
             scene=scene,
             reference=reference,
             mask=mask,
@@ -302,41 +297,43 @@ def run(args: argparse.Namespace) -> int:
             reference_box=job.reference_box,
             generator=torch.Generator().manual_seed(job.seed),
             progress=False,
-            **inpaint.painting_kwargs(s),
-        )
-        return result.images
+            **inpaint.painting_kwargs(job.settings),
+        ).images
 
-    tally = batch.run_jobs(jobs, paint, out, state=state, progress=not args.quiet, desc="painting jobs")
-    if state.is_main:
-        _, failures = batch.write_summaries(out, jobs)
-        print(tally.line(failures))
-    return 1 if tally.failed else 0
+    def _pipeline(self):
+        if self.pipe is None:
+            from ..pipeline import SubjectInpaintPipeline
+
+            a = self.args
+            device = options.process_device(a.device)
+            dtype = options.resolve_dtype(a.dtype, device)
+            self.pipe = SubjectInpaintPipeline.from_pretrained(
+                a.model, device=device, dtype=dtype, ldm_config=a.ldm_config, vision_config=a.vision_config
+            )
+        return self.pipe
+
+    def _use_subject(self, subject: str | None) -> None:
+        if subject == self.subject:
+            return
+        if subject in self.subject_errors:
+            raise CommandError(self.subject_errors[subject])
+        pipe = self._pipeline()
+        pipe.unload_subject()
+        self.subject = None
+        if subject is not None:
+            try:
+                options.subject_folder(subject, "subject")
+                pipe.load_subject(subject)
+            except ValueError as e:
+                self.subject_errors[subject] = str(e)
+                raise
+            self.subject = subject
 
 
 def _reference(job: Job) -> str:
     if job.reference is not None:
         return job.reference
-    folder = options.subject_folder(job.subject, "subject")
-    crops = sorted((folder / "references").glob("*.png")) if folder else []
-    if not crops:
+    reference = inpaint.subject_reference(options.subject_folder(job.subject, "subject"))
+    if reference is None:
         raise CommandError(f"reference: missing, and the subject {job.subject} has no reference crops")
-    return str(crops[0])
-
-
-def _use_subject(pipe, subject: str | None, loaded: dict[str, Any]) -> None:
-    """Load ``subject`` into ``pipe`` unless it is loaded (None: the plain model); a subject that failed to
-    load fails its other jobs with the same reason, without loading it again."""
-    if subject == loaded["subject"]:
-        return
-    if subject in loaded["error"]:
-        raise CommandError(loaded["error"][subject])
-    pipe.unload_subject()
-    loaded["subject"] = None
-    if subject is not None:
-        try:
-            options.subject_folder(subject, "subject")
-            pipe.load_subject(subject)
-        except ValueError as e:
-            loaded["error"][subject] = str(e)
-            raise
-        loaded["subject"] = subject
+    return reference

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
+from pathlib import Path
 
 from ..presets import DECODES, DEFAULT_PRESET, PRESETS, describe, preset_settings
 from ..sampling.catalog import SAMPLERS
@@ -83,10 +84,13 @@ def register(sub) -> None:
     p.set_defaults(command_check=check, command_run=run)
 
 
-def add_painting_options(p: argparse.ArgumentParser, subject) -> None:
-    """The options that say how to paint (shared with ``batch``, whose jobs may override each): modified
-    guidance (in the argument group ``subject``), sampling and speed, guidance, the region and the paste-back."""
+def add_painting_options(p: argparse.ArgumentParser, subject) -> list[argparse.Action]:
+    """The options that say how to paint (shared with ``batch``): modified guidance (in the argument group
+    ``subject``), sampling and speed, guidance, the region and the paste-back, then ``--max-pixels``. Returns
+    the painting options' actions (all but ``--max-pixels``), which a batch job may override."""
     from ..imaging import MAX_PIXELS, PILLOW_HARD_LIMIT
+
+    before = len(p._actions)  # an argument group adds its options to its parser's list
 
     subject.add_argument(
         "--model-weight",
@@ -184,6 +188,7 @@ def add_painting_options(p: argparse.ArgumentParser, subject) -> None:
         help="hold the model's prediction outside the region to the scene at every step (not in the original; "
         "helps models that shift the scene's colours)",
     )
+    painting = p._actions[before:]
     p.add_argument(
         "--max-pixels",
         type=int_option(1, PILLOW_HARD_LIMIT),
@@ -191,6 +196,7 @@ def add_painting_options(p: argparse.ArgumentParser, subject) -> None:
         help=f"largest scene, mask or reference read, in pixels (default {MAX_PIXELS:,}; at most "
         f"{PILLOW_HARD_LIMIT:,}, Pillow's own limit)",
     )
+    return painting
 
 
 def check_painting(args: argparse.Namespace, flag: str = "--") -> None:
@@ -229,13 +235,16 @@ def model_and_reference(args: argparse.Namespace) -> tuple[str, str]:
     folder = options.subject_folder(args.subject)
     base = (read_index(folder / SUBJECT_INDEX) or {}).get("base") if folder else None
     model = args.model or base or options.default_model_or_error()
-    reference = args.reference
+    reference = args.reference or subject_reference(folder)
     if reference is None:
-        crops = sorted((folder / "references").glob("*.png")) if folder else []
-        if not crops:
-            raise CommandError("--reference is required (a photo of the subject)")
-        reference = str(crops[0])
+        raise CommandError("--reference is required (a photo of the subject)")
     return str(model), reference
+
+
+def subject_reference(folder: Path | None) -> str | None:
+    """A subject folder's first reference crop (``references/*.png``), the default reference of its pictures."""
+    crops = sorted((folder / "references").glob("*.png")) if folder else []
+    return str(crops[0]) if crops else None
 
 
 def check(args: argparse.Namespace) -> None:
