@@ -27,6 +27,7 @@ colours and pattern far better than outline.
 from __future__ import annotations
 
 import json
+import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -316,6 +317,12 @@ def run_toy_bench(
         },
         "truth_outline_read": float(np.mean(truth_outlines)),
         "seconds": round(time.perf_counter() - start, 1),
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
     }
     write_text_atomic(out / "results.json", json.dumps(result, indent=2) + "\n")
     (out / "results.md").write_text(
