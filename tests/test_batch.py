@@ -30,6 +30,23 @@ class Painter:
         return [picture(work.seed + i) for i in range(len(work.outputs))]
 
 
+class BatchPainter(Painter):
+    """A ``Painter`` that also paints several jobs at once (``many``), recording each call's ids. A bad job
+    gets its error in the returned list, or, with ``raise_all``, fails the whole call (as an error the
+    batched pipeline call cannot pin on one job)."""
+
+    def __init__(self, bad: tuple[str, ...] = (), raise_all: bool = False):
+        super().__init__(bad)
+        self.raise_all = raise_all
+        self.calls: list[list[str]] = []
+
+    def many(self, works: list[batch.Work]):
+        self.calls.append([w.id for w in works])
+        if self.raise_all and any(w.id in self.bad for w in works):
+            raise RuntimeError("one of the jobs is bad")
+        return [ValueError(f"job {w.id} is bad") if w.id in self.bad else self(w) for w in works]
+
+
 def jobs_in(out: Path, n: int = 5, pictures: int = 1) -> list[batch.Work]:
     def outputs(i):
         return (out / f"{i}.png",) if pictures == 1 else tuple(out / f"{i}-{k}.png" for k in range(pictures))
@@ -124,3 +141,23 @@ def test_an_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path):
 def test_any_error_ends_the_run_when_asked(tmp_path):
     with pytest.raises(ValueError, match="no such file"):
         batch.run_jobs(jobs_in(tmp_path), Painter(bad=("1",)), tmp_path, failures=(), progress=False)
+
+
+@pytest.mark.parametrize("raise_all", [False, True], ids=["error-per-job", "the-call-raises"])
+def test_paint_many_takes_runs_of_one_group_and_records_a_bad_job_alone(tmp_path, raise_all):
+    jobs = jobs_in(tmp_path, n=9)  # groups: odd ids "b", even ids "a"
+    painter = BatchPainter(bad=("5",), raise_all=raise_all)
+    tally = batch.run_jobs(jobs, painter, tmp_path, progress=False, paint_many=painter.many, batch_size=3)
+    assert painter.calls == [["2", "4", "6"], ["1", "3", "5"], ["7", "9"]]  # a run of one ("8") is painted alone
+    assert (tally.painted, tally.failed) == (8, 1)
+    # the call that raised is painted again job by job: 1 and 3 alone, and 5 fails alone
+    assert painter.painted == ["2", "4", "6", "8", "1", "3", "7", "9"]
+    one = tmp_path / "one"
+    batch.run_jobs(jobs_in(one, n=9), Painter(bad=("5",)), one, progress=False)
+    alone, together = pixels(one), pixels(tmp_path)
+    assert list(alone) == list(together) and all((alone[k] == together[k]).all() for k in alone)
+    _, failures = batch.write_summaries(tmp_path, jobs)
+    reason = "scene 5.png: no such file" if raise_all else "job 5 is bad"  # the single paint's, or the batch's
+    assert [json.loads(line) for line in failures.read_text().splitlines()] == [{"id": "5", "error": reason}]
+    records = [json.loads((tmp_path / ".batch" / f"{i}.json").read_text()) for i in ("2", "4", "6")]
+    assert len({r["seconds"] for r in records}) == 1  # a batch's time is shared by its jobs

@@ -60,7 +60,8 @@ class Work:
         id: unique among the jobs; names the job's record (a file name: no path separators).
         outputs: the pictures the job writes; the job is done when all exist.
         seed: the seed of the job's noise (recorded with the result).
-        group: jobs of one group run one after the other in a process (e.g. one subject, loaded once).
+        group: jobs of one group run one after the other in a process (e.g. one subject, loaded once), and
+            only jobs of one group are painted together (``run_jobs``' ``paint_many``).
         payload: whatever the paint function needs.
     """
 
@@ -101,6 +102,8 @@ def run_jobs(
     failures: tuple[type[BaseException], ...] = (Exception,),
     progress: bool = True,
     desc: str = "painting",
+    paint_many: Callable[[Sequence[Work]], Sequence[Sequence[Any] | Exception]] | None = None,
+    batch_size: int = 1,
 ) -> Tally:
     """Paint this process's share of ``jobs`` that is not done yet, and record each job in ``folder``.
 
@@ -113,6 +116,10 @@ def run_jobs(
             any other error ends the run. ``()`` ends the run at the first error.
         progress: show a bar (on the main process only) of pictures done over all jobs, with the ETA.
         desc: the bar's label.
+        paint_many: with ``batch_size`` > 1, paints up to ``batch_size`` jobs of one group at once and returns,
+            per job, its pictures or the error that failed it; if it raises, those jobs are painted one by one
+            with ``paint`` (so a bad job fails alone).
+        batch_size: at most this many jobs per ``paint_many`` call.
 
     Returns:
         The tally of every process, after all processes have finished (the same in every process).
@@ -140,21 +147,33 @@ def run_jobs(
     bar = tqdm(
         total=len(jobs), initial=before.already_done, desc=desc, unit="job", disable=not show, dynamic_ncols=True
     )
-    for job in todo:
+    for chunk in _chunks(todo, batch_size if paint_many is not None else 1):
         started = time.perf_counter()
-        try:
-            pictures = list(paint(job))
-            assert len(pictures) == len(job.outputs), (len(pictures), job.outputs)
-            for picture, path in zip(pictures, job.outputs, strict=True):
-                save_image_atomic(picture, path)
-        except failures as e:
-            tally.failed += 1
-            _write_record(records, job, {"id": job.id, "error": _one_line(e)})
-        else:
-            tally.painted += 1
-            seconds = round(time.perf_counter() - started, 2)
-            record = {"id": job.id, "outputs": [str(p) for p in job.outputs], "seed": job.seed, "seconds": seconds}
-            _write_record(records, job, record)
+        together = None
+        if len(chunk) > 1:
+            try:
+                together = [p if isinstance(p, Exception) else list(p) for p in paint_many(chunk)]
+            except Exception:
+                together = None  # each job again on its own: the one that fails is recorded alone
+            each = (time.perf_counter() - started) / len(chunk)
+        for i, job in enumerate(chunk):
+            if together is None:
+                started = time.perf_counter()
+            try:
+                pictures = together[i] if together is not None else list(paint(job))
+                if isinstance(pictures, Exception):
+                    raise pictures
+                assert len(pictures) == len(job.outputs), (len(pictures), job.outputs)
+                for picture, path in zip(pictures, job.outputs, strict=True):
+                    save_image_atomic(picture, path)
+            except failures as e:
+                tally.failed += 1
+                _write_record(records, job, {"id": job.id, "error": _one_line(e)})
+            else:
+                tally.painted += 1
+                seconds = each if together is not None else time.perf_counter() - started
+                record = {"id": job.id, "outputs": [str(p) for p in job.outputs], "seed": job.seed}
+                _write_record(records, job, {**record, "seconds": round(seconds, 2)})
         _write_counts(counts, tally, state.count)
         if show:
             now = _run_tally(records, state.count)
@@ -163,6 +182,18 @@ def run_jobs(
     bar.close()
     state.wait()
     return _run_tally(records, state.count)
+
+
+def _chunks(jobs: Sequence[Work], size: int) -> Iterator[list[Work]]:
+    """Runs of consecutive jobs of one group, at most ``size`` long."""
+    chunk: list[Work] = []
+    for job in jobs:
+        if chunk and (len(chunk) == size or job.group != chunk[0].group):
+            yield chunk
+            chunk = []
+        chunk.append(job)
+    if chunk:
+        yield chunk
 
 
 def remove_leftovers(jobs: Sequence[Work], records: Path) -> int:

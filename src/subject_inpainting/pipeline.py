@@ -29,7 +29,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import imaging
-from .models.build import move
+from .models.build import conv_input, move
 from .presets import DECODE_MARGIN, DECODES, DEFAULT_PRESET, preset_settings
 from .sampling.deepcache import DeepCacheUNet
 from .sampling.guidance import (
@@ -55,14 +55,20 @@ class InpaintOutput:
     """Result of a pipeline call.
 
     Attributes:
-        images: the results at the scene's size (pasted back unless ``paste_back=False``).
+        images: the results at the scene's size (pasted back unless ``paste_back=False``); for a list of
+            scenes, every scene's ``num_images`` in the scenes' order.
         latents: the final latents ``(N, 4, h, w)``.
-        work_box: the part of the scene the model saw ``(x0, y0, x1, y1)``.
+        work_boxes: per scene, the part of it the model saw ``(x0, y0, x1, y1)``.
     """
 
     images: list[Image.Image]
     latents: torch.Tensor
-    work_box: tuple[int, int, int, int]
+    work_boxes: list[tuple[int, int, int, int]]
+
+    @property
+    def work_box(self) -> tuple[int, int, int, int]:
+        """The (first) scene's ``work_boxes`` entry."""
+        return self.work_boxes[0]
 
 
 @dataclass
@@ -73,6 +79,17 @@ class PreparedInputs:
     alpha: np.ndarray | None  # (H, W) uint8 of an RGBA scene
     mask: np.ndarray  # (H, W) bool, True = edit
     reference: torch.Tensor  # (1, 3, S, S) normalised
+
+
+@dataclass
+class _Scene:
+    """One scene of a call, prepared: its inputs, the box the model sees, and that box at the model's
+    resolution (``rgb`` ``(res, res, 3)`` uint8, ``mask`` ``(res, res)`` bool)."""
+
+    inputs: PreparedInputs
+    box: tuple[int, int, int, int]
+    rgb: np.ndarray
+    mask: np.ndarray
 
 
 class SubjectInpaintPipeline:
@@ -236,8 +253,10 @@ class SubjectInpaintPipeline:
         model_weight: float = 0.8,
         guidance_threshold: int = 1000,
         keep_known: bool = False,
+        num_scenes: int = 1,
     ) -> None:
-        """Validate the numeric and named options before any work (``ValueError``/``TypeError``)."""
+        """Validate the numeric and named options before any work (``ValueError``/``TypeError``).
+        ``generator`` may be a list: one per image for one scene, one per scene for ``num_scenes`` > 1."""
         if not isinstance(num_inference_steps, int) or isinstance(num_inference_steps, bool):
             raise TypeError(f"num_inference_steps must be an int, got {type(num_inference_steps).__name__}")
         limit = int(self.scheduler["num_train_timesteps"])
@@ -266,7 +285,9 @@ class SubjectInpaintPipeline:
         if not isinstance(keep_known, bool):
             raise TypeError(f"keep_known must be True or False, got {keep_known!r}")
         if isinstance(generator, (list, tuple)):
-            if len(generator) != num_images:
+            if num_scenes > 1 and len(generator) != num_scenes:
+                raise ValueError(f"got {len(generator)} generators for {num_scenes} scenes; give one per scene")
+            if num_scenes == 1 and len(generator) != num_images:
                 raise ValueError(f"got {len(generator)} generators for {num_images} images; give one per image")
             if not all(isinstance(g, torch.Generator) for g in generator):
                 raise TypeError("generator must be a torch.Generator or a list of them")
@@ -397,7 +418,7 @@ class SubjectInpaintPipeline:
         """Scene ``(B, 3, H, W)`` in [-1, 1] and keep-mask ``(B, 1, H, W)`` → (scaled latent of
         ``scene · keep`` from the posterior mean ``(B, 4, h, w)``, keep-mask at latent size ``(B, 1, h, w)``)."""
         vae = self.vae
-        masked = (scene * keep).to(vae.device, vae.dtype)
+        masked = conv_input((scene * keep).to(vae.device), vae.dtype)
         z = vae.encode(masked).latent_dist.mean * vae.config.scaling_factor
         keep_latent = F.interpolate(
             keep.to(z.device, torch.float32), size=z.shape[-2:], mode="bilinear", align_corners=False
@@ -408,7 +429,7 @@ class SubjectInpaintPipeline:
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents ``(B, 4, h, w)`` → images ``(B, 3, H, W)`` in [0, 1]."""
         vae = self.vae
-        x = vae.decode((latents / vae.config.scaling_factor).to(vae.dtype)).sample
+        x = vae.decode(conv_input(latents / vae.config.scaling_factor, vae.dtype)).sample
         return ((x.float() + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()
@@ -449,26 +470,33 @@ class SubjectInpaintPipeline:
         return DeepCacheUNet(unet, chosen["deep_cache"], chosen["deep_cache_branch"])
 
     def prepare_latents(
-        self, num_images: int, generator: torch.Generator | Sequence[torch.Generator] | None
+        self,
+        num_images: int,
+        generator: torch.Generator | Sequence[torch.Generator] | None,
+        num_scenes: int = 1,
     ) -> torch.Tensor:
-        """Initial noise ``(N, 4, h, w)``, drawn on each generator's device (CPU by default), so a seed gives
-        the same picture on every device."""
+        """Initial noise ``(num_scenes · num_images, 4, h, w)``, drawn on each generator's device (CPU by
+        default), so a seed gives the same picture on every device. A list of generators is one per image for
+        one scene, one per scene (each drawing that scene's images) for several: either way a scene's noise
+        is what a call with that scene alone and its generator draws."""
         side = int(self.unet.config.sample_size)
-        shape = (1, self.vae.config.latent_channels, side, side)
-        gens = list(generator) if isinstance(generator, (list, tuple)) else [generator] * num_images
+        shape = (self.vae.config.latent_channels, side, side)
         if isinstance(generator, torch.Generator) or generator is None:
-            noise = torch.randn((num_images, *shape[1:]), generator=generator, device=_gen_device(generator))
+            draws = [(num_scenes * num_images, generator)]
+        elif num_scenes == 1:
+            draws = [(1, g) for g in generator]
         else:
-            noise = torch.cat([torch.randn(shape, generator=g, device=_gen_device(g)) for g in gens])
+            draws = [(num_images, g) for g in generator]
+        noise = torch.cat([torch.randn((k, *shape), generator=g, device=_gen_device(g)) for k, g in draws])
         return noise.to(self.device, torch.float32)
 
     # -- the call ----------------------------------------------------------------------------------
     def __call__(
         self,
-        scene: ImageInput,
-        reference: ImageInput | torch.Tensor,
-        mask: ImageInput | None = None,
-        box: Sequence[float] | str | None = None,
+        scene: ImageInput | list[ImageInput],
+        reference: ImageInput | torch.Tensor | list[ImageInput | torch.Tensor],
+        mask: ImageInput | list[ImageInput | None] | None = None,
+        box: Sequence[float] | str | list[Sequence[float] | str | None] | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float = 5.0,
         sampler: str | None = None,
@@ -479,7 +507,7 @@ class SubjectInpaintPipeline:
         feather: float | None = None,
         region: str = "full",
         context: float = 2.0,
-        reference_box: Sequence[float] | str | None = None,
+        reference_box: Sequence[float] | str | list[Sequence[float] | str | None] | None = None,
         model_weight: float = 0.8,
         guidance_threshold: int = 1000,
         latents: torch.Tensor | None = None,
@@ -494,6 +522,11 @@ class SubjectInpaintPipeline:
     ) -> InpaintOutput:
         """Paint the reference's subject into the masked region of the scene.
 
+        A list of scenes paints several at once: ``reference``, and ``mask``, ``box`` and ``reference_box`` when
+        given, are then lists of the same length (an entry may be None), and the scenes are sampled in one
+        UNet batch with the same options. Each scene's pictures are those of a call with that scene alone and
+        its generator, to float rounding in the batched UNet.
+
         Args:
             scene: path or PIL image, any size and mode (RGB, RGBA, L, P, CMYK, 16-bit; EXIF orientation
                 is honoured), or a numpy ``uint8`` array ``(H, W, 3)``, ``(H, W, 4)`` or ``(H, W)``.
@@ -507,8 +540,9 @@ class SubjectInpaintPipeline:
             sampler: ``plms`` (the original's), ``ddim``, or a diffusers solver (``dpmsolver++`` ...); default:
                 the preset's.
             eta: DDIM noise (0 = deterministic).
-            num_images: results per call, sampled as one batch.
-            generator: a ``torch.Generator`` (or one per image) for the initial noise.
+            num_images: results per scene, sampled as one batch.
+            generator: a ``torch.Generator`` for the initial noise, or a list: one per image (one scene) or
+                one per scene (several scenes).
             paste_back: paste the result into the scene inside the mask (outside pixels exact); if False,
                 return the model's whole output resized to the scene.
             feather: seam width in pixels (default about 1% of the shorter side; 0 = hard edge).
@@ -520,7 +554,7 @@ class SubjectInpaintPipeline:
                 in modified guidance (0.8 in the paper; 0 = the pretrained model alone).
             guidance_threshold: with a subject, modified guidance applies at timesteps below this ``T``;
                 above, plain guidance with the pretrained model (1000 = every step, the paper's setting).
-            latents: initial noise ``(N, 4, h, w)`` instead of drawing it.
+            latents: initial noise ``(scenes · num_images, 4, h, w)`` instead of drawing it.
             progress: show a progress bar.
             callback: called after every step with ``{"i", "t", "x", "pred_x0"}``.
             keep_known: at every step, hold the predicted clean latent outside the region to the scene's
@@ -551,6 +585,8 @@ class SubjectInpaintPipeline:
             decode=decode,
         )
         sampler, num_inference_steps = chosen["sampler"], chosen["num_inference_steps"]
+        requests = self._requests(scene, reference, mask, box, reference_box)
+        b, n = len(requests), num_images
         self.check_inputs(
             num_inference_steps,
             guidance_scale,
@@ -564,37 +600,31 @@ class SubjectInpaintPipeline:
             model_weight,
             guidance_threshold,
             keep_known,
+            num_scenes=b,
         )
         interval = check_interval(chosen["guidance_interval"], int(self.scheduler["num_train_timesteps"]))
         if chosen["decode"] not in DECODES:
             raise ValueError(f"decode must be one of {', '.join(DECODES)}, got {chosen['decode']!r}")
-        unet = self._unet_for_sampling(self.unet, chosen, deep_cache is not None)
-        inputs = self.prepare_inputs(scene, reference, mask, box, reference_box)
-        n = num_images
         side = int(self.unet.config.sample_size)
-        if latents is not None and tuple(latents.shape) != (n, self.vae.config.latent_channels, side, side):
-            raise ValueError(
-                f"latents must have shape {(n, self.vae.config.latent_channels, side, side)}, "
-                f"got {tuple(latents.shape)}"
-            )
-        H, W = inputs.mask.shape
-        box = self.work_box(inputs.mask, region, context)
-        x0, y0, x1, y1 = box
-        res = self.resolution
-        work_rgb = imaging.resize_rgb(inputs.scene[y0:y1, x0:x1], (res, res))
-        work_mask = imaging.resize_mask(inputs.mask[y0:y1, x0:x1], (res, res))
+        expected = (b * n, self.vae.config.latent_channels, side, side)
+        if latents is not None and tuple(latents.shape) != expected:
+            raise ValueError(f"latents must have shape {expected}, got {tuple(latents.shape)}")
+        unet = self._unet_for_sampling(self.unet, chosen, deep_cache is not None)
+        scenes = [self._prepare_scene(self.prepare_inputs(*r), region, context) for r in requests]
 
-        z_masked, keep_latent = self.encode_scene(imaging.rgb_to_tensor(work_rgb), imaging.keep_mask_tensor(work_mask))
-        z_masked, keep_latent = z_masked.expand(n, -1, -1, -1), keep_latent.expand(n, -1, -1, -1)
+        def rows(tensors: list[torch.Tensor]) -> torch.Tensor:
+            """Each scene's tensor ``(1, ...)`` repeated for its ``n`` images, the scenes one after another."""
+            return torch.cat([t.expand(n, *t.shape[1:]) for t in tensors])
+
+        encoded = [self.encode_scene(imaging.rgb_to_tensor(p.rgb), imaging.keep_mask_tensor(p.mask)) for p in scenes]
+        z_masked, keep_latent = rows([z for z, _ in encoded]), rows([k for _, k in encoded])
         if self.subject is None:
-            cond, uncond = self.encode_reference(inputs.reference)
-            denoiser = InpaintDenoiser(
-                unet, cond.expand(n, -1, -1), uncond.expand(n, -1, -1), guidance_scale, z_masked, keep_latent, interval
-            )
+            refs = [self.encode_reference(p.inputs.reference) for p in scenes]
+            cond, uncond = rows([c for c, _ in refs]), rows([u for _, u in refs])
+            denoiser = InpaintDenoiser(unet, cond, uncond, guidance_scale, z_masked, keep_latent, interval)
         else:
-            subject_ctx, class_ctx, uncond = (
-                c.expand(n, -1, -1) for c in self.encode_subject_reference(inputs.reference)
-            )
+            refs = [self.encode_subject_reference(p.inputs.reference) for p in scenes]
+            subject_ctx, class_ctx, uncond = (rows([r[i] for r in refs]) for i in range(3))
             denoiser = ModifiedGuidanceDenoiser(
                 unet,
                 self._unet_for_sampling(self.subject.unet, chosen, deep_cache is not None)
@@ -615,11 +645,13 @@ class SubjectInpaintPipeline:
         if prediction_type(self.scheduler) == "v_prediction":
             denoiser = VelocityDenoiser(denoiser, alphas)
         if keep_known:
-            scene_tensor = imaging.rgb_to_tensor(work_rgb)
-            z_scene, _ = self.encode_scene(scene_tensor, torch.ones_like(scene_tensor[:, :1]))
+            known_scene = []
+            for p in scenes:
+                scene_tensor = imaging.rgb_to_tensor(p.rgb)
+                known_scene.append(self.encode_scene(scene_tensor, torch.ones_like(scene_tensor[:, :1]))[0])
             known = (keep_latent >= 1).float()  # latent cells wholly outside the region
-            denoiser = KnownRegionDenoiser(denoiser, alphas, z_scene.expand(n, -1, -1, -1), known)
-        x = latents.to(self.device, torch.float32) if latents is not None else self.prepare_latents(n, generator)
+            denoiser = KnownRegionDenoiser(denoiser, alphas, rows(known_scene), known)
+        x = latents.to(self.device, torch.float32) if latents is not None else self.prepare_latents(n, generator, b)
         total = num_denoiser_steps(sampler, num_inference_steps, self.scheduler)
         step_generator = generator[0] if isinstance(generator, (list, tuple)) else generator
         with tqdm(total=total, desc="sampling", unit="step", disable=not progress, leave=False) as bar:
@@ -630,20 +662,54 @@ class SubjectInpaintPipeline:
                     callback(info)
 
             x = sample(sampler, denoiser, x, self.scheduler, num_inference_steps, eta, step_generator, on_step)
-        if chosen["decode"] == "region" and paste_back:
-            generated = self.decode_window(x, work_mask, work_rgb)
-        else:
-            generated = imaging.tensor_to_rgb(self.decode(x))
-
-        radius = imaging.default_feather((W, H)) if feather is None else feather
         images = []
-        for gen in generated:
-            full = inputs.scene.copy()
-            full[y0:y1, x0:x1] = imaging.resize_rgb(gen, (x1 - x0, y1 - y0))
-            if paste_back:
-                full = imaging.composite(inputs.scene, full, inputs.mask, radius)
-            images.append(self._to_image(full, inputs, paste_back, radius))
-        return InpaintOutput(images=images, latents=x.cpu(), work_box=box)
+        for p, x_scene in zip(scenes, x.split(n), strict=True):
+            if chosen["decode"] == "region" and paste_back:
+                generated = self.decode_window(x_scene, p.mask, p.rgb)
+            else:
+                generated = imaging.tensor_to_rgb(self.decode(x_scene))
+            images += [self._finish(picture, p, paste_back, feather) for picture in generated]
+        return InpaintOutput(images=images, latents=x.cpu(), work_boxes=[p.box for p in scenes])
+
+    @staticmethod
+    def _requests(scene, reference, mask, box, reference_box) -> list[tuple[Any, ...]]:
+        """One ``(scene, reference, mask, box, reference_box)`` per scene: the call's values, or for a list of
+        scenes the lists' entries (``mask``, ``box``, ``reference_box`` may be None for all)."""
+        if not isinstance(scene, list):
+            return [(scene, reference, mask, box, reference_box)]
+        if not scene:
+            raise ValueError("scene is an empty list; give a scene or a list of scenes")
+        for i, entry in enumerate(scene):
+            if isinstance(entry, (list, tuple)):
+                raise TypeError(f"scene[{i}] must be {_IMAGE_TYPES}; got {type(entry).__name__}")
+        columns = {"reference": reference, "mask": mask, "box": box, "reference_box": reference_box}
+        for name, value in columns.items():
+            if value is None and name != "reference":
+                columns[name] = [None] * len(scene)
+            elif not isinstance(value, list) or len(value) != len(scene):
+                got = f"a list of {len(value)}" if isinstance(value, list) else type(value).__name__
+                raise ValueError(f"with a list of {len(scene)} scenes, {name} must be a list of as many; got {got}")
+        return list(zip(scene, *columns.values(), strict=True))
+
+    def _prepare_scene(self, inputs: PreparedInputs, region: str, context: float) -> _Scene:
+        """The part of the scene the model works on, at the model's resolution."""
+        box = self.work_box(inputs.mask, region, context)
+        x0, y0, x1, y1 = box
+        res = self.resolution
+        rgb = imaging.resize_rgb(inputs.scene[y0:y1, x0:x1], (res, res))
+        return _Scene(inputs, box, rgb, imaging.resize_mask(inputs.mask[y0:y1, x0:x1], (res, res)))
+
+    def _finish(self, generated: np.ndarray, scene: _Scene, paste_back: bool, feather: float | None) -> Image.Image:
+        """A decoded picture ``(res, res, 3)`` back at the scene's size, pasted into it inside the mask."""
+        inputs = scene.inputs
+        x0, y0, x1, y1 = scene.box
+        H, W = inputs.mask.shape
+        radius = imaging.default_feather((W, H)) if feather is None else feather
+        full = inputs.scene.copy()
+        full[y0:y1, x0:x1] = imaging.resize_rgb(generated, (x1 - x0, y1 - y0))
+        if paste_back:
+            full = imaging.composite(inputs.scene, full, inputs.mask, radius)
+        return self._to_image(full, inputs, paste_back, radius)
 
     @staticmethod
     def _to_image(rgb: np.ndarray, inputs: PreparedInputs, paste_back: bool, radius: float) -> Image.Image:

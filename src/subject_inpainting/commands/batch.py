@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils.files import SUBJECT_INDEX, check_output_folder, mark_folder, read_index
-from ..utils.parse import ParseError, parse_box, parse_seed
+from ..utils.parse import ParseError, int_option, parse_box, parse_seed
 from . import inpaint, options
 from .options import CommandError
 
@@ -37,6 +37,7 @@ JOB_FIELDS = {
 }
 PATHS = ("scene", "mask", "reference", "subject")
 MAX_ID = 200
+MAX_BATCH_SIZE = 64
 
 
 def register(sub) -> None:
@@ -62,6 +63,16 @@ def register(sub) -> None:
         type=options.seed_option,
         default=0,
         help="a job without a seed of its own gets this + its number in the file (default 0)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int_option(1, MAX_BATCH_SIZE),
+        default=1,
+        metavar="N",
+        help="sample up to N jobs with the same subject and options in one UNet batch: the same pictures, more "
+        "per minute on a small model or a GPU, none gained on a CPU at full size (benchmarks/README.md); "
+        "a stochastic sampler (ddim with eta > 0, dpmsolver++-sde, euler-a) paints one job at a time "
+        f"(1-{MAX_BATCH_SIZE}, default 1)",
     )
     options.add_device(p)
     options.add_dtype(p)
@@ -257,18 +268,43 @@ def run(args: argparse.Namespace) -> int:
     if state.is_main:
         out.mkdir(parents=True, exist_ok=True)
         mark_folder(out, "batch")
-    jobs = [batch.Work(j.id, j.outputs, j.seed, j.subject or "", j) for j in args.job_list]
-    tally = batch.run_jobs(jobs, Painter(args), out, state=state, progress=not args.quiet, desc="painting jobs")
+    jobs = [batch.Work(j.id, j.outputs, j.seed, _group(j), j) for j in args.job_list]
+    painter = Painter(args)
+    tally = batch.run_jobs(
+        jobs,
+        painter,
+        out,
+        state=state,
+        progress=not args.quiet,
+        desc="painting jobs",
+        paint_many=painter.many,
+        batch_size=args.batch_size,
+    )
     if state.is_main:
         _, failures = batch.write_summaries(out, jobs)
         print(tally.line(failures))
     return 1 if tally.failed else 0
 
 
+def _group(job: Job) -> str:
+    """Jobs of one group share a subject (loaded once) and, unless their sampler is stochastic, every painting
+    option, so that they can be sampled in one batch."""
+    from ..presets import preset_settings
+    from ..sampling.catalog import is_stochastic
+
+    if job.error:
+        return f"{job.subject or ''}\n{job.id}"
+    kwargs = inpaint.painting_kwargs(job.settings)
+    sampler = preset_settings(kwargs["preset"], sampler=kwargs["sampler"])["sampler"]
+    alone = is_stochastic(sampler, kwargs["eta"])
+    return f"{job.subject or ''}\n{job.id if alone else sorted(kwargs.items())}"
+
+
 class Painter:
-    """Paints one job at a time: loads the model at the first job it paints (a run whose jobs are all done
-    or bad loads nothing), and a subject only when the job's differs from the last one's; a subject that
-    failed to load fails its other jobs with the same reason, without loading it again."""
+    """Paints jobs, one at a time or several of a group together (``many``): loads the model at the first job
+    it paints (a run whose jobs are all done or bad loads nothing), and a subject only when the job's differs
+    from the last one's; a subject that failed to load fails its other jobs with the same reason, without
+    loading it again."""
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
@@ -277,28 +313,60 @@ class Painter:
         self.subject_errors: dict[str, str] = {}
 
     def __call__(self, work) -> list:
+        pictures = self.many([work])[0]
+        if isinstance(pictures, Exception):
+            raise pictures
+        return pictures
+
+    def many(self, works) -> list[list | Exception]:
+        """Per job of one group (``_group``), its pictures or the error that failed it: the jobs whose inputs
+        read and check are sampled in one batch."""
         import torch
 
+        jobs: list[Job] = [w.payload for w in works]
+        results: list[list | Exception] = []
+        inputs = {"scene": [], "reference": [], "mask": [], "box": [], "reference_box": []}
+        good: list[Job] = []
+        for job in jobs:
+            try:
+                job_inputs = self._inputs(job)
+            except Exception as e:  # recorded for this job; the others are painted
+                results.append(e)
+                continue
+            results.append([])
+            good.append(job)
+            for name, value in job_inputs.items():
+                inputs[name].append(value)
+        if not good:
+            return results
+        generators = [torch.Generator().manual_seed(job.seed) for job in good]
+        images = self._pipeline()(
+            **inputs,
+            generator=generators if len(generators) > 1 else generators[0],
+            progress=False,
+            **inpaint.painting_kwargs(good[0].settings),
+        ).images
+        n = good[0].settings.num_images
+        pictures = iter(images[i * n : (i + 1) * n] for i in range(len(good)))
+        return [r if isinstance(r, Exception) else next(pictures) for r in results]
+
+    def _inputs(self, job: Job) -> dict:
+        """The job's images, read, with its boxes, checked by the pipeline (nothing sampled yet)."""
         from ..imaging import open_image
 
-        job: Job = work.payload
         if job.error:
             raise CommandError(job.error)
         max_pixels = self.args.max_pixels
-        scene = open_image(job.scene, "scene", max_pixels)
-        mask = None if job.mask is None else open_image(job.mask, "mask", max_pixels)
-        reference = open_image(_reference(job), "reference", max_pixels)
+        inputs = {
+            "scene": open_image(job.scene, "scene", max_pixels),
+            "reference": open_image(_reference(job), "reference", max_pixels),
+            "mask": None if job.mask is None else open_image(job.mask, "mask", max_pixels),
+            "box": job.box,
+            "reference_box": job.reference_box,
+        }
         self._use_subject(job.subject)
-        return self._pipeline()(
-            scene=scene,
-            reference=reference,
-            mask=mask,
-            box=job.box,
-            reference_box=job.reference_box,
-            generator=torch.Generator().manual_seed(job.seed),
-            progress=False,
-            **inpaint.painting_kwargs(job.settings),
-        ).images
+        self._pipeline().prepare_inputs(**inputs)
+        return inputs
 
     def _pipeline(self):
         if self.pipe is None:

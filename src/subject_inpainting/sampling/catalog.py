@@ -21,6 +21,15 @@ DIFFUSERS_SOLVERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 SAMPLERS = (*ORIGINAL_SAMPLER_NAMES, *DIFFUSERS_SOLVERS)
+# The samplers that draw fresh noise at every step (``ddim`` too when its eta > 0).
+STOCHASTIC_SAMPLERS = ("dpmsolver++-sde", "euler-a")
+
+
+def is_stochastic(sampler: str, eta: float = 0.0) -> bool:
+    """Whether ``sampler`` (with ``eta``) draws noise at every step, from the call's first generator: a picture
+    of a batch of scenes then depends on the batch, not only on its scene and seed."""
+    return sampler in STOCHASTIC_SAMPLERS or (sampler == "ddim" and eta > 0)
+
 
 # What a UNet predicts, as its scheduler config names it.
 PREDICTION_TYPES = ("epsilon", "v_prediction")
