@@ -22,10 +22,7 @@ The subjects are made in memory as ``bench_inference.py``'s guidance workload ma
 - each lever alone on top of the original recipe: ``dpmsolver++-20`` (DPM-Solver++, 20 steps), ``deep-cache``
   (DeepCache at the ``fast`` preset's interval and branch, or every 3rd call full if that preset does not use
   it), ``guidance-interval`` (the ``fast`` preset's interval, or timesteps 100-800), ``region-decode`` (only the
-  latent window around the mask decoded), ``contiguous`` (the original recipe with the UNet's and VAE's inputs
-  in the default contiguous layout, as the original code and diffusers run them, instead of the pipeline's
-  channels-last on a CPU: ``models.build.conv_input``; the ratio shows what that layout gains),
-  ``compile-inductor`` and ``compile-openvino`` (``pipe.compile`` on a
+  latent window around the mask decoded), ``compile-inductor`` and ``compile-openvino`` (``pipe.compile`` on a
   separate pipeline whose UNet module holds the same tensors; ``--compile``), and one row per extra dtype of
   ``--dtypes`` (bfloat16 by default only on CPUs that compute it natively);
 - ``fast``: ``preset="fast"``, the default (its settings are read from ``PRESETS`` when the script runs), and
@@ -119,8 +116,6 @@ from bench_common import (
 # isort: split
 import torch
 
-from subject_inpainting.models import build
-
 WORKLOADS = {
     "a": "plain Paint-by-Example",
     "b": f"LoRA subject, modified guidance w = {MODEL_WEIGHT:g}",
@@ -137,7 +132,6 @@ ROWS = (
     "deep-cache",
     "guidance-interval",
     "region-decode",
-    "contiguous",
     *COMPILE_ROWS,
     *EXTRA_DTYPES,
     "fast",
@@ -199,8 +193,6 @@ def make_row(name: str, steps_original: int) -> Row:
         return Row(name, "eager", {**original, "guidance_interval": levers["guidance_interval"]})
     if name == "region-decode":
         return Row(name, "eager", {**original, "decode": "region"})
-    if name == "contiguous":
-        return Row(name, "contiguous", original)
     if name in COMPILE_ROWS:
         return Row(name, name.removeprefix("compile-"), original)
     if name in EXTRA_DTYPES:
@@ -217,7 +209,6 @@ def default_rows(args: argparse.Namespace) -> list[str]:
     one per extra dtype, the fast preset (and per extra dtype)."""
     extra = [d for d in args.dtypes if d != "float32"]
     names = ["original", "diffusers-50", "dpmsolver++-20", "deep-cache", "guidance-interval", "region-decode"]
-    names += ["contiguous"]
     names += list(COMPILE_ROWS) * args.compile + extra + ["fast"] + [f"fast-{d}" for d in extra]
     return names
 
@@ -375,7 +366,7 @@ def build_all(args: argparse.Namespace) -> Built:
     skipped: dict[str, str] = {}
     for w in args.workloads:
         key = PIPELINE_OF_WORKLOAD[w]
-        pipes[(w, "eager")] = pipes[(w, "contiguous")] = by_dtype["float32"][key]
+        pipes[(w, "eager")] = by_dtype["float32"][key]
         for name in set(by_dtype) - {"float32"}:
             pipes[(w, name)] = by_dtype[name][key]
         if theirs is not None and w == "a":
@@ -514,15 +505,6 @@ def image_runner(pipe: Any, row: Row, inputs: tuple[Any, Any, Any], noise: torch
 
     def run_ours(steps: int | None = None) -> Any:
         options = {**row.options, "num_inference_steps": steps} if steps else row.options
-        if row.variant == "contiguous":
-            build.CHANNELS_LAST_ON_CPU = False
-            try:
-                return run_image(options)
-            finally:
-                build.CHANNELS_LAST_ON_CPU = True
-        return run_image(options)
-
-    def run_image(options: dict[str, Any]) -> Any:
         return pipe(
             scene,
             reference,

@@ -29,7 +29,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import imaging
-from .models.build import conv_input, move
+from .models.build import move
 from .presets import DECODE_MARGIN, DECODES, DEFAULT_PRESET, preset_settings
 from .sampling.deepcache import DeepCacheUNet
 from .sampling.guidance import (
@@ -418,7 +418,7 @@ class SubjectInpaintPipeline:
         """Scene ``(B, 3, H, W)`` in [-1, 1] and keep-mask ``(B, 1, H, W)`` → (scaled latent of
         ``scene · keep`` from the posterior mean ``(B, 4, h, w)``, keep-mask at latent size ``(B, 1, h, w)``)."""
         vae = self.vae
-        masked = conv_input((scene * keep).to(vae.device), vae.dtype)
+        masked = (scene * keep).to(vae.device, vae.dtype)
         z = vae.encode(masked).latent_dist.mean * vae.config.scaling_factor
         keep_latent = F.interpolate(
             keep.to(z.device, torch.float32), size=z.shape[-2:], mode="bilinear", align_corners=False
@@ -429,7 +429,7 @@ class SubjectInpaintPipeline:
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents ``(B, 4, h, w)`` → images ``(B, 3, H, W)`` in [0, 1]."""
         vae = self.vae
-        x = vae.decode(conv_input(latents / vae.config.scaling_factor, vae.dtype)).sample
+        x = vae.decode((latents / vae.config.scaling_factor).to(vae.dtype)).sample
         return ((x.float() + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()
@@ -525,7 +525,8 @@ class SubjectInpaintPipeline:
         A list of scenes paints several at once: ``reference``, and ``mask``, ``box`` and ``reference_box`` when
         given, are then lists of the same length (an entry may be None), and the scenes are sampled in one
         UNet batch with the same options. Each scene's pictures are those of a call with that scene alone and
-        its generator, to float rounding in the batched UNet.
+        its generator, to float rounding in the batched UNet, unless the sampler is stochastic
+        (``sampling.catalog.is_stochastic``: its step noise comes from the first generator).
 
         Args:
             scene: path or PIL image, any size and mode (RGB, RGBA, L, P, CMYK, 16-bit; EXIF orientation

@@ -45,6 +45,9 @@ CASES = [
     (["inpaint", *SCENE, "--out", "out.png", "--eta", "0.5"], "--eta applies to --sampler ddim only"),
     (["inpaint", *SCENE, "--out", "out.png", "--model", "./nope"], "no such model file or folder"),
     (["inpaint", *SCENE, "--out", "out.png", "--device", "toaster"], "not a device"),
+    # batch
+    (["batch", "missing.jsonl", "--out-dir", "new"], "JOBS missing.jsonl: no such file"),
+    (["batch", "missing.jsonl", "--out-dir", "new", "--batch-size", "65"], "between 1 and 64"),
     # demo
     (["demo", "--out", "taken.png"], "already exists"),
     (["demo", "--cases", "0"], "between 1 and 64"),

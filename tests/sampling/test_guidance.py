@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from conftest import tiny_components
-from subject_inpainting.models.build import conv_input
 from subject_inpainting.sampling.guidance import InpaintDenoiser, KnownRegionDenoiser, VelocityDenoiser, cfg_combine
 
 
@@ -60,7 +59,7 @@ def test_scale_one_is_a_single_conditional_call():
     d = InpaintDenoiser(unet, cond, uncond, 1.0, z, keep)
     with torch.no_grad():
         out = d(x, t)
-        expected = unet(conv_input(torch.cat([x, z, keep], 1)), t, encoder_hidden_states=cond).sample
+        expected = unet(torch.cat([x, z, keep], 1), t, encoder_hidden_states=cond).sample
     assert d.calls == 1
     assert torch.allclose(out, expected, atol=1e-6)
 

@@ -144,7 +144,9 @@ def add_painting_options(p: argparse.ArgumentParser, subject) -> list[argparse.A
     speed.add_argument(
         "--decode",
         choices=DECODES,
-        help="full, or region: decode only the latents around the region when pasting back (default: the preset's)",
+        help="full, or region: decode only the latents around the region when pasting back; faster, but the "
+        "VAE's group norms then see only that window, so the region comes out a few levels off (default: the "
+        "preset's)",
     )
     p.add_argument(
         "--guidance",

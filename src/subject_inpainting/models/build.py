@@ -90,23 +90,6 @@ def move(module: nn.Module, device: torch.device | str | None = None, dtype: tor
     return module.to(**kwargs) if kwargs else module
 
 
-# Whether ``conv_input`` lays inputs out channels-last on a CPU (benchmarks/bench_speed.py's ``contiguous`` row
-# turns it off to measure it).
-CHANNELS_LAST_ON_CPU = True
-
-
-def conv_input(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """A 4-D input of a convolutional model (UNet, VAE) in ``dtype``, laid out channels-last on a CPU.
-
-    The CPU convolutions (oneDNN) run faster on channels-last activations, and the layout of the first one
-    carries through the network: measured at full size on AVX2, VAE encode and decode ~20 % and a UNet call
-    ~5 % faster (benchmarks/README.md). The values are the same to float rounding.
-    """
-    x = x if dtype is None else x.to(dtype)
-    cpu = CHANNELS_LAST_ON_CPU and x.device.type == "cpu"
-    return x.contiguous(memory_format=torch.channels_last) if cpu and x.ndim == 4 else x
-
-
 def random_components(size: ModelSize, seed: int = 0, detail_layers: int = 0, detail_grid: int = 1) -> dict[str, Any]:
     """Every component of ``size`` (``configs.MODEL_SIZES``) with random weights drawn under ``seed``, in eval
     mode, and its schedule; a detail module of ``detail_layers`` blocks (0: none)."""

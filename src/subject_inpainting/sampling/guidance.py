@@ -18,8 +18,6 @@ from contextlib import contextmanager
 
 import torch
 
-from ..models.build import conv_input
-
 
 def cfg_combine(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, scale: float) -> torch.Tensor:
     """``e = e_uncond + s · (e_cond − e_uncond)``."""
@@ -78,8 +76,7 @@ class InpaintDenoiser:
     def unet_eps(self, x_in: torch.Tensor, t: torch.Tensor, context: torch.Tensor, mask=None) -> torch.Tensor:
         dtype = self.unet.dtype
         self.calls += 1
-        x = conv_input(x_in, dtype)
-        out = self.unet(x, t, encoder_hidden_states=context.to(dtype), encoder_attention_mask=mask).sample
+        out = self.unet(x_in.to(dtype), t, encoder_hidden_states=context.to(dtype), encoder_attention_mask=mask).sample
         return out.to(x_in.dtype)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -192,7 +189,7 @@ class ModifiedGuidanceDenoiser:
             adapters = ["__base__"] * n
         dtype = unet.dtype
         self.calls += 1
-        args = (conv_input(x_in.repeat(n, 1, 1, 1), dtype), t.repeat(n))
+        args = (x_in.repeat(n, 1, 1, 1).to(dtype), t.repeat(n))
         kwargs = {"encoder_hidden_states": context.to(dtype), "encoder_attention_mask": mask}
         if adapters is None:
             out = unet(*args, **kwargs).sample
