@@ -69,10 +69,9 @@ def register(sub) -> None:
         type=int_option(1, MAX_BATCH_SIZE),
         default=1,
         metavar="N",
-        help="sample up to N jobs with the same subject and options in one UNet batch: the same pictures, more "
-        "per minute on a small model or a GPU, none gained on a CPU at full size (benchmarks/README.md); "
-        "a stochastic sampler (ddim with eta > 0, dpmsolver++-sde, euler-a) paints one job at a time "
-        f"(1-{MAX_BATCH_SIZE}, default 1)",
+        help="sample up to N jobs with the same subject and options in one UNet batch: the same pictures to float "
+        "rounding, more per minute (measured in benchmarks/README.md), more memory; a stochastic sampler (ddim "
+        f"with eta > 0, dpmsolver++-sde, euler-a) paints one job at a time (1-{MAX_BATCH_SIZE}, default 1)",
     )
     options.add_device(p)
     options.add_dtype(p)
