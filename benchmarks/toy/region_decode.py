@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,8 @@ from PIL import Image
 from subject_inpainting import imaging, pipeline
 from subject_inpainting.pipeline import SubjectInpaintPipeline
 from subject_inpainting.toy import world as toy
-from subject_inpainting.toy.bench import ToyBenchConfig
+from subject_inpainting.toy.bench import ToyBenchConfig, machine_summary
+from subject_inpainting.utils import write_text_atomic
 from subject_inpainting.weights import default_model
 
 
@@ -46,15 +46,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sides", default="128,192,256", help="--full-size: region sides in pixels (default 128,192,256)")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     return p.parse_args(argv)
-
-
-def machine() -> dict:
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-    }
 
 
 def full_size(args: argparse.Namespace) -> dict:
@@ -86,7 +77,7 @@ def full_size(args: argparse.Namespace) -> dict:
                     "max_difference_inside_region": int(diff.max()),
                     "mean_difference_inside_region": round(float(diff.mean()), 3),
                     "seconds": round(seconds, 2),
-                    "share_decoded": min(region // pipe.vae_scale_factor + 2 * m, side) ** 2 / side**2,
+                    "share_decoded": share_decoded(pipe, mask),
                 }
     return {
         "model": "released VAE architecture, random weights (seed 0)",
@@ -95,13 +86,14 @@ def full_size(args: argparse.Namespace) -> dict:
     }
 
 
-def main(args: argparse.Namespace) -> dict:
-    if args.full_size:
-        result = {**full_size(args), "machine": machine(), "date": time.strftime("%Y-%m-%d")}
-        print(json.dumps(result, indent=2))
-        if args.out:
-            args.out.write_text(json.dumps(result, indent=2) + "\n")
-        return result
+def share_decoded(pipe: SubjectInpaintPipeline, mask: np.ndarray) -> float:
+    """The share of the latent that ``decode_window`` decodes for ``mask``."""
+    x0, y0, x1, y1 = pipe.latent_window(mask)
+    return (x1 - x0) * (y1 - y0) / int(pipe.unet.config.sample_size) ** 2
+
+
+def toy_cases(args: argparse.Namespace) -> dict:
+    """The window decode against the whole decode, pasted back, on ``bench toy``'s held-out cases."""
     model = args.model or str(default_model())
     pipe = SubjectInpaintPipeline.from_pretrained(model)
     config = ToyBenchConfig()
@@ -132,24 +124,23 @@ def main(args: argparse.Namespace) -> dict:
             pasted = imaging.composite(case.scene, window, case.mask, imaging.default_feather(case.mask.shape[::-1]))
             diff = np.abs(pasted.astype(int) - reference.astype(int))[case.mask]
             worst[m] = max(worst[m], int(diff.max()))
-            x0, y0, x1, y1 = imaging.mask_bbox(case.mask)
-            f, h = pipe.vae_scale_factor, out.latents.shape[-1]
-            side_x = min(-(-x1 // f) + m, h) - max(x0 // f - m, 0)
-            side_y = min(-(-y1 // f) + m, h) - max(y0 // f - m, 0)
-            shares[m].append(side_x * side_y / h**2)
-    result = {
+            shares[m].append(share_decoded(pipe, case.mask))
+    return {
         "model": model,
         "cases": len(cases),
-        "machine": machine(),
-        "date": time.strftime("%Y-%m-%d"),
         "margins": {
             str(m): {"max_difference_inside_region": worst[m], "mean_share_decoded": float(np.mean(shares[m]))}
             for m in margins
         },
     }
+
+
+def main(args: argparse.Namespace) -> dict:
+    result = full_size(args) if args.full_size else toy_cases(args)
+    result = {**result, "machine": machine_summary(), "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(result, indent=2))
     if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -149,13 +149,8 @@ def run_jobs(
     )
     for chunk in _chunks(todo, batch_size if paint_many is not None else 1):
         started = time.perf_counter()
-        together = None
-        if len(chunk) > 1:
-            try:
-                together = [p if isinstance(p, Exception) else list(p) for p in paint_many(chunk)]
-            except Exception:
-                together = None  # each job again on its own: the one that fails is recorded alone
-            each = (time.perf_counter() - started) / len(chunk)
+        together = _paint_together(paint_many, chunk) if len(chunk) > 1 else None
+        each = (time.perf_counter() - started) / len(chunk)
         for i, job in enumerate(chunk):
             if together is None:
                 started = time.perf_counter()
@@ -182,6 +177,15 @@ def run_jobs(
     bar.close()
     state.wait()
     return _run_tally(records, state.count)
+
+
+def _paint_together(paint_many: Callable, chunk: list[Work]) -> list[list[Any] | Exception] | None:
+    """``paint_many``'s pictures (or error) per job of ``chunk``, or None if the call itself raised: then each
+    job is painted again on its own, so the one that fails is recorded alone."""
+    try:
+        return [p if isinstance(p, Exception) else list(p) for p in paint_many(chunk)]
+    except Exception:
+        return None
 
 
 def _chunks(jobs: Sequence[Work], size: int) -> Iterator[list[Work]]:

@@ -432,6 +432,14 @@ class SubjectInpaintPipeline:
         x = vae.decode((latents / vae.config.scaling_factor).to(vae.dtype)).sample
         return ((x.float() + 1) / 2).clamp(0, 1)
 
+    def latent_window(self, mask: np.ndarray) -> tuple[int, int, int, int]:
+        """The latent cells ``(x0, y0, x1, y1)`` that ``decode_window`` decodes for ``mask`` ``(H, W)`` at the
+        model's resolution: the region's box with ``DECODE_MARGIN`` cells on each side, within the latent."""
+        f, side = self.vae_scale_factor, int(self.unet.config.sample_size)
+        x0, y0, x1, y1 = imaging.mask_bbox(mask)
+        m = DECODE_MARGIN
+        return max(x0 // f - m, 0), max(y0 // f - m, 0), min(-(-x1 // f) + m, side), min(-(-y1 // f) + m, side)
+
     @torch.no_grad()
     def decode_window(self, latents: torch.Tensor, mask: np.ndarray, scene: np.ndarray) -> list[np.ndarray]:
         """Decode only the latent window around ``mask`` (``DECODE_MARGIN`` cells on each side).
@@ -446,12 +454,8 @@ class SubjectInpaintPipeline:
             inside the region, they match the whole decode there to the VAE's receptive field beyond the
             margin (``benchmarks/toy/region_decode.py`` measures it).
         """
-        h, w = latents.shape[-2:]
         f = self.vae_scale_factor
-        x0, y0, x1, y1 = imaging.mask_bbox(mask)
-        m = DECODE_MARGIN
-        lx0, ly0 = max(x0 // f - m, 0), max(y0 // f - m, 0)
-        lx1, ly1 = min(-(-x1 // f) + m, w), min(-(-y1 // f) + m, h)
+        lx0, ly0, lx1, ly1 = self.latent_window(mask)
         window = imaging.tensor_to_rgb(self.decode(latents[..., ly0:ly1, lx0:lx1]))
         pictures = []
         for part in window:

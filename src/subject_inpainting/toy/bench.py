@@ -196,6 +196,16 @@ def _finetune(base: Path, photos: Path, out: Path, variant: str, config: ToyBenc
     return out
 
 
+def machine_summary() -> dict[str, Any]:
+    """What a benchmark ran on: the processor, torch's CPU capability (AVX2, AVX512 ...), threads, torch."""
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
 def run_toy_bench(
     model: str | Path, evaluator: str | Path, out: Path, config: ToyBenchConfig, progress: bool = True
 ) -> dict[str, Any]:
@@ -317,12 +327,7 @@ def run_toy_bench(
         },
         "truth_outline_read": float(np.mean(truth_outlines)),
         "seconds": round(time.perf_counter() - start, 1),
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "capability": torch.backends.cpu.get_cpu_capability(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
+        "machine": machine_summary(),
     }
     write_text_atomic(out / "results.json", json.dumps(result, indent=2) + "\n")
     (out / "results.md").write_text(
