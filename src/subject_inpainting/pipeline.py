@@ -450,9 +450,10 @@ class SubjectInpaintPipeline:
             scene: ``(H, W, 3)`` uint8 at the model's resolution, which fills the pictures outside the window.
 
         Returns:
-            ``B`` pictures ``(H, W, 3)`` uint8: decoded inside the window, the scene outside it. Pasted back
-            inside the region, they match the whole decode there to the VAE's receptive field beyond the
-            margin (``benchmarks/toy/region_decode.py`` measures it).
+            ``B`` pictures ``(H, W, 3)`` uint8: decoded inside the window, the scene outside it. Inside the
+            region they differ from the whole decode by a few levels whatever the margin, since the decoder's
+            group norms (and its middle attention) see only the window (``benchmarks/toy/region_decode.py``
+            measures it).
         """
         f = self.vae_scale_factor
         lx0, ly0, lx1, ly1 = self.latent_window(mask)
