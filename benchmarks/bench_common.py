@@ -401,6 +401,9 @@ class StageTimer:
         self.totals = dict.fromkeys(STAGES, 0.0)
         self.unet_calls = 0
         self.unet_batches: list[int] = []
+        # per UNet evaluation, in the order of ``unet_batches``: its seconds, and whether it ran the whole UNet
+        self.unet_seconds: list[float] = []
+        self.unet_whole: list[bool] = []
         self._open: dict[str, float] = {}
         for unet in unets:
             unet.register_forward_pre_hook(self._count_unet_call, with_kwargs=True)
@@ -414,10 +417,13 @@ class StageTimer:
         self.totals = dict.fromkeys(STAGES, 0.0)
         self.unet_calls = 0
         self.unet_batches = []
+        self.unet_seconds = []
+        self.unet_whole = []
 
     def _count_unet_call(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         sample = args[0] if args else kwargs["sample"]
         self.unet_batches.append(int(sample.shape[0]))
+        self.unet_whole.append(True)
 
     def _start(self, stage: str) -> None:
         synchronize(self.device)
@@ -426,7 +432,10 @@ class StageTimer:
 
     def _stop(self, stage: str) -> None:
         synchronize(self.device)
-        self.totals[stage] += time.perf_counter() - self._open.pop(stage)
+        seconds = time.perf_counter() - self._open.pop(stage)
+        self.totals[stage] += seconds
+        if stage == "unet":
+            self.unet_seconds.append(seconds)
 
     def _hook(self, module: torch.nn.Module, stage: str) -> None:
         module.register_forward_pre_hook(lambda *_: self._start(stage))
@@ -472,6 +481,8 @@ def measure_call(run: Callable[[], Any], device: torch.device, stages: StageTime
         "seconds": seconds,
         "unet_calls": stages.unet_calls,
         "unet_batches": stages.unet_batches,
+        "unet_seconds": stages.unet_seconds,
+        "unet_whole": stages.unet_whole,
         "stages_s": {**stages.totals, "rest": seconds - sum(stages.totals.values())},
         "rss_before_gib": before / GIB,
         "peak_rss_gib": peak.peak_bytes / GIB,
@@ -495,12 +506,24 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         "peak_rss_gib": max(r["peak_rss_gib"] for r in records),
         "peak_over_before_gib": max(r["peak_over_before_gib"] for r in records),
         "stages_median_s": {k: statistics.median(r["stages_s"][k] for r in records) for k in records[0]["stages_s"]},
+        "unet_evaluation_median_s": evaluation_medians(records),
         "calls": records,
     }
     for key in ("cuda_peak_gib", "cuda_peak_over_before_gib"):
         if key in records[0]:
             summary[key] = max(r[key] for r in records)
     return summary
+
+
+def evaluation_medians(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Median seconds of one UNet evaluation over every call's, by kind: ``"whole b2"`` (the whole UNet at
+    batch 2), ``"cached b2"`` (DeepCache's shallow path) ... Within one row, so that the cost of a one-row
+    evaluation against a two-row one is read from calls made minutes apart, not from rows an hour apart."""
+    kinds: dict[str, list[float]] = {}
+    for r in records:
+        for batch, whole, seconds in zip(r["unet_batches"], r["unet_whole"], r["unet_seconds"], strict=True):
+            kinds.setdefault(f"{'whole' if whole else 'cached'} b{batch}", []).append(seconds)
+    return {k: statistics.median(v) for k, v in sorted(kinds.items(), key=lambda kv: (kv[0][0] != "w", kv[0]))}
 
 
 def guided_denoiser(pipe: Any, inp: StepInputs, device: torch.device) -> Any:

@@ -430,6 +430,7 @@ class LeverTimer(StageTimer):
     ) -> None:
         super().__init__(device, compiled_unets, vaes[0], encoders)
         self.full_batches: list[int] = []
+        self._whole_next = False
         for vae in vaes[1:]:
             vae.encode = self._wrap(vae.encode, "vae_encode")
             vae.decode = self._wrap(vae.decode, "vae_decode")
@@ -437,19 +438,26 @@ class LeverTimer(StageTimer):
             unet.register_forward_pre_hook(self._count_full, with_kwargs=True)
         for unet in eager_unets:
             unet.register_forward_pre_hook(self._count_full, with_kwargs=True)
+            unet.register_forward_pre_hook(self._mark_whole)
             unet.conv_in.register_forward_pre_hook(self._evaluation)
             unet.conv_out.register_forward_hook(lambda *_: self._stop("unet"))
 
     def reset(self) -> None:
         super().reset()
         self.full_batches = []
+        self._whole_next = False
 
     def _count_full(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         sample = args[0] if args else kwargs["sample"]
         self.full_batches.append(int(sample.shape[0]))
 
+    def _mark_whole(self, module: torch.nn.Module, args: tuple) -> None:
+        self._whole_next = True  # the evaluation that starts next, at this eager UNet's conv_in, is a whole one
+
     def _evaluation(self, module: torch.nn.Module, args: tuple) -> None:
         self.unet_batches.append(int(args[0].shape[0]))
+        self.unet_whole.append(self._whole_next)
+        self._whole_next = False
         self._start("unet")
 
 
@@ -766,15 +774,17 @@ def format_rows(results: dict[str, Any], args: argparse.Namespace) -> str:
 def format_stages(results: dict[str, Any]) -> str:
     """Markdown: where the median call's time goes (seconds)."""
     lines = [
-        "| workload | row | total s | UNet s | VAE encode s | VAE decode s | reference encoder s | rest s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| workload | row | total s | UNet s | VAE encode s | VAE decode s | reference encoder s | rest s "
+        "| s per UNet evaluation, median |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for w, rs in results.items():
         for name, r in rs.items():
             st = r["stages_median_s"]
+            per = ", ".join(f"{kind} {sec:.3g}" for kind, sec in r["unet_evaluation_median_s"].items())
             lines.append(
                 f"| {w} | `{name}` | {r['median_s']:.2f} | {st['unet']:.2f} | {st['vae_encode']:.2f} "
-                f"| {st['vae_decode']:.2f} | {st['reference_encoder']:.2f} | {st['rest']:.2f} |"
+                f"| {st['vae_decode']:.2f} | {st['reference_encoder']:.2f} | {st['rest']:.2f} | {per} |"
             )
     return "\n".join(lines)
 

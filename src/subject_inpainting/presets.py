@@ -27,7 +27,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "fast": {
         "sampler": "dpmsolver++",
-        "num_inference_steps": 20,
+        "num_inference_steps": 15,
         "deep_cache": 4,
         "deep_cache_branch": 0,
         "guidance_interval": (100, 800),

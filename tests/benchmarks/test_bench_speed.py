@@ -55,6 +55,15 @@ def test_quick_rows_calls_and_machine(bench_speed, tmp_path, keep_threads):
     assert cache["unet_calls_per_run"] == 51 and cache["unet_full_calls_per_run"] == math.ceil(51 / interval) < 51
     # Guidance interval: outside it the unconditional row is skipped (batch 1)
     assert sorted(set(results["guidance-interval"]["unet_batches_per_run"])) == [1, 2]
+    # each evaluation timed on its own, by kind: the whole UNet or DeepCache's shallow path, and batch
+    assert list(original["unet_evaluation_median_s"]) == ["whole b2"]
+    assert list(cache["unet_evaluation_median_s"]) == ["whole b2", "cached b2"]
+    assert list(results["guidance-interval"]["unet_evaluation_median_s"]) == ["whole b1", "whole b2"]
+    for r in results.values():
+        call = r["calls"][0]
+        assert len(call["unet_seconds"]) == len(call["unet_whole"]) == call["unet_calls"]
+        assert sum(call["unet_whole"]) == r["unet_full_calls_per_run"]
+        assert sum(call["unet_seconds"]) == pytest.approx(call["stages_s"]["unet"])
     assert results["original"]["ratio_to_original"] == 1.0
     assert all(r["peak_rss_gib"] > 0 for r in results.values())
     assert all(report["checks"].values()) and "a/original_unet_calls" in report["checks"]

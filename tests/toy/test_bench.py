@@ -10,7 +10,13 @@ from PIL import Image
 
 from subject_inpainting import cli
 from subject_inpainting.toy import world
-from subject_inpainting.toy.bench import CHANGED_PARTS, ToyBenchConfig, settings, with_part_changed
+from subject_inpainting.toy.bench import (
+    CHANGED_PARTS,
+    ToyBenchConfig,
+    selected_settings,
+    settings,
+    with_part_changed,
+)
 
 
 @pytest.mark.slow
@@ -39,6 +45,9 @@ def test_quick_benchmark_reports_every_setting(tmp_path, capsys):
     from subject_inpainting.presets import PRESETS
 
     assert (fast["sampler"], fast["steps"]) == (PRESETS["fast"]["sampler"], PRESETS["fast"]["num_inference_steps"])
+    for prefix in ("base", "fine-tuned + detail (1 token), w=0.8"):  # the fast preset at fewer steps
+        fewer = rows[f"{prefix}, fast preset, 3 steps"]
+        assert fewer["steps"] == 3 and fewer["levers"] == rows[f"{prefix}, fast preset"]["levers"]
     held = next(r for r in rows.values() if r["setting"].startswith("base + keep_known"))
     plain = rows[held["setting"].replace(" + keep_known", "")]  # the same sampler without it
     assert held["psnr_outside_db"] > plain["psnr_outside_db"]  # outside the region: held to the scene
@@ -70,3 +79,25 @@ def test_with_part_changed_changes_that_part_only():
     assert (a.scene == b.scene).all() and a.box == b.box and (a.truth != b.truth).any()
     with pytest.raises(ValueError, match="part 'size'"):
         with_part_changed(ident, "size")
+
+
+def test_a_settings_pattern_runs_only_the_settings_it_finds():
+    config = ToyBenchConfig.quick()
+    every = [s.name for s in settings(config)]
+    assert [s.name for s in selected_settings(config)] == every
+    config.only = r"PLMS-10$|fast preset"
+    names = [s.name for s in selected_settings(config)]
+    assert names == [n for n in every if n.endswith("PLMS-10") or "fast preset" in n]
+    assert "base, PLMS-10" in names and "base, fast preset, 3 steps" in names and "base, DDIM-10" not in names
+    for bad, message in (("(", "is not a regular expression"), ("no such row", "finds no setting")):
+        config.only = bad
+        with pytest.raises(ValueError, match=message):
+            selected_settings(config)
+
+
+def test_a_settings_pattern_that_finds_nothing_is_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert cli.main(["bench", "toy", "--quick", "--out", str(out), "--settings", "nothing like it"]) == 2
+    err = capsys.readouterr().err
+    assert "'nothing like it' finds no setting" in err and "base, PLMS-10" in err and "Traceback" not in err
+    assert not out.exists()

@@ -46,6 +46,12 @@ def register(sub) -> None:
         type=int_option(1, MAX_FINETUNE_STEPS),
         help=f"fine-tuning steps per subject, 1..{MAX_FINETUNE_STEPS:,} (default 150)",
     )
+    t.add_argument(
+        "--settings",
+        metavar="REGEX",
+        help="run only the settings whose name this regular expression finds, e.g. 'PLMS-50$|fast preset' "
+        "(default: every setting; the names are the rows of results.md)",
+    )
     options.add_seed(t, "seed of the cases and the sampling (default 0)")
     t.add_argument(
         "--overwrite", action="store_true", help="start over: replace a benchmark folder written before in --out"
@@ -79,6 +85,7 @@ def run_toy(args: argparse.Namespace) -> int:
         markdown_table,
         reference_points_table,
         run_toy_bench,
+        selected_settings,
         truth_outline_line,
     )
 
@@ -91,6 +98,8 @@ def run_toy(args: argparse.Namespace) -> int:
         if value is not None:
             setattr(config, name, value)
     config.seed = args.seed
+    config.only = args.settings
+    selected_settings(config)  # a pattern that is not one, or finds nothing, is refused before any work
     out = Path(args.out)
     work = out
     if args.mode == "replace":

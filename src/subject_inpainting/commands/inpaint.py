@@ -120,7 +120,7 @@ def add_painting_options(p: argparse.ArgumentParser, subject) -> list[argparse.A
         "--sampler",
         choices=SAMPLERS,
         help="plms and ddim are the original samplers; the others are diffusers solvers "
-        "(dpmsolver++ needs about 20 steps) (default: the preset's)",
+        "(dpmsolver++ needs 15-20 steps) (default: the preset's)",
     )
     speed.add_argument(
         "--deep-cache",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -83,7 +84,9 @@ class ToyBenchConfig:
     sampler_steps: dict[str, int] = field(default_factory=lambda: dict(SAMPLER_STEPS))
     deep_cache: tuple[int, ...] = (2, 3, 5)  # the speed levers' rows (``lever_settings``)
     guidance_intervals: tuple[tuple[int, int], ...] = ((100, 800), (0, 600))
+    fast_steps: tuple[int, ...] = (15, 12)  # the fast preset at fewer sampler steps (``lever_settings``)
     seed: int = 0
+    only: str | None = None  # a regular expression: only the settings whose name it finds are run
 
     @classmethod
     def quick(cls) -> ToyBenchConfig:
@@ -95,6 +98,7 @@ class ToyBenchConfig:
             sampler_steps={"plms": 10, "ddim": 10, "dpmsolver++": 5},
             deep_cache=(3,),
             guidance_intervals=((100, 800),),
+            fast_steps=(3,),
         )
 
 
@@ -108,6 +112,13 @@ class Setting:
     keep_known: bool = False  # the pipeline's option: the predicted latent outside the region is the scene's
     levers: dict[str, Any] = field(default_factory=dict)  # speed levers on top of the original recipe
     preset: str = "original"  # "fast": the pipeline's default preset, sampler and steps included
+    steps: int | None = None  # sampler steps instead of the config's (or the preset's) for this sampler
+
+    def num_steps(self, config: ToyBenchConfig) -> int | None:
+        """The step count this setting passes to the pipeline (None: its preset's)."""
+        if self.steps is not None:
+            return self.steps
+        return config.sampler_steps[self.sampler] if self.sampler else None
 
 
 def lever_settings(config: ToyBenchConfig) -> list[Setting]:
@@ -129,6 +140,7 @@ def lever_settings(config: ToyBenchConfig) -> list[Setting]:
                 )
             )
     rows.append(Setting("base, fast preset", None, None, preset="fast"))
+    rows += [Setting(f"base, fast preset, {n} steps", None, None, preset="fast", steps=n) for n in config.fast_steps]
     return rows
 
 
@@ -149,12 +161,36 @@ def settings(config: ToyBenchConfig) -> list[Setting]:
         Setting("fine-tuned + detail (1 token), w=0.8, fast preset", "detail", None, preset="fast"),
     ]
     s += [
+        Setting(f"fine-tuned + detail (1 token), w=0.8, fast preset, {n} steps", "detail", None, preset="fast", steps=n)
+        for n in config.fast_steps
+    ]
+    s += [
         Setting(f"fine-tuned + detail (1 token), w={w:g}", "detail", "plms", weight=w)
         for w in config.weights
         if w != 0.8
     ]
     s.append(Setting("floor: base, unrelated reference (another shape)", None, "plms", unrelated=True))
     return s
+
+
+def selected_settings(config: ToyBenchConfig) -> list[Setting]:
+    """``settings(config)`` whose names ``config.only`` (a regular expression, searched) finds; all without it.
+
+    Raises:
+        ValueError: ``config.only`` is not a regular expression, or finds no setting (the names are listed).
+    """
+    plan = settings(config)
+    if config.only is None:
+        return plan
+    try:
+        pattern = re.compile(config.only)
+    except re.error as e:
+        raise ValueError(f"settings pattern {config.only!r} is not a regular expression: {e}") from None
+    chosen = [s for s in plan if pattern.search(s.name)]
+    if not chosen:
+        names = "; ".join(s.name for s in plan)
+        raise ValueError(f"settings pattern {config.only!r} finds no setting; the settings are: {names}")
+    return chosen
 
 
 def _finetune(base: Path, photos: Path, out: Path, variant: str, config: ToyBenchConfig) -> Path:
@@ -222,7 +258,7 @@ def run_toy_bench(
     # The floor's references come from held-out identities beyond the subjects, of another shape than the
     # subject's: one that shared it would lift the outline reading's floor above chance.
     others = world.split_identities(ws, "heldout")[config.subjects :]
-    plan = settings(config)
+    plan = selected_settings(config)
     records: dict[str, dict[str, list]] = {
         s.name: {"identity": [], "psnr": [], "features": [], "truth_features": [], "outline": []} for s in plan
     }
@@ -259,7 +295,7 @@ def run_toy_bench(
                     Image.fromarray(case.scene),
                     Image.fromarray(reference),
                     mask=Image.fromarray(case.mask.astype(np.uint8) * 255),
-                    num_inference_steps=config.sampler_steps[setting.sampler] if setting.sampler else None,
+                    num_inference_steps=setting.num_steps(config),
                     sampler=setting.sampler,
                     preset=setting.preset,
                     **setting.levers,
@@ -288,7 +324,7 @@ def run_toy_bench(
         chosen = preset_settings(
             setting.preset,
             sampler=setting.sampler,
-            num_inference_steps=config.sampler_steps[setting.sampler] if setting.sampler else None,
+            num_inference_steps=setting.num_steps(config),
             **setting.levers,
         )
         painted, truths = np.stack(rec["features"]), np.stack(rec["truth_features"])
