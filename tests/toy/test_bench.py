@@ -101,3 +101,16 @@ def test_a_settings_pattern_that_finds_nothing_is_refused_before_any_work(tmp_pa
     err = capsys.readouterr().err
     assert "'nothing like it' finds no setting" in err and "base, PLMS-10" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_the_fast_preset_rows_name_each_step_count_once():
+    from subject_inpainting.presets import PRESETS
+
+    own = PRESETS["fast"]["num_inference_steps"]
+    config = ToyBenchConfig.quick()
+    config.fast_steps = (own, 7)
+    names = [s.name for s in settings(config)]
+    for prefix in ("base", "fine-tuned + detail (1 token), w=0.8"):
+        assert f"{prefix}, fast preset" in names and f"{prefix}, fast preset, 7 steps" in names
+        assert f"{prefix}, fast preset, {own} steps" not in names  # the preset's own row already has them
+    assert len(names) == len(set(names))

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from .. import imaging
 from ..evaluation.metrics import frechet_distance_of_features, psnr
-from ..presets import preset_settings
+from ..presets import PRESETS, preset_settings
 from ..utils import write_text_atomic
 from ..utils.files import mark_folder
 from . import world
@@ -84,7 +84,7 @@ class ToyBenchConfig:
     sampler_steps: dict[str, int] = field(default_factory=lambda: dict(SAMPLER_STEPS))
     deep_cache: tuple[int, ...] = (2, 3, 5)  # the speed levers' rows (``lever_settings``)
     guidance_intervals: tuple[tuple[int, int], ...] = ((100, 800), (0, 600))
-    fast_steps: tuple[int, ...] = (15, 12)  # the fast preset at fewer sampler steps (``lever_settings``)
+    fast_steps: tuple[int, ...] = (20, 12)  # the fast preset at other step counts (``lever_settings``)
     seed: int = 0
     only: str | None = None  # a regular expression: only the settings whose name it finds are run
 
@@ -140,8 +140,15 @@ def lever_settings(config: ToyBenchConfig) -> list[Setting]:
                 )
             )
     rows.append(Setting("base, fast preset", None, None, preset="fast"))
-    rows += [Setting(f"base, fast preset, {n} steps", None, None, preset="fast", steps=n) for n in config.fast_steps]
+    rows += [
+        Setting(f"base, fast preset, {n} steps", None, None, preset="fast", steps=n) for n in other_fast_steps(config)
+    ]
     return rows
+
+
+def other_fast_steps(config: ToyBenchConfig) -> list[int]:
+    """``config.fast_steps`` but the fast preset's own step count (its row is the preset's)."""
+    return [n for n in config.fast_steps if n != PRESETS["fast"]["num_inference_steps"]]
 
 
 def _sampler_label(sampler: str, steps: int) -> str:
@@ -162,7 +169,7 @@ def settings(config: ToyBenchConfig) -> list[Setting]:
     ]
     s += [
         Setting(f"fine-tuned + detail (1 token), w=0.8, fast preset, {n} steps", "detail", None, preset="fast", steps=n)
-        for n in config.fast_steps
+        for n in other_fast_steps(config)
     ]
     s += [
         Setting(f"fine-tuned + detail (1 token), w={w:g}", "detail", "plms", weight=w)
