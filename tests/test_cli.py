@@ -31,6 +31,8 @@ def inpaint_args(scene_files, tiny_model_dir, tmp_path):
             "2",
             "--seed",
             "0",
+            "--dtype",  # pictures are compared to a level: float32 whatever the CPU (auto may take bfloat16)
+            "float32",
             "--quiet",
             *extra,
         ]

@@ -19,7 +19,7 @@ from PIL import Image
 from conftest import accelerate_launch, run_launched, save_scene
 from subject_inpainting import cli
 
-FAST = ["--steps", "3", "--quiet"]
+FAST = ["--steps", "3", "--dtype", "float32", "--quiet"]  # float32 whatever the CPU: pictures compared to a level
 
 
 @pytest.fixture

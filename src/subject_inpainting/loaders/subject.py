@@ -7,7 +7,7 @@ memory, not two). It comes from either
 - a project **subject folder**, written by ``subject-inpaint finetune``: only the trained parts::
 
       subject_index.json     {"_format": "subject-inpainting-subject", "base": ..., "base_fingerprint": ...,
-                              "unet": "full" | "lora", "lora": {...}}
+                              "base_probe": [...], "unet": "full" | "lora", "lora": {...}}
       reference_encoder/config.json             the whole encoder's config (with the detail module)
       reference_encoder/detail.safetensors      detail_mapper.*, detail_norm.*, detail_proj.*
       unet/diffusion_pytorch_model.safetensors  (full) or  lora/adapter.safetensors  (LoRA)
@@ -82,6 +82,35 @@ def base_fingerprint(unet: torch.nn.Module, encoder: ReferenceEncoder) -> str:
     return h.hexdigest()[:16]
 
 
+# which weights identify a base model: the UNet's first and last layers and the encoder's projection
+# and unconditional vector, all frozen by subject fine-tuning
+PROBE_VALUES = 8  # leading values of each tensor kept in a probe
+
+
+def _identifying_tensors(unet: torch.nn.Module, encoder: ReferenceEncoder) -> list[torch.Tensor]:
+    state = unet.state_dict()
+    return [state["conv_in.weight"], state["conv_out.weight"], encoder.class_proj.weight, encoder.uncond_vector]
+
+
+def base_probe(unet: torch.nn.Module, encoder: ReferenceEncoder) -> list[float]:
+    """A few numbers that identify the base model whatever precision it is loaded in (float32, bfloat16,
+    float16), unlike ``base_fingerprint``'s exact hash: for each identifying tensor its mean absolute value
+    and its first ``PROBE_VALUES`` values, in float32."""
+    probe: list[float] = []
+    for t in _identifying_tensors(unet, encoder):
+        flat = t.detach().float().cpu().flatten()
+        probe += [flat.abs().mean().item(), *flat[:PROBE_VALUES].tolist()]
+    return probe
+
+
+def same_base(recorded: list[float], unet: torch.nn.Module, encoder: ReferenceEncoder) -> bool:
+    """Whether ``recorded`` (a ``base_probe``) is this base's, to half-precision rounding: a relative
+    difference of 2⁻⁶ allows bfloat16's 2⁻⁸ and float16's 2⁻¹¹ rounding of each value."""
+    now = torch.tensor(base_probe(unet, encoder))
+    then = torch.tensor(recorded, dtype=now.dtype)
+    return then.shape == now.shape and torch.allclose(now, then, rtol=2**-6, atol=1e-6)
+
+
 def save_subject(
     folder: str | Path,
     encoder: ReferenceEncoder,
@@ -91,6 +120,7 @@ def save_subject(
     lora: dict[str, Any] | None = None,
     overwrite: bool = False,
     extra: dict[str, Any] | None = None,
+    probe: list[float] | None = None,
 ) -> Path:
     """Write a subject folder holding only what fine-tuning trained (see the module docstring).
 
@@ -99,6 +129,7 @@ def save_subject(
         unet: the fine-tuned UNet (full), or the base UNet carrying the LoRA adapter ``ADAPTER_NAME``.
         base: how to find the base model again (path or hub id).
         fingerprint: ``base_fingerprint`` of the base.
+        probe: ``base_probe`` of the base, which lets the subject load onto the base in another precision.
         lora: ``{"rank", "alpha", "targets"}`` for a LoRA subject, None for a full UNet.
     """
     folder = Path(folder)
@@ -108,6 +139,7 @@ def save_subject(
             "_format_version": SUBJECT_FORMAT_VERSION,
             "base": base,
             "base_fingerprint": fingerprint,
+            **({"base_probe": probe} if probe is not None else {}),
             "unet": "lora" if lora else "full",
             "lora": lora,
             **(extra or {}),
@@ -166,13 +198,25 @@ def load_subject(spec: str | os.PathLike, base: dict[str, Any], check_base: bool
     return Subject(components["reference_encoder"], components["unet"], None, str(spec))
 
 
+def _fits_base(index: dict[str, Any], unet: torch.nn.Module, encoder: ReferenceEncoder) -> bool:
+    if index.get("base_fingerprint") == base_fingerprint(unet, encoder):
+        return True
+    probe = index.get("base_probe")  # folders written before the probe have only the exact hash
+    return isinstance(probe, list) and same_base(probe, unet, encoder)
+
+
 def _load_subject_folder(folder: Path, base: dict[str, Any], check_base: bool) -> Subject:
     index = read_subject_index(folder)
     base_unet, base_encoder = base["unet"], base["reference_encoder"]
-    if check_base and index.get("base_fingerprint") != base_fingerprint(base_unet, base_encoder):
+    if check_base and not _fits_base(index, base_unet, base_encoder):
+        hint, dtype = "", str(base_unet.dtype).removeprefix("torch.")
+        if "base_probe" not in index and base_unet.dtype != torch.float32:
+            hint = (
+                f" (or, if it is that model, load it in float32: this folder can be checked only there, not in {dtype})"
+            )
         raise CheckpointError(
             f"{folder}: this subject was fine-tuned from another base model ({index.get('base')}); "
-            "load it with that model"
+            f"load it with that model{hint}"
         )
     enc_config = read_json(folder / "reference_encoder" / "config.json", "subject encoder config")
     encoder = build_component("reference_encoder", enc_config, empty=True)

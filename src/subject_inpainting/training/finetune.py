@@ -236,7 +236,7 @@ def finetune(spec: FinetuneSpec) -> dict[str, Any]:
     """Fine-tune; returns the loop's summary (``step``, ``losses``, ``out``)."""
     from ..data.augment import AugmentConfig
     from ..data.datasets import InpaintingExamples
-    from ..loaders.subject import base_fingerprint, save_subject
+    from ..loaders.subject import base_fingerprint, base_probe, save_subject
     from ..models.lora import add_lora, lora_config
     from ..pipeline import SubjectInpaintPipeline
     from ..utils.files import replacing
@@ -249,6 +249,7 @@ def finetune(spec: FinetuneSpec) -> dict[str, Any]:
     pipe = SubjectInpaintPipeline(**components)  # checks that the parts fit together
     base_encoder = pipe.reference_encoder
     fingerprint_value = base_fingerprint(pipe.unet, base_encoder)  # before the weights change
+    probe = base_probe(pipe.unet, base_encoder)
     config = spec.config
     if spec.epochs is not None:
         steps_per_epoch = max(1, len(records) // config.batch_size)
@@ -291,6 +292,7 @@ def finetune(spec: FinetuneSpec) -> dict[str, Any]:
                 fingerprint=fingerprint_value,
                 lora=lora,
                 extra={"photos": fingerprint["photos"], "train": config.to_dict()},
+                probe=probe,
             )
             save_references(records, tmp / "references", augment.reference_margin, spec.cut_reference)
 
