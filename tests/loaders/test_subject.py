@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -28,8 +29,6 @@ def test_a_subject_is_refused_by_another_base_in_any_precision(tiny_lora_subject
 
 
 def test_a_folder_without_a_probe_is_checked_by_its_exact_hash(tiny_model_dir, tiny_lora_subject, tmp_path):
-    import shutil
-
     old = tmp_path / "old"
     shutil.copytree(tiny_lora_subject, old)
     index = json.loads((old / SUBJECT_INDEX).read_text())

@@ -70,26 +70,23 @@ def subject_reference_crops(folder: Path) -> list[Path]:
     return sorted((Path(folder) / "references").glob("*.png"))
 
 
+def _identifying_tensors(unet: torch.nn.Module, encoder: ReferenceEncoder) -> list[torch.Tensor]:
+    """The weights that identify a base model: the UNet's first and last layers and the encoder's projection
+    and unconditional vector, all frozen by subject fine-tuning."""
+    state = unet.state_dict()
+    return [state["conv_in.weight"], state["conv_out.weight"], encoder.class_proj.weight, encoder.uncond_vector]
+
+
 def base_fingerprint(unet: torch.nn.Module, encoder: ReferenceEncoder) -> str:
     """A short hash of the base model's frozen parts a subject depends on (weights, not paths, so that the
-    same base in another format matches)."""
+    same base in another format matches; exact, so only in the precision it was taken in)."""
     h = hashlib.sha256()
-    state = unet.state_dict()
-    for key in ("conv_in.weight", "conv_out.weight"):
-        h.update(state[key].detach().float().cpu().numpy().tobytes())
-    for p in (encoder.class_proj.weight, encoder.uncond_vector):
-        h.update(p.detach().float().cpu().numpy().tobytes())
+    for t in _identifying_tensors(unet, encoder):
+        h.update(t.detach().float().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
-# which weights identify a base model: the UNet's first and last layers and the encoder's projection
-# and unconditional vector, all frozen by subject fine-tuning
 PROBE_VALUES = 8  # leading values of each tensor kept in a probe
-
-
-def _identifying_tensors(unet: torch.nn.Module, encoder: ReferenceEncoder) -> list[torch.Tensor]:
-    state = unet.state_dict()
-    return [state["conv_in.weight"], state["conv_out.weight"], encoder.class_proj.weight, encoder.uncond_vector]
 
 
 def base_probe(unet: torch.nn.Module, encoder: ReferenceEncoder) -> list[float]:
@@ -209,8 +206,9 @@ def _load_subject_folder(folder: Path, base: dict[str, Any], check_base: bool) -
     index = read_subject_index(folder)
     base_unet, base_encoder = base["unet"], base["reference_encoder"]
     if check_base and not _fits_base(index, base_unet, base_encoder):
-        hint, dtype = "", str(base_unet.dtype).removeprefix("torch.")
+        hint = ""
         if "base_probe" not in index and base_unet.dtype != torch.float32:
+            dtype = str(base_unet.dtype).removeprefix("torch.")
             hint = (
                 f" (or, if it is that model, load it in float32: this folder can be checked only there, not in {dtype})"
             )
