@@ -19,7 +19,8 @@ The subjects are made in memory as ``bench_inference.py``'s guidance workload ma
 - ``original``: ``preset="original"`` (PLMS 50, every step in full, guidance at every step, full decode);
 - ``diffusers-50`` (workload ``a`` only): diffusers' ``PaintByExamplePipeline`` on the same UNet and VAE
   objects, with the released pipeline's scheduler (PNDM, PLMS steps) at its default 50 steps;
-- each lever alone on top of the original recipe: ``dpmsolver++-20`` (DPM-Solver++, 20 steps), ``deep-cache``
+- each lever alone on top of the original recipe: ``few-steps`` (the ``fast`` preset's sampler and step count,
+  or DPM-Solver++ 20 if that preset keeps the original's), ``deep-cache``
   (DeepCache at the ``fast`` preset's interval and branch, or every 3rd call full if that preset does not use
   it), ``guidance-interval`` (the ``fast`` preset's interval, or timesteps 100-800), ``region-decode`` (only the
   latent window around the mask decoded), ``compile-inductor`` and ``compile-openvino`` (``pipe.compile`` on a
@@ -128,7 +129,7 @@ COMPILE_ROWS = ("compile-inductor", "compile-openvino")
 ROWS = (
     "original",
     "diffusers-50",
-    "dpmsolver++-20",
+    "few-steps",
     "deep-cache",
     "guidance-interval",
     "region-decode",
@@ -140,7 +141,7 @@ ROWS = (
 # The levers' values when the fast preset does not use them (so that the row still measures the lever).
 DEFAULT_DEEP_CACHE = 3
 DEFAULT_INTERVAL = (100, 800)
-DPM_STEPS = 20
+DEFAULT_FEW_STEPS = ("dpmsolver++", 20)
 QUICK_REPEATS, FULL_REPEATS = 3, 1
 QUICK_WORKLOADS = ("a",)
 QUICK_THREADS = 1
@@ -167,9 +168,12 @@ def lever_values() -> dict[str, Any]:
     """The levers' values the rows use: the fast preset's where it turns them on, else the defaults above."""
     from subject_inpainting.presets import PRESETS
 
-    fast = PRESETS["fast"]
+    fast, original = PRESETS["fast"], PRESETS["original"]
     interval = fast["guidance_interval"]
+    fewer = fast["num_inference_steps"] < original["num_inference_steps"]
     return {
+        "sampler": fast["sampler"] if fewer else DEFAULT_FEW_STEPS[0],
+        "num_inference_steps": fast["num_inference_steps"] if fewer else DEFAULT_FEW_STEPS[1],
         "deep_cache": fast["deep_cache"] if fast["deep_cache"] > 1 else DEFAULT_DEEP_CACHE,
         "deep_cache_branch": fast["deep_cache_branch"],
         "guidance_interval": tuple(interval) if interval is not None else DEFAULT_INTERVAL,
@@ -184,8 +188,9 @@ def make_row(name: str, steps_original: int) -> Row:
         return Row(name, "eager", original)
     if name == "diffusers-50":
         return Row(name, "diffusers")
-    if name == "dpmsolver++-20":
-        return Row(name, "eager", {**original, "sampler": "dpmsolver++", "num_inference_steps": DPM_STEPS})
+    if name == "few-steps":
+        steps = {k: levers[k] for k in ("sampler", "num_inference_steps")}
+        return Row(name, "eager", {**original, **steps})
     if name == "deep-cache":
         cache = {k: levers[k] for k in ("deep_cache", "deep_cache_branch")}
         return Row(name, "eager", {**original, **cache})
@@ -208,7 +213,7 @@ def default_rows(args: argparse.Namespace) -> list[str]:
     """The rows run without ``--rows``: the original, diffusers, each lever, compiled ones with ``--compile``,
     one per extra dtype, the fast preset (and per extra dtype)."""
     extra = [d for d in args.dtypes if d != "float32"]
-    names = ["original", "diffusers-50", "dpmsolver++-20", "deep-cache", "guidance-interval", "region-decode"]
+    names = ["original", "diffusers-50", "few-steps", "deep-cache", "guidance-interval", "region-decode"]
     names += list(COMPILE_ROWS) * args.compile + extra + ["fast"] + [f"fast-{d}" for d in extra]
     return names
 

@@ -81,12 +81,18 @@ def test_lever_rows_follow_the_fast_preset(bench_speed, monkeypatch):
     from subject_inpainting import presets
 
     fast = presets.PRESETS["fast"]
-    monkeypatch.setitem(presets.PRESETS, "fast", {**fast, "deep_cache": 5, "guidance_interval": (200, 700)})
+    turned_on = {"deep_cache": 5, "guidance_interval": (200, 700), "sampler": "unipc", "num_inference_steps": 9}
+    monkeypatch.setitem(presets.PRESETS, "fast", {**fast, **turned_on})
     assert bench_speed.make_row("deep-cache", 50).options["deep_cache"] == 5
     assert bench_speed.make_row("guidance-interval", 50).options["guidance_interval"] == (200, 700)
-    monkeypatch.setitem(presets.PRESETS, "fast", {**fast, "deep_cache": 1, "guidance_interval": None})
+    few = bench_speed.make_row("few-steps", 50).options
+    assert (few["sampler"], few["num_inference_steps"]) == ("unipc", 9)
+    turned_off = {"deep_cache": 1, "guidance_interval": None, "sampler": "plms", "num_inference_steps": 50}
+    monkeypatch.setitem(presets.PRESETS, "fast", {**fast, **turned_off})
     assert bench_speed.make_row("deep-cache", 50).options["deep_cache"] == bench_speed.DEFAULT_DEEP_CACHE
     assert bench_speed.make_row("guidance-interval", 50).options["guidance_interval"] == bench_speed.DEFAULT_INTERVAL
+    few = bench_speed.make_row("few-steps", 50).options
+    assert (few["sampler"], few["num_inference_steps"]) == bench_speed.DEFAULT_FEW_STEPS
     # every lever row is the original recipe plus that one lever
     original = bench_speed.make_row("original", 12).options
     assert original == {"preset": "original", "num_inference_steps": 12}

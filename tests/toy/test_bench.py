@@ -48,6 +48,11 @@ def test_quick_benchmark_reports_every_setting(tmp_path, capsys):
     for prefix in ("base", "fine-tuned + detail (1 token), w=0.8"):  # the fast preset at fewer steps
         fewer = rows[f"{prefix}, fast preset, 3 steps"]
         assert fewer["steps"] == 3 and fewer["levers"] == rows[f"{prefix}, fast preset"]["levers"]
+    low = rows.get("base, fast preset, bfloat16")  # on a CPU with native bfloat16 only
+    if low is not None:
+        assert low["dtype"] == "bfloat16" and fast["dtype"] == "float32"
+        assert (low["sampler"], low["steps"], low["levers"]) == (fast["sampler"], fast["steps"], fast["levers"])
+        assert low["identity_cases"] != fast["identity_cases"]  # really computed in the other precision
     held = next(r for r in rows.values() if r["setting"].startswith("base + keep_known"))
     plain = rows[held["setting"].replace(" + keep_known", "")]  # the same sampler without it
     assert held["psnr_outside_db"] > plain["psnr_outside_db"]  # outside the region: held to the scene
@@ -114,3 +119,21 @@ def test_the_fast_preset_rows_name_each_step_count_once():
         assert f"{prefix}, fast preset" in names and f"{prefix}, fast preset, 7 steps" in names
         assert f"{prefix}, fast preset, {own} steps" not in names  # the preset's own row already has them
     assert len(names) == len(set(names))
+
+
+def test_bfloat16_rows_only_where_asked_or_native(monkeypatch):
+    from subject_inpainting.toy import bench
+
+    rows = ["base, fast preset, bfloat16", "fine-tuned + detail (1 token), w=0.8, fast preset, bfloat16"]
+    config = ToyBenchConfig.quick()
+    for native in (True, False):
+        monkeypatch.setattr(bench, "native_bf16", lambda native=native: native)
+        by_name = {s.name: s for s in settings(config)}
+        assert all((name in by_name) == native for name in rows)
+    config.bfloat16 = True  # asked for: there whatever the CPU
+    by_name = {s.name: s for s in settings(config)}
+    assert [by_name[name].dtype for name in rows] == ["bfloat16", "bfloat16"]
+    assert by_name[rows[1]].subject == "detail" and by_name[rows[0]].subject is None
+    assert {s.dtype for s in settings(config) if s.name not in rows} == {"float32"}
+    config.bfloat16 = False
+    assert not set(rows) & {s.name for s in settings(config)}

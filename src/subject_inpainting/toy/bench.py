@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from .. import imaging
 from ..evaluation.metrics import frechet_distance_of_features, psnr
 from ..presets import PRESETS, preset_settings
-from ..utils import write_text_atomic
+from ..utils import native_bf16, write_text_atomic
 from ..utils.files import mark_folder
 from . import world
 from .evaluator import IdentityEncoder, crop_pixels
@@ -85,6 +85,9 @@ class ToyBenchConfig:
     deep_cache: tuple[int, ...] = (2, 3, 5)  # the speed levers' rows (``lever_settings``)
     guidance_intervals: tuple[tuple[int, int], ...] = ((100, 800), (0, 600))
     fast_steps: tuple[int, ...] = (20, 12)  # the fast preset at other step counts (``lever_settings``)
+    # rows of the fast preset in bfloat16 (what --dtype auto picks on a CPU that computes it natively); None: only
+    # on such a CPU, since elsewhere PyTorch emulates bfloat16 hundreds of times slower
+    bfloat16: bool | None = None
     seed: int = 0
     only: str | None = None  # a regular expression: only the settings whose name it finds are run
 
@@ -113,6 +116,7 @@ class Setting:
     levers: dict[str, Any] = field(default_factory=dict)  # speed levers on top of the original recipe
     preset: str = "original"  # "fast": the pipeline's default preset, sampler and steps included
     steps: int | None = None  # sampler steps instead of the config's (or the preset's) for this sampler
+    dtype: str = "float32"  # the pipeline's weights and activations (a torch dtype's name)
 
     def num_steps(self, config: ToyBenchConfig) -> int | None:
         """The step count this setting passes to the pipeline (None: its preset's)."""
@@ -171,6 +175,11 @@ def settings(config: ToyBenchConfig) -> list[Setting]:
         Setting(f"fine-tuned + detail (1 token), w=0.8, fast preset, {n} steps", "detail", None, preset="fast", steps=n)
         for n in other_fast_steps(config)
     ]
+    if config.bfloat16 if config.bfloat16 is not None else native_bf16():
+        s += [
+            Setting(f"{prefix}, fast preset, bfloat16", subject, None, preset="fast", dtype="bfloat16")
+            for prefix, subject in (("base", None), ("fine-tuned + detail (1 token), w=0.8", "detail"))
+        ]
     s += [
         Setting(f"fine-tuned + detail (1 token), w={w:g}", "detail", "plms", weight=w)
         for w in config.weights
@@ -258,14 +267,18 @@ def run_toy_bench(
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     mark_folder(out, "benchmark")
-    pipe = SubjectInpaintPipeline.from_pretrained(model)
+    plan = selected_settings(config)
+    pipes = {
+        name: SubjectInpaintPipeline.from_pretrained(model, dtype=getattr(torch, name))
+        for name in dict.fromkeys(s.dtype for s in plan)
+    }
+    pipe = next(iter(pipes.values()))  # every copy has the same resolution
     scorer = IdentityEncoder.from_pretrained(evaluator).eval()
     ws = world.trained_world(model)
     identities = world.split_identities(ws, "heldout", config.subjects + 1)
     # The floor's references come from held-out identities beyond the subjects, of another shape than the
     # subject's: one that shared it would lift the outline reading's floor above chance.
     others = world.split_identities(ws, "heldout")[config.subjects :]
-    plan = selected_settings(config)
     records: dict[str, dict[str, list]] = {
         s.name: {"identity": [], "psnr": [], "features": [], "truth_features": [], "outline": []} for s in plan
     }
@@ -292,6 +305,7 @@ def run_toy_bench(
                     other = world.make_case(with_part_changed(ident, part), seed=seed, size=pipe.resolution).truth
                     changed[part].append(float(scorer(crop_pixels(other, box))[0] @ truth))
         for setting in plan:
+            pipe = pipes[setting.dtype]
             if setting.subject:
                 pipe.load_subject(variants[setting.subject])
             else:
@@ -322,7 +336,8 @@ def run_toy_bench(
                 rec["truth_features"].append(truth.numpy())
                 rec["outline"].append(read_shape(raw, case.scene, case.mask) == ident.shape)
                 bar.update(1)
-        pipe.unload_subject()
+        for pipe in pipes.values():
+            pipe.unload_subject()
     bar.close()
     rows = []
     for setting in plan:
@@ -342,6 +357,7 @@ def run_toy_bench(
                 "sampler": chosen["sampler"],
                 "steps": chosen["num_inference_steps"],
                 "preset": setting.preset,
+                "dtype": setting.dtype,
                 "levers": {k: v for k, v in chosen.items() if k not in ("sampler", "num_inference_steps")},
                 "levers_named": sorted(setting.levers),
                 "model_weight": setting.weight if setting.subject else None,
