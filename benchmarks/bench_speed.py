@@ -24,8 +24,10 @@ The subjects are made in memory as ``bench_inference.py``'s guidance workload ma
   (DeepCache at the ``fast`` preset's interval and branch, or every 3rd call full if that preset does not use
   it), ``guidance-interval`` (the ``fast`` preset's interval, or timesteps 100-800), ``region-decode`` (only the
   latent window around the mask decoded), ``compile-inductor`` and ``compile-openvino`` (``pipe.compile`` on a
-  separate pipeline whose UNet module holds the same tensors; ``--compile``), and one row per extra dtype of
-  ``--dtypes`` (bfloat16 by default only on CPUs that compute it natively);
+  separate pipeline whose UNet module holds the same tensors; ``--compile``; OpenVINO runs LoRA subjects'
+  calls eagerly, see ``subject_inpainting.models.compiled``), and one row per extra dtype of ``--dtypes``
+  (bfloat16 by default only on CPUs that compute it natively), with ``--compile`` also compiled in each
+  (``compile-openvino-bfloat16`` ...);
 - ``fast``: ``preset="fast"``, the default (its settings are read from ``PRESETS`` when the script runs), and
   ``fast-<dtype>`` per extra dtype.
 
@@ -51,10 +53,10 @@ a compiled UNet is counted at its module only.
 
 Compiled rows: each workload's compiled pipeline is a twin of its eager one (a structural copy of the UNet over
 the same tensors, since ``pipe.compile`` compiles the module's ``forward`` in place). A backend that fails to
-compile is reported and its rows dropped; the other rows go on. A twin with the structure and input shapes of
-one compiled earlier in the process reuses that graph (dynamo takes module parameters as inputs), so only the
-first pays the compile time, and dynamo's bound on compiled entries per code object is raised so that the
-twins never fall back to eager.
+compile is reported and its rows dropped; the other rows go on. Under inductor a twin with the structure and
+input shapes of one compiled earlier in the process reuses that graph (dynamo takes module parameters as inputs),
+so only the first pays the compile time, and dynamo's bound on compiled entries per code object is raised so
+that the twins never fall back to eager. OpenVINO converts each twin (the converted model holds its weights).
 
 ``--quick``: the embedded model, workload ``a`` and one torch thread unless given: its operations are too small
 to gain from threads, and the threads' synchronisation stalls on a busy machine.
@@ -124,7 +126,9 @@ WORKLOADS = {
 }
 PIPELINE_OF_WORKLOAD = {"a": "plain", "b": "lora", "c": "full"}  # guidance_pipelines' keys
 EXTRA_DTYPES = ("bfloat16", "float16")
-COMPILE_ROWS = ("compile-inductor", "compile-openvino")
+BACKENDS = ("inductor", "openvino")
+COMPILE_ROWS = tuple(f"compile-{b}" for b in BACKENDS)
+COMPILE_DTYPE_ROWS = tuple(f"compile-{b}-{d}" for b in BACKENDS for d in EXTRA_DTYPES)
 # Every row, in the table's order; dtype rows exist only for the dtypes run.
 ROWS = (
     "original",
@@ -135,6 +139,7 @@ ROWS = (
     "region-decode",
     *COMPILE_ROWS,
     *EXTRA_DTYPES,
+    *COMPILE_DTYPE_ROWS,
     "fast",
     *(f"fast-{d}" for d in EXTRA_DTYPES),
 )
@@ -160,7 +165,7 @@ class Row:
     """One way to make an image: which pipeline runs it and with which call options."""
 
     name: str
-    variant: str  # "eager", "diffusers", "inductor", "openvino", or a dtype name
+    variant: str  # "eager", "diffusers", a dtype name, a backend, or "<backend>-<dtype>"
     options: dict[str, Any] = field(default_factory=dict)  # our pipeline call's (preset and overrides)
 
 
@@ -198,7 +203,7 @@ def make_row(name: str, steps_original: int) -> Row:
         return Row(name, "eager", {**original, "guidance_interval": levers["guidance_interval"]})
     if name == "region-decode":
         return Row(name, "eager", {**original, "decode": "region"})
-    if name in COMPILE_ROWS:
+    if name in COMPILE_ROWS or name in COMPILE_DTYPE_ROWS:
         return Row(name, name.removeprefix("compile-"), original)
     if name in EXTRA_DTYPES:
         return Row(name, name, original)
@@ -214,7 +219,9 @@ def default_rows(args: argparse.Namespace) -> list[str]:
     one per extra dtype, the fast preset (and per extra dtype)."""
     extra = [d for d in args.dtypes if d != "float32"]
     names = ["original", "diffusers-50", "few-steps", "deep-cache", "guidance-interval", "region-decode"]
-    names += list(COMPILE_ROWS) * args.compile + extra + ["fast"] + [f"fast-{d}" for d in extra]
+    names += list(COMPILE_ROWS) * args.compile + extra
+    names += [f"compile-{b}-{d}" for b in BACKENDS for d in extra] * args.compile
+    names += ["fast"] + [f"fast-{d}" for d in extra]
     return names
 
 
@@ -249,11 +256,21 @@ def row_label(row: Row, result: dict[str, Any]) -> str:
     text = describe_options(row.options)
     if row.name.startswith("fast"):
         text = f"fast preset: {text}"
-    if row.variant in ("inductor", "openvino"):
-        text += f", torch.compile ({row.variant})"
-    elif row.variant in DTYPES:
-        text += f", {row.variant}"
+    backend, dtype = split_variant(row.variant)
+    if backend is not None:
+        text += ", OpenVINO" if backend == "openvino" else f", torch.compile ({backend})"
+    if dtype != "float32":
+        text += f", {dtype}"
     return text
+
+
+def split_variant(variant: str) -> tuple[str | None, str]:
+    """``(backend or None, dtype name)`` of a row's variant: ``"openvino-bfloat16"`` → ``("openvino", "bfloat16")``,
+    ``"bfloat16"`` → ``(None, "bfloat16")``, ``"eager"`` and ``"diffusers"`` → ``(None, "float32")``."""
+    head, _, tail = variant.partition("-")
+    if head in BACKENDS:
+        return head, tail or "float32"
+    return None, variant if variant in DTYPES else "float32"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -331,13 +348,17 @@ def dtype_pipeline(pipe: Any, dtype: torch.dtype) -> Any:
     return SubjectInpaintPipeline(**components).to(pipe.device, dtype)
 
 
-def backend_status(backend: str, device: torch.device) -> str | None:
-    """Why ``backend`` cannot be compiled with here, or None if it can."""
+def backend_status(backend: str, dtype: str, device: torch.device) -> str | None:
+    """Why ``backend`` cannot compile a UNet in ``dtype`` here, or None if it can."""
     if backend == "openvino":
+        from subject_inpainting.models.compiled import OPENVINO_PRECISION
+
         if device.type != "cpu":
             return "openvino runs on the CPU here; not measured on " + device.type
+        if DTYPES[dtype] not in OPENVINO_PRECISION:
+            return f"openvino does not compute in {dtype}"
         try:
-            import openvino.torch  # noqa: F401  (registers the backend)
+            import openvino  # noqa: F401
         except ImportError as e:
             return f"openvino is not installed ({e}); pip install openvino"
     return None
@@ -364,7 +385,7 @@ def build_all(args: argparse.Namespace) -> Built:
     ours, theirs, notes = base_pipeline(args, torch.float32, diffusers="diffusers" in variants)
     subjects = any(w != "a" for w in args.workloads)
     by_dtype = {"float32": guidance_pipelines(ours, args.lora_rank, args.seed) if subjects else {"plain": ours}}
-    for name in sorted(variants & set(EXTRA_DTYPES)):
+    for name in sorted({split_variant(v)[1] for v in variants} & set(EXTRA_DTYPES)):
         base = dtype_pipeline(ours, DTYPES[name])
         by_dtype[name] = guidance_pipelines(base, args.lora_rank, args.seed) if subjects else {"plain": base}
     pipes: dict[tuple[str, str], Any] = {}
@@ -376,15 +397,16 @@ def build_all(args: argparse.Namespace) -> Built:
             pipes[(w, name)] = by_dtype[name][key]
         if theirs is not None and w == "a":
             pipes[(w, "diffusers")] = theirs
-        for backend in ("inductor", "openvino"):
-            if backend not in variants:
+        for variant in sorted(variants):
+            backend, dtype = split_variant(variant)
+            if backend is None:
                 continue
-            reason = backend_status(backend, device)
+            reason = backend_status(backend, dtype, device)
             if reason is None:
-                pipes[(w, backend)] = compiled_pipeline(pipes[(w, "eager")], backend)
+                pipes[(w, variant)] = compiled_pipeline(pipes[(w, "eager" if dtype == "float32" else dtype)], backend)
             else:
-                skipped[f"compile-{backend}"] = reason
-    if {"inductor", "openvino"} & variants:
+                skipped[f"compile-{variant}"] = reason
+    if any(split_variant(v)[0] == "inductor" for v in variants):
         # Every compiled twin runs the same code object (the UNet's forward), and dynamo keeps a bounded number
         # of compiled entries per code object before falling back to eager; a user's one compiled pipeline
         # never nears the bound, the benchmark's several twins (one per workload and backend) may.
@@ -392,17 +414,19 @@ def build_all(args: argparse.Namespace) -> Built:
 
         limit = "recompile_limit" if hasattr(dynamo.config, "recompile_limit") else "cache_size_limit"
         setattr(dynamo.config, limit, max(getattr(dynamo.config, limit), 64))
+    if any(split_variant(v)[0] for v in variants):
         notes["compile_time"] = (
-            "first 1-step call minus a second one; a twin whose UNet has the structure and input shapes of one "
-            "compiled earlier in this process reuses that graph (dynamo takes module parameters as inputs), so "
-            "only the first pays; inductor also keeps compiled code on disk between runs (inductor_cache)"
+            "first 1-step call minus a second one; under inductor a twin whose UNet has the structure and input "
+            "shapes of one compiled earlier in this process reuses that graph (dynamo takes module parameters as "
+            "inputs), so only the first pays, and inductor keeps compiled code on disk between runs "
+            "(inductor_cache); openvino converts every twin (its model holds the weights)"
         )
-    if "c" in args.workloads and {"inductor", "openvino"} & variants:
+    if "c" in args.workloads and any(split_variant(v)[0] for v in variants):
         notes["compile_scope"] = (
             "pipe.compile compiles the pipeline's UNet: for the full subject (c) the pretrained UNet; the "
             "subject's fine-tuned UNet runs eager"
         )
-    if "inductor" in variants:
+    if any(split_variant(v)[0] == "inductor" for v in variants):
         cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
         notes["inductor_cache"] = {
             "dir": cache,
@@ -483,7 +507,7 @@ def install_timer(built: Built, device: torch.device) -> LeverTimer:
             encoders[id(pipe.image_encoder)] = pipe.image_encoder
             continue
         unets = unets_of(pipe)
-        if variant in ("inductor", "openvino"):
+        if split_variant(variant)[0] is not None:
             compiled[id(pipe.unet)] = pipe.unet
             unets = unets[1:]  # a full subject's own UNet stays eager
         eager.update({id(u): u for u in unets})
@@ -658,7 +682,7 @@ def run_rows(args: argparse.Namespace, built: Built, timer: LeverTimer) -> tuple
             key = f"{w}/{row.name}"
             run = image_runner(built.pipes[(w, row.variant)], row, inputs, noise, args)
             warm_already = False
-            if row.variant in ("inductor", "openvino"):
+            if split_variant(row.variant)[0] is not None:
                 try:
                     built.compile_s[(w, row.name)] = measure_compile(key, run, device)
                 except Exception as e:  # a backend that cannot compile this UNet: reported, the rest goes on

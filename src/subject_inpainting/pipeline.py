@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from . import imaging
 from .models.build import move
+from .models.compiled import compile_unet
 from .presets import DECODE_MARGIN, DECODES, DEFAULT_PRESET, preset_settings
 from .sampling.deepcache import DeepCacheUNet
 from .sampling.guidance import (
@@ -44,7 +45,6 @@ from .sampling.schedule import alphas_cumprod, prediction_type
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
 REGIONS = ("full", "crop")
-COMPILE_BACKENDS = ("inductor", "openvino")
 
 
 _IMAGE_TYPES = "a path (str or os.PathLike), a PIL.Image or a numpy array"
@@ -182,28 +182,19 @@ class SubjectInpaintPipeline:
         return self
 
     def compile(self, backend: str = "inductor", cache_dir: str | os.PathLike | None = None) -> SubjectInpaintPipeline:
-        """Compile the UNet's forward with ``torch.compile`` (opt-in; the first call pays the compilation).
+        """Compile the UNet (opt-in; the first call of each input layout pays the compilation).
 
         Args:
-            backend: ``"inductor"`` (PyTorch's own; needs a C++ compiler on the CPU) or ``"openvino"`` (the
-                ``openvino`` package, ``pip install 'subject-inpainting[openvino]'``).
+            backend: ``"inductor"`` (``torch.compile``, PyTorch's own; needs a C++ compiler on the CPU) or
+                ``"openvino"`` (OpenVINO's CPU engine, ``pip install 'subject-inpainting[openvino]'``; calls it
+                cannot express run eager, see ``subject_inpainting.models.compiled``).
             cache_dir: where inductor keeps compiled artefacts between runs (default
                 ``~/.cache/subject-inpainting/inductor``), so a second run skips most of the compilation.
 
         Raises:
-            ValueError: an unknown backend, or one whose package is not installed.
+            ValueError: an unknown backend, or one whose package is not installed or that cannot run this UNet.
         """
-        if backend not in COMPILE_BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(COMPILE_BACKENDS)}, got {backend!r}")
-        if backend == "openvino":
-            try:
-                import openvino.torch  # noqa: F401  (registers the backend)
-            except ImportError:
-                raise ValueError("the openvino backend needs: pip install 'subject-inpainting[openvino]'") from None
-        else:
-            folder = Path(cache_dir or Path.home() / ".cache" / "subject-inpainting" / "inductor").expanduser()
-            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder))
-        self.unet.forward = torch.compile(self.unet.forward, backend=backend, dynamic=False)
+        compile_unet(self.unet, backend, cache_dir)
         return self
 
     @property

@@ -1,0 +1,177 @@
+"""Compiled UNets: the opt-in backends of ``SubjectInpaintPipeline.compile``.
+
+- ``inductor``: ``torch.compile`` of the UNet's ``forward`` (PyTorch's own compiler; on the CPU it needs a C++
+  compiler). Module parameters are graph inputs, so loading a subject or a LoRA later needs no recompiling.
+- ``openvino``: OpenVINO's CPU inference engine (``pip install 'subject-inpainting[openvino]'``). The UNet is
+  traced once per input layout (batch size free) with ``openvino.convert_model`` and compiled for the CPU; the
+  converted model holds the weights it was traced with, so a change to any parameter (a fine-tuning step, a
+  subject's weights copied in) converts it again. Calls the converted model cannot express run the eager
+  ``forward`` unchanged: an attention mask over the context (references of different lengths), a UNet carrying
+  PEFT adapters (LoRA subjects switch them per row), hooks on its layers (DeepCache keeps a feature through
+  one, so under DeepCache every call is eager), extra keyword arguments, or a device other than the CPU.
+  OpenVINO computes in float32 for a float32 UNet (``INFERENCE_PRECISION_HINT`` ``f32``; its default on CPUs
+  with native bfloat16 is bf16) and in bfloat16 for a bfloat16 one.
+
+OpenVINO's ``torch.compile`` backend (``openvino.torch``) is not used: it fails while dynamo builds its shape
+guards under recent PyTorch releases, where ``convert_model`` works.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+COMPILE_BACKENDS = ("inductor", "openvino")
+OPENVINO_PRECISION = {torch.float32: "f32", torch.bfloat16: "bf16"}
+
+
+def compile_unet(unet: torch.nn.Module, backend: str = "inductor", cache_dir: str | os.PathLike | None = None) -> None:
+    """Replace ``unet.forward`` (in place) by a compiled one; the first call of each input layout compiles.
+
+    Args:
+        unet: a diffusers ``UNet2DConditionModel``.
+        backend: one of ``COMPILE_BACKENDS``.
+        cache_dir: where inductor keeps compiled artefacts between runs (default
+            ``~/.cache/subject-inpainting/inductor``); unused by openvino.
+
+    Raises:
+        ValueError: an unknown backend, one whose package is not installed, or openvino for a UNet not on the
+            CPU or in a dtype it does not compute (float16).
+    """
+    if backend not in COMPILE_BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(COMPILE_BACKENDS)}, got {backend!r}")
+    if backend == "openvino":
+        unet.forward = OpenVINOForward(unet)
+        return
+    folder = Path(cache_dir or Path.home() / ".cache" / "subject-inpainting" / "inductor").expanduser()
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder))
+    unet.forward = torch.compile(unet.forward, backend=backend, dynamic=False)
+
+
+class _Positional(torch.nn.Module):
+    """The UNet's eager forward with positional tensors in and the predicted noise out, for tracing."""
+
+    def __init__(self, unet: torch.nn.Module, forward: Callable[..., Any]):
+        super().__init__()
+        self.unet = unet  # registered, so the tracer sees its parameters
+        self._forward = forward
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self._forward(sample, timestep, encoder_hidden_states=context, return_dict=False)[0]
+
+
+class OpenVINOForward:
+    """A UNet ``forward`` that runs whole-UNet calls in OpenVINO, falling back to the eager one where it must.
+
+    Call it as ``UNet2DConditionModel.forward``: ``(sample (B, C, h, w), timestep (B,) or scalar,
+    encoder_hidden_states (B, L, D), encoder_attention_mask=None, return_dict=True, **kwargs)``.
+    ``converted`` and ``eager_calls`` count conversions and fallbacks.
+    """
+
+    def __init__(self, unet: torch.nn.Module):
+        try:
+            import openvino
+        except ImportError:
+            raise ValueError("the openvino backend needs: pip install 'subject-inpainting[openvino]'") from None
+        if unet.device.type != "cpu":
+            raise ValueError(f"the openvino backend runs on the CPU; the UNet is on {unet.device}")
+        if unet.dtype not in OPENVINO_PRECISION:
+            names = ", ".join(str(d).removeprefix("torch.") for d in OPENVINO_PRECISION)
+            raise ValueError(f"the openvino backend computes in {names}; the UNet is in {unet.dtype}")
+        self._ov = openvino
+        self._core = openvino.Core()
+        self.unet = unet
+        self.eager = unet.forward
+        self._models: dict[tuple, Any] = {}
+        self._weights: tuple | None = None
+        self.converted = 0
+        self.eager_calls = 0
+
+    def _weights_state(self) -> tuple:
+        # Any in-place change of a parameter bumps its version; a replaced parameter has a new id.
+        return tuple((id(p), p._version) for p in self.unet.parameters())
+
+    def _expressible(self, sample, encoder_attention_mask, kwargs) -> bool:
+        return (
+            encoder_attention_mask is None
+            and not any(v is not None for v in kwargs.values())
+            and getattr(self.unet, "peft_config", None) is None
+            and not any(m._forward_hooks or m._forward_pre_hooks for m in self.unet.modules() if m is not self.unet)
+            and sample.device.type == "cpu"
+            and self.unet.dtype in OPENVINO_PRECISION
+        )
+
+    def _model(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor) -> Any:
+        weights = self._weights_state()
+        if weights != self._weights:
+            self._models.clear()
+            self._weights = weights
+        key = (tuple(sample.shape[1:]), tuple(context.shape[1:]), timestep.dtype, self.unet.dtype)
+        if key not in self._models:
+            self._models[key] = self._convert(sample, timestep, context)
+        return self._models[key]
+
+    def _convert(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor) -> Any:
+        ov = self._ov
+        dtype = self.unet.dtype
+        # The tracer runs the module on float32 example inputs, so a bfloat16 UNet is traced from a float32
+        # copy; OpenVINO then computes in the precision the hint names.
+        module = self.unet if dtype == torch.float32 else _float_copy(self.unet)
+        traced = _Positional(module, self.eager if module is self.unet else module.forward).eval()
+        shapes = [
+            ov.PartialShape([-1, *sample.shape[1:]]),
+            ov.PartialShape([-1]),
+            ov.PartialShape([-1, *context.shape[1:]]),
+        ]
+        example = (sample.float(), timestep, context.float())
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's warnings about Python branches on shapes
+            model = ov.convert_model(traced, example_input=example, input=shapes)
+        self.converted += 1
+        return self._core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[dtype]})
+
+    def __call__(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        encoder_hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.Tensor | None = None,
+        return_dict: bool = True,
+        **kwargs: Any,
+    ):
+        if not self._expressible(sample, encoder_attention_mask, kwargs):
+            self.eager_calls += 1
+            return self.eager(
+                sample,
+                timestep,
+                encoder_hidden_states=encoder_hidden_states,
+                encoder_attention_mask=encoder_attention_mask,
+                return_dict=return_dict,
+                **kwargs,
+            )
+        from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+
+        timestep = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(sample.shape[0])
+        timestep = timestep.to(torch.int64) if not timestep.is_floating_point() else timestep.float()
+        compiled = self._model(sample, timestep, encoder_hidden_states)
+        inputs = [t.detach().float().contiguous().numpy() for t in (sample, encoder_hidden_states)]
+        out = compiled([inputs[0], timestep.contiguous().numpy(), inputs[1]])[0]
+        prediction = torch.from_numpy(out.copy()).to(self.unet.dtype)
+        return UNet2DConditionOutput(sample=prediction) if return_dict else (prediction,)
+
+
+def _float_copy(unet: torch.nn.Module) -> torch.nn.Module:
+    """A float32 copy of ``unet`` with its class's own ``forward`` (not the replacement set on the instance)."""
+    import copy
+
+    own = unet.__dict__.pop("forward", None)
+    try:
+        return copy.deepcopy(unet).float()
+    finally:
+        if own is not None:
+            unet.forward = own
