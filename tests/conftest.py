@@ -8,6 +8,11 @@ same layout).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +24,9 @@ from subject_inpainting.models.configs import MODEL_SIZES
 from subject_inpainting.pipeline import SubjectInpaintPipeline
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# Set in the child process that runs one ``fresh_process`` test.
+IN_FRESH_PROCESS = "SI_TEST_IN_FRESH_PROCESS"
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE_DIR = Path(os.environ.get("SI_REFERENCE_DIR") or FIXTURES / "reference")
@@ -205,3 +213,50 @@ def run_launched(cmd: list[str]):
 
     env = {**os.environ, "SI_NO_TENSORBOARD": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """Runs a test marked ``fresh_process`` in a new interpreter and reports its outcome here.
+
+    A library such as OpenVINO loads native runtimes (its own thread pool) that stay in the process for good;
+    with them loaded, a later test of the same session that starts a subprocess was seen to die of SIGSEGV.
+    Running those tests in a child keeps the test session's process free of them.
+    """
+    if item.get_closest_marker("fresh_process") is None or os.environ.get(IN_FRESH_PROCESS):
+        return None
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        report_file = Path(tmp) / "report.xml"
+        argv = [sys.executable, "-m", "pytest", item.nodeid, "-q", "-p", "no:cacheprovider", "-o", "addopts="]
+        proc = subprocess.run(
+            [*argv, "--strict-markers", f"--junitxml={report_file}"],
+            cwd=item.config.rootpath,
+            env={**os.environ, IN_FRESH_PROCESS: "1"},
+            capture_output=True,
+            text=True,
+        )
+        case = ET.parse(report_file).find(".//testcase") if report_file.exists() else None
+    outcome, longrepr = "passed", None
+    skipped = case.find("skipped") if case is not None else None
+    if skipped is not None:
+        outcome, longrepr = "skipped", (str(item.path), item.location[1], skipped.get("message", "skipped"))
+    elif proc.returncode != 0 or case is None:
+        outcome = "failed"
+        longrepr = f"in a fresh process (exit code {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    for when in ("setup", "call", "teardown"):
+        report = pytest.TestReport(
+            item.nodeid,
+            item.location,
+            keywords=dict.fromkeys(item.keywords, 1),
+            outcome=outcome if when == "call" else "passed",
+            longrepr=longrepr if when == "call" else None,
+            when=when,
+            duration=time.time() - start if when == "call" else 0.0,
+            start=start,
+            stop=time.time(),
+        )
+        item.ihook.pytest_runtest_logreport(report=report)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True

@@ -12,6 +12,9 @@ from conftest import tiny_components
 from subject_inpainting.models.compiled import OpenVINOForward, compile_unet
 from subject_inpainting.pipeline import SubjectInpaintPipeline
 
+# OpenVINO's runtime stays loaded once imported; these tests keep it out of the test session's process.
+pytestmark = pytest.mark.fresh_process
+
 
 def unet_inputs(unet, batch: int, seed: int = 0, length: int = 1):
     g = torch.Generator().manual_seed(seed)
