@@ -220,7 +220,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     """Runs a test marked ``fresh_process`` in a new interpreter and reports its outcome here.
 
     A library such as OpenVINO loads native runtimes (its own thread pool) that stay in the process for good;
-    with them loaded, a later test of the same session that starts a subprocess was seen to die of SIGSEGV.
+    with OpenVINO's loaded, a later test of the same session that starts a subprocess can die of SIGSEGV.
     Running those tests in a child keeps the test session's process free of them.
     """
     if item.get_closest_marker("fresh_process") is None or os.environ.get(IN_FRESH_PROCESS):
