@@ -4,6 +4,8 @@ eagerly."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -73,17 +75,22 @@ def test_openvino_converts_again_after_a_weight_change(ov_unet):
 def test_openvino_runs_eager_what_it_cannot_express(ov_unet):
     sample, t, context = unet_inputs(ov_unet, 2, length=3)
     mask = torch.tensor([[1, 1, 1], [1, 0, 0]])  # contexts of different lengths, padded
-    with torch.no_grad():
+    with torch.no_grad(), pytest.warns(UserWarning, match="runs eager the UNet calls with an attention mask"):
         out = ov_unet(sample, t, encoder_hidden_states=context, encoder_attention_mask=mask).sample
     assert ov_unet.forward.eager_calls == 1 and ov_unet.forward.converted == 0
     assert torch.equal(out, eager(ov_unet, sample, t, context, encoder_attention_mask=mask))
     # a hook on a layer (DeepCache keeps a feature through one) must see the layer run
     seen = []
     handle = ov_unet.conv_out.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape))
-    with torch.no_grad():
+    with torch.no_grad(), pytest.warns(UserWarning, match=r"with hooks on the UNet's layers \(DeepCache\)"):
         ov_unet(sample, t, encoder_hidden_states=context[:, :1])
     handle.remove()
     assert len(seen) == 1 and ov_unet.forward.eager_calls == 2 and ov_unet.forward.converted == 0
+    # each reason warns once, not on every step
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ov_unet(sample, t, encoder_hidden_states=context, encoder_attention_mask=mask)
+    assert ov_unet.forward.eager_calls == 3
 
 
 def test_openvino_refuses_what_it_cannot_run():

@@ -70,7 +70,8 @@ class OpenVINOForward:
 
     Call it as ``UNet2DConditionModel.forward``: ``(sample (B, C, h, w), timestep (B,) or scalar,
     encoder_hidden_states (B, L, D), encoder_attention_mask=None, return_dict=True, **kwargs)``.
-    ``converted`` and ``eager_calls`` count conversions and fallbacks.
+    ``converted`` and ``eager_calls`` count conversions and fallbacks; the first fallback of each kind warns
+    (``UserWarning``) with its reason, so that a backend doing nothing is not silent.
     """
 
     def __init__(self, unet: torch.nn.Module):
@@ -91,20 +92,28 @@ class OpenVINOForward:
         self._weights: tuple | None = None
         self.converted = 0
         self.eager_calls = 0
+        self._warned: set[str] = set()
 
     def _weights_state(self) -> tuple:
         # Any in-place change of a parameter bumps its version; a replaced parameter has a new id.
         return tuple((id(p), p._version) for p in self.unet.parameters())
 
-    def _expressible(self, sample, encoder_attention_mask, kwargs) -> bool:
-        return (
-            encoder_attention_mask is None
-            and not any(v is not None for v in kwargs.values())
-            and getattr(self.unet, "peft_config", None) is None
-            and not any(m._forward_hooks or m._forward_pre_hooks for m in self.unet.modules() if m is not self.unet)
-            and sample.device.type == "cpu"
-            and self.unet.dtype in OPENVINO_PRECISION
-        )
+    def _eager_reason(self, sample, encoder_attention_mask, kwargs) -> str | None:
+        """Why this call must run the eager forward, or None when the converted model can run it."""
+        if encoder_attention_mask is not None:
+            return "an attention mask over the context"
+        extra = sorted(k for k, v in kwargs.items() if v is not None)
+        if extra:
+            return f"the argument(s) {', '.join(extra)}"
+        if getattr(self.unet, "peft_config", None) is not None:
+            return "PEFT adapters on the UNet (a LoRA subject)"
+        if any(m._forward_hooks or m._forward_pre_hooks for m in self.unet.modules() if m is not self.unet):
+            return "hooks on the UNet's layers (DeepCache)"
+        if sample.device.type != "cpu":
+            return f"inputs on {sample.device}"
+        if self.unet.dtype not in OPENVINO_PRECISION:
+            return f"a UNet in {self.unet.dtype}"
+        return None
 
     def _model(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor) -> Any:
         weights = self._weights_state()
@@ -144,8 +153,12 @@ class OpenVINOForward:
         return_dict: bool = True,
         **kwargs: Any,
     ):
-        if not self._expressible(sample, encoder_attention_mask, kwargs):
+        reason = self._eager_reason(sample, encoder_attention_mask, kwargs)
+        if reason is not None:
             self.eager_calls += 1
+            if reason not in self._warned:
+                self._warned.add(reason)
+                warnings.warn(f"the openvino backend runs eager the UNet calls with {reason}", stacklevel=2)
             return self.eager(
                 sample,
                 timestep,
