@@ -182,7 +182,6 @@ def tiny_eval_args(model_dir: Path, extractors: dict[str, Path]) -> list[str]:
 def accelerate_launch(processes: int) -> list[str]:
     """``accelerate launch`` of the command line on ``processes`` CPU processes (a free local port)."""
     import socket
-    import sys
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -209,8 +208,6 @@ def accelerate_launch(processes: int) -> list[str]:
 
 def run_launched(cmd: list[str]):
     """Run a launched command (one thread per process, no TensorBoard); returns the finished process."""
-    import subprocess
-
     env = {**os.environ, "SI_NO_TENSORBOARD": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
 
@@ -238,6 +235,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             text=True,
         )
         case = ET.parse(report_file).find(".//testcase") if report_file.exists() else None
+    stop = time.time()
     outcome, longrepr = "passed", None
     skipped = case.find("skipped") if case is not None else None
     if skipped is not None:
@@ -253,9 +251,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             outcome=outcome if when == "call" else "passed",
             longrepr=longrepr if when == "call" else None,
             when=when,
-            duration=time.time() - start if when == "call" else 0.0,
+            duration=stop - start if when == "call" else 0.0,
             start=start,
-            stop=time.time(),
+            stop=stop,
         )
         item.ihook.pytest_runtest_logreport(report=report)
     item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
