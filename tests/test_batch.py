@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +163,51 @@ def test_paint_many_takes_runs_of_one_group_and_records_a_bad_job_alone(tmp_path
     assert [json.loads(line) for line in failures.read_text().splitlines()] == [{"id": "5", "error": reason}]
     records = [json.loads((tmp_path / ".batch" / f"{i}.json").read_text()) for i in ("2", "4", "6")]
     assert len({r["seconds"] for r in records}) == 1  # a batch's time is shared by its jobs
+
+
+def test_a_second_run_on_the_folder_leaves_the_jobs_the_first_has_claimed(tmp_path):
+    jobs = jobs_in(tmp_path, n=4)
+    inner = Painter()
+
+    class First(Painter):
+        def __call__(self, work):
+            if not self.painted:  # while this job is claimed, another run starts on the same folder
+                self.inner_tally = batch.run_jobs(jobs, inner, tmp_path, progress=False)
+            return super().__call__(work)
+
+    first = First()
+    tally = batch.run_jobs(jobs, first, tmp_path, progress=False)
+    assert len(first.painted) == 1 and sorted(inner.painted + first.painted) == ["1", "2", "3", "4"]
+    assert first.inner_tally == batch.Tally(painted=3, elsewhere=1)
+    assert first.inner_tally.line().endswith("1 left to another run painting them")
+    assert tally == batch.Tally(painted=1, already_done=3)  # the others were done when their turn came
+
+
+RUN_IN_A_PROCESS = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from test_batch import jobs_in, picture
+from subject_inpainting import batch
+
+out, log = Path(sys.argv[1]), Path(sys.argv[2])
+def paint(work):
+    with open(log, "a") as f:
+        f.write(work.id + "\\n")
+    time.sleep(0.3)  # long enough for the two runs to overlap
+    return [picture(work.seed)]
+print(batch.run_jobs(jobs_in(out, n=12), paint, out, progress=False).line())
+"""
+
+
+def test_two_processes_on_one_folder_paint_each_job_once(tmp_path):
+    log = tmp_path / "painted.log"
+    argv = [sys.executable, "-c", RUN_IN_A_PROCESS, str(tmp_path / "out"), str(log), str(Path(__file__).parent)]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    lines = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs), lines
+    painted = log.read_text().split()
+    assert sorted(painted, key=int) == [str(i) for i in range(1, 13)]  # each job once, by one of them
+    counts = [int(line.split(" painted")[0]) for line in lines]
+    assert sum(counts) == 12, lines
+    assert len(list((tmp_path / "out").glob("*.png"))) == 12

@@ -131,7 +131,7 @@ def expect_bad_input(argv, capsys, tmp_path, match):
         ({"--context": "0.5"}, "--context: expected a number between 1 and 100"),
         ({"--mask": None, "--box": "0,0,1e400,10"}, "'1e400' is not a finite number"),
         ({"--mask": None, "--box": "nan,0,10,10"}, "'nan' is not a finite number"),
-        ({"--guidance": "1e300"}, "--guidance: expected a number between 0 and 100"),
+        ({"--guidance": "1e300"}, "--guidance/--guidance-scale: expected a number between 0 and 100"),
         ({"--num-images": "1000000"}, "--num-images: expected a whole number between 1 and 16"),
         ({"--reference-box": "0,0,5000,5"}, "outside the 30×30 reference"),
         ({"--scene": "fifo.png"}, "is not a regular file"),

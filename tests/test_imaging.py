@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import math
+import signal
+import time
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from PIL import Image, ImageFilter
 
 from conftest import make_scene
 from subject_inpainting import imaging
@@ -155,6 +162,122 @@ def test_composite_outside_is_exact_and_seam_is_inside():
     assert not np.array_equal(edge, generated[5, 8:32].astype(int))  # the border row is blended
     hard = imaging.composite(scene, generated, mask, radius=0)
     assert np.array_equal(hard[mask], generated[mask])
+
+
+def eroded_feather(mask, radius):
+    """The feather as the successive erosions define it: ``ceil(radius)`` 3×3 minimum filters (Pillow pads by
+    repeating the border), each adding ``1 / (steps + 1)`` to the weight where the mask survives."""
+    hard = mask.astype(np.float32)
+    steps = int(np.ceil(radius))
+    if steps <= 0:
+        return hard
+    inner = Image.fromarray(mask.astype(np.uint8) * 255)
+    alpha = hard / (steps + 1)
+    for _ in range(steps):
+        inner = inner.filter(ImageFilter.MinFilter(3))
+        alpha += (np.asarray(inner) > 0).astype(np.float32) / (steps + 1)
+    return alpha
+
+
+@st.composite
+def feather_masks(draw):
+    height, width = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    kind = draw(st.sampled_from(["any", "full", "empty", "pixel", "all but a pixel", "line", "rectangle"]))
+    y, x = draw(st.integers(0, height - 1)), draw(st.integers(0, width - 1))
+    mask = np.zeros((height, width), bool)
+    if kind == "any":
+        mask = draw(arrays(bool, (height, width)))
+    elif kind == "full":
+        mask[:] = True
+    elif kind == "pixel":
+        mask[y, x] = True
+    elif kind == "all but a pixel":
+        mask[:] = True
+        mask[y, x] = False
+    elif kind == "line":
+        direction = draw(st.sampled_from(["row", "column", "diagonal"]))
+        if direction == "row":
+            mask[y, :] = True
+        elif direction == "column":
+            mask[:, x] = True
+        else:
+            np.fill_diagonal(mask, True)
+    elif kind == "rectangle":  # often touching the image's border
+        mask[y : draw(st.integers(y + 1, height)), x : draw(st.integers(x + 1, width))] = True
+    return mask
+
+
+@settings(max_examples=300, deadline=None)
+@given(feather_masks(), st.one_of(st.just(0.0), st.integers(0, 30).map(float), st.floats(0, 30)))
+def test_feather_is_the_erosions_weight(mask, radius):
+    alpha = imaging.feather_alpha(mask, radius)
+    assert alpha.dtype == np.float32 and alpha.shape == mask.shape
+    # the erosions add their shares one at a time in float32; the distance transform divides once
+    np.testing.assert_allclose(alpha, eroded_feather(mask, radius), rtol=0, atol=1e-5)
+    assert alpha.min() >= 0 and alpha.max() <= 1
+    if radius == 0:
+        assert np.array_equal(alpha, mask.astype(np.float32))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 3), st.one_of(st.integers(0, 3000).map(float), st.floats(0, 1e300)))
+def test_a_whole_image_mask_is_pasted_whole_for_any_radius(height, width, radius):
+    # no pixel of the image is outside, so every pixel survives every erosion
+    assert np.array_equal(imaging.feather_alpha(np.ones((height, width), bool), radius), np.ones((height, width)))
+
+
+def test_feather_edge_radii():
+    mask = np.zeros((6, 9), bool)
+    mask[1:5, 2:8] = True
+    assert np.array_equal(imaging.feather_alpha(mask, -1.0), mask.astype(np.float32))
+    assert not imaging.feather_alpha(mask, math.inf).any()  # the limit of an ever wider, ever flatter ramp
+    huge = imaging.feather_alpha(mask, 1e300)
+    assert huge.dtype == np.float32 and huge.max() < 1e-290 + 1e-30
+    with pytest.raises(ValueError, match=r"NaN"):
+        imaging.feather_alpha(mask, math.nan)
+
+
+@contextlib.contextmanager
+def deadline(seconds):
+    """Fail the test instead of waiting when the block runs longer than ``seconds`` (where there are timers)."""
+    if not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame):
+        pytest.fail(f"still running after {seconds:.1f} s", pytrace=False)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def best_time(work, runs=3):
+    best = math.inf
+    for _ in range(runs):
+        start = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def test_feather_costs_the_same_whatever_the_radius():
+    rows, columns = np.mgrid[:1024, :1024]
+    disc = (rows - 512) ** 2 + (columns - 500) ** 2 < 450**2
+    narrow = best_time(lambda: imaging.feather_alpha(disc, 10))
+    budget = 3 * narrow + 0.25  # the slack absorbs a busy machine
+    with deadline(10 * budget):
+        wide = best_time(lambda: imaging.feather_alpha(disc, 10_000))
+    assert wide <= budget, f"radius 10,000: {wide:.3f} s, radius 10: {narrow:.3f} s"
+    scene_mask = np.zeros((96, 128), bool)
+    scene_mask[10:90, 20:100] = True
+    with deadline(10):
+        huge = best_time(lambda: imaging.feather_alpha(scene_mask, 1e6))
+    assert huge <= 0.5, f"radius 1e6 on 128×96: {huge:.3f} s"
 
 
 def test_save_image_atomic(tmp_path):

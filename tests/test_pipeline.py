@@ -195,19 +195,26 @@ def test_bfloat16_runs_on_cpu(scene_files):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"num_inference_steps": 0}, ValueError, "between 1 and 1000"),
-        ({"num_inference_steps": 2.5}, TypeError, "must be an int"),
+        ({"num_inference_steps": 0}, ValueError, "between 1 and 1,000"),
+        ({"num_inference_steps": 2.5}, TypeError, "must be a whole number"),
         ({"guidance_scale": -1}, ValueError, "guidance_scale"),
         ({"guidance_scale": float("nan")}, ValueError, "guidance_scale"),
+        ({"guidance_scale": 1e300}, ValueError, "guidance_scale must be a finite number between 0 and 100"),
         ({"sampler": "heun"}, ValueError, "sampler must be one of"),
-        ({"eta": 0.5}, ValueError, "ddim sampler only"),
+        ({"eta": 0.5}, ValueError, "eta applies to sampler ddim only"),
         ({"num_images": 0}, ValueError, "num_images"),
+        ({"num_images": 100_000}, ValueError, "num_images must be a whole number between 1 and 16"),
         ({"region": "tile"}, ValueError, "region must be one of"),
-        ({"context": 0.5}, ValueError, "context must be >= 1"),
+        ({"context": 0.5}, ValueError, "context must be a finite number between 1 and 100"),
+        ({"context": float("inf")}, ValueError, "context must be a finite number"),
         ({"feather": -1}, ValueError, "feather"),
+        ({"feather": float("inf")}, ValueError, "feather must be a finite number between 0 and 10,000"),
+        ({"keep_known": 1}, TypeError, "keep_known must be True or False"),
+        ({"guidance_interval": (800, 100)}, ValueError, "low <= high"),
         ({"num_images": 2, "generator": [torch.Generator()]}, ValueError, "one per image"),
         ({"generator": 3}, TypeError, "torch.Generator"),
         ({"latents": torch.zeros(1, 4, 8, 8)}, ValueError, "latents must have shape"),
+        ({"latents": torch.full((1, 4, 16, 16), float("nan"))}, ValueError, "latents hold NaN"),
     ],
 )
 def test_check_inputs(tiny_pipeline, scene_files, kwargs, error, match):
@@ -538,3 +545,12 @@ def test_region_decode_decodes_a_window_and_matches_inside_the_region(tiny_pipel
     assert np.array_equal(
         np.asarray(unpasted.images[0]), np.asarray(run(tiny_pipeline, scene_files, paste_back=False).images[0])
     )
+
+
+def test_an_image_in_memory_is_not_held_to_the_file_limit(tiny_pipeline):
+    from subject_inpainting.imaging import MAX_PIXELS
+
+    side = int(MAX_PIXELS**0.5) + 1  # a scene its caller opened with a higher limit (--max-pixels)
+    scene = Image.new("L", (side, side), 128)
+    prepared = tiny_pipeline.prepare_inputs(scene, Image.new("RGB", (8, 8)), box=(10, 10, 50, 50))
+    assert prepared.scene.shape == (side, side, 3) and prepared.mask.sum() == 40 * 40

@@ -3,6 +3,11 @@ and Generate on the embedded model (the browser tests are in ``test_ui_browser.p
 
 from __future__ import annotations
 
+import json
+import socket
+import struct
+import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +19,7 @@ pytest.importorskip("gradio")
 from subject_inpainting import imaging, weights
 from subject_inpainting.ui import (
     COUNT,
+    DEFAULT_MAX_PIXELS,
     GUIDANCE,
     MODEL_WEIGHT,
     NO_SUBJECT,
@@ -25,6 +31,7 @@ from subject_inpainting.ui import (
     build_app,
     editor_scene_and_mask,
     handle_generate,
+    launch,
     parse_seed,
     read_references,
     read_upload,
@@ -147,9 +154,73 @@ def test_references_and_seeds(tmp_path):
     ((name, image),) = read_references(None, str(subject))
     assert name == "subject (subject)" and image.getpixel((0, 0)) == (1, 2, 3)
     assert parse_seed("") == -1 and parse_seed("42") == 42 and parse_seed(7) == 7
-    for bad, message in (("abc", "whole number"), ("-5", "between 0 and"), (str(2**31), "between 0 and")):
-        with pytest.raises(UIError, match=message):
-            parse_seed(bad)
+    assert parse_seed(" 2147483648 ") == 2**31 and parse_seed(str(2**63 - 1)) == 2**63 - 1  # as `--seed` takes
+
+
+def png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims ``width × height`` pixels and which holds almost no data: a decompression
+    bomb as a reader sees it before decoding."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 16)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_reference_too_large_is_said_to_be_too_large(tmp_path):
+    beyond_pillow = png_header(tmp_path / "bomb.png", 30000, 30000)  # past Pillow's hard limit: no size known
+    over_limit = png_header(tmp_path / "poster.png", 10000, 10000)  # past the reader's limit, size in the header
+    limit = f"{imaging.MAX_PIXELS:,}"
+    for path, shown in ((beyond_pillow, "too large"), (over_limit, "10000×10000 pixels")):
+        with pytest.raises(UIError) as caught:
+            read_references([str(path)], None)
+        assert str(caught.value) == (
+            f"The reference {path.name} is {shown}; this page takes up to {limit} pixels. Resize it first."
+        )
+    # the scene, as the editor sends it (a file or its bytes), says the same against the page's limit
+    for source in (beyond_pillow, beyond_pillow.read_bytes()):
+        with pytest.raises(UIError) as caught:
+            read_upload(source, "scene", DEFAULT_MAX_PIXELS)
+        assert str(caught.value) == "The scene is too large; this page takes up to 16,777,216 pixels. Resize it first."
+
+
+def test_a_picked_subject_whose_reference_cannot_be_read_is_a_sentence(tmp_path):
+    subject = tmp_path / "bear"
+    (subject / "references").mkdir(parents=True)
+    (subject / "references" / "00.png").write_bytes(b"not a picture")
+    with pytest.raises(UIError) as caught:
+        read_references(None, str(subject))
+    assert str(caught.value) == (
+        "The reference of the subject bear is not an image this page can read; use a PNG, JPEG or WebP file."
+    )
+
+
+SEED_REFUSAL = "Seed must be a whole number from 0 to 9223372036854775807, or empty for a random one; got {}."
+BAD_SEEDS = ["inf", "-inf", "nan", "1e400", "1.5", "-1", str(2**63), "abc", float("inf"), 1.5, -1, 2**63, True]
+
+
+@pytest.mark.parametrize("seed", BAD_SEEDS, ids=repr)
+def test_a_seed_outside_the_range_is_one_sentence_before_any_work(scene, painter, seed):
+    settings, p = painter
+    before = sorted(p.out_dir.iterdir())
+    with pytest.raises(UIError) as caught:
+        parse_seed(seed)
+    assert str(caught.value) == SEED_REFUSAL.format(repr(seed))
+    value = editor_value(scene, (slice(90, 170), slice(60, 160)))
+    reference = [str(FIXTURES / "reference.png")]
+    with pytest.raises(UIError) as caught:
+        handle_generate(settings, p, value, reference, NO_SUBJECT, REGION_MODES[0], "", 5, 0.8, 2, "ddim", seed, 1)
+    assert str(caught.value) == SEED_REFUSAL.format(repr(seed))
+    assert sorted(p.out_dir.iterdir()) == before
+
+
+def test_a_long_seed_is_shown_shortened():
+    with pytest.raises(UIError) as caught:
+        parse_seed("9" * 5000)
+    assert str(caught.value) == SEED_REFUSAL.format("'" + "9" * 36 + "...")
 
 
 @pytest.fixture(scope="module")
@@ -352,3 +423,56 @@ def test_a_picked_subject_uses_its_reference_and_modified_guidance(tiny_model_di
         settings, painter, value, [reference], NO_SUBJECT, REGION_MODES[0], "", 5, 0.0, 2, "ddim", 3, 1
     )
     assert np.abs(np.asarray(plain[0][0]).astype(int) - weight_zero).max() <= 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Through Gradio's API: what a client that calls the served page gets back
+# ---------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def served(painter):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = launch(UISettings(model=painter[0].model, out_dir=painter[0].out_dir), port=port, block=False)
+    yield f"http://127.0.0.1:{port}/gradio_api"
+    app.close()
+
+
+def api_error(base: str, endpoint: str, data: list) -> str:
+    """Call ``endpoint`` with ``data`` the way Gradio's HTTP API is called, and return its error message."""
+    request = urllib.request.Request(
+        f"{base}/call/{endpoint}", json.dumps({"data": data}).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        event = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{base}/call/{endpoint}/{event}", timeout=120) as response:
+        lines = response.read().decode().splitlines()
+    assert "event: error" in lines, lines
+    return json.loads(lines[lines.index("event: error") + 1].removeprefix("data: "))["error"]
+
+
+GENERATE_FIELDS = (
+    "scene-editor, references, subject, region-mode, box, guidance, model-weight, steps, sampler, seed, count, "
+    "keep-known, preset"
+)
+
+
+def test_a_request_with_too_few_values_is_one_sentence(served, capfd):
+    assert api_error(served, "on_generate", []) == (
+        f"The request to on_generate sent 0 values; it takes 13 values: {GENERATE_FIELDS}, in that order."
+    )
+    assert api_error(served, "on_generate", [None]) == (
+        f"The request to on_generate sent 1 value; it takes 13 values: {GENERATE_FIELDS}, in that order."
+    )
+    assert (
+        api_error(served, "preset_controls", [])
+        == "The request to preset_controls sent 0 values; it takes 1 value: preset."
+    )
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("seed", ["inf", "1e400", float("inf"), "-1"], ids=repr)
+def test_a_bad_seed_through_the_api_is_one_sentence_without_a_traceback(served, capfd, seed):
+    data = [None, None, NO_SUBJECT, REGION_MODES[0], "", 5, 0.8, 2, "ddim", seed, 1, False, "fast"]
+    assert api_error(served, "on_generate", data) == SEED_REFUSAL.format(repr(str(seed)))  # the seed box's text
+    assert "Traceback" not in capfd.readouterr().err

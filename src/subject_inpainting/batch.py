@@ -14,6 +14,8 @@ Under ``accelerate launch`` (``WORLD_SIZE`` > 1) the processes find their place 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import time
@@ -77,15 +79,67 @@ class Work:
 
 @dataclass
 class Tally:
-    """What one run did, over every process."""
+    """What one run did, over every process; ``elsewhere`` counts the jobs another run (another command on
+    the same folder) was painting, which this one left to it."""
 
     painted: int = 0
     already_done: int = 0
     failed: int = 0
+    elsewhere: int = 0
 
     def line(self, failures: Path | None = None) -> str:
         text = f"{self.painted} painted, {self.already_done} already done, {self.failed} failed"
+        if self.elsewhere:
+            text += f", {self.elsewhere} left to another run painting them"
         return text + (f": see {failures}" if self.failed and failures is not None else "")
+
+
+class Claim:
+    """A job claimed by this process: an exclusive lock on ``.batch/<id>.lock`` held while the job is
+    painted, so that another run on the same folder leaves it alone. The system releases the lock when the
+    process ends, however it ends, so a killed run's jobs are free again; the lock files stay (one small
+    file per job beside its record), since deleting a lock file that another process has open would let two
+    processes hold "the" lock at once."""
+
+    def __init__(self, records: Path, job_id: str):
+        self.path = records / f"{job_id}.lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock without waiting; False when another live process holds it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        if _try_lock(fd):
+            self.fd = fd
+            return True
+        os.close(fd)
+        return False
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the lock
+            self.fd = None
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+            return False
+        if e.errno == errno.ENOLCK:  # a file system without locks: one run at a time is the user's to keep
+            return True
+        raise
+    return True
 
 
 def share(items: Sequence[Any], state: ProcessState) -> list[Any]:
@@ -129,54 +183,112 @@ def run_jobs(
     state = state or process_state()
     records = Path(folder) / RECORDS
     ids = [job.id for job in jobs]
-    assert len(set(ids)) == len(ids), "job ids must be unique"
-    state.wait()  # no process writes yet: what temporary files are left, a killed run left
+    if len(set(ids)) != len(ids):
+        raise ValueError("job ids must be unique: each names the job's record")
+    state.wait()
     if state.is_main:
         records.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(jobs, records)
+        if state.count > 1:  # the processes' count files, which only this launch writes
+            _remove([p for p in records.glob(".process-*.tmp") if p.is_file()])
     state.wait()
     mine = share(jobs, state)
-    todo = [job for job in mine if not job.done()]
+    leftovers = find_leftovers(mine, records)
+    tally = Tally()
+    todo = []
+    for job in mine:
+        if job.done():
+            tally.already_done += 1
+            if job.id in leftovers:  # e.g. its record's, when its process was killed between two writes
+                with _claimed(records, job) as claimed:
+                    if claimed:
+                        _remove(leftovers[job.id])
+        else:
+            todo.append(job)
     todo.sort(key=lambda job: job.group)  # stable: a group's jobs in their order, each group once
-    tally = Tally(already_done=len(mine) - len(todo))
     counts = records / f"process-{state.index}.json"
-    _write_counts(counts, tally, state.count)
+
+    def totals() -> Tally:  # a lone process's own tally; the processes of one launch share count files
+        return tally if state.count == 1 else _run_tally(records, state.count)
+
+    if state.count > 1:
+        _write_counts(counts, tally, state.count)
     state.wait()  # every process has counted what is done: the bar starts from all of it
     show = progress and state.is_main
-    before = _run_tally(records, state.count) if show else Tally()
+    before = totals() if show else Tally()
     bar = tqdm(
         total=len(jobs), initial=before.already_done, desc=desc, unit="job", disable=not show, dynamic_ncols=True
     )
-    for chunk in _chunks(todo, batch_size if paint_many is not None else 1):
-        started = time.perf_counter()
-        together = _paint_together(paint_many, chunk) if len(chunk) > 1 else None
-        each = (time.perf_counter() - started) / len(chunk)
-        for i, job in enumerate(chunk):
-            if together is None:
-                started = time.perf_counter()
-            try:
-                pictures = together[i] if together is not None else list(paint(job))
-                if isinstance(pictures, Exception):
-                    raise pictures
-                assert len(pictures) == len(job.outputs), (len(pictures), job.outputs)
-                for picture, path in zip(pictures, job.outputs, strict=True):
-                    save_image_atomic(picture, path)
-            except failures as e:
-                tally.failed += 1
-                _write_record(records, job, {"id": job.id, "error": _one_line(e)})
-            else:
-                tally.painted += 1
-                seconds = each if together is not None else time.perf_counter() - started
-                record = {"id": job.id, "outputs": [str(p) for p in job.outputs], "seed": job.seed}
-                _write_record(records, job, {**record, "seconds": round(seconds, 2)})
-        _write_counts(counts, tally, state.count)
-        if show:
-            now = _run_tally(records, state.count)
-            bar.n = now.already_done + now.painted + now.failed
-            bar.refresh()
+    with contextlib.ExitStack() as held:
+        for candidates in _chunks(todo, batch_size if paint_many is not None else 1):
+            chunk = []
+            for job in candidates:
+                claim = Claim(records, job.id)
+                if not claim.acquire():
+                    tally.elsewhere += 1
+                elif job.done():  # another run painted it since this one looked
+                    claim.release()
+                    tally.already_done += 1
+                else:
+                    held.callback(claim.release)
+                    _remove(leftovers.get(job.id, ()))
+                    chunk.append((job, claim))
+            _paint_chunk(chunk, paint, paint_many, records, tally, failures, save_image_atomic)
+            if state.count > 1:
+                _write_counts(counts, tally, state.count)
+            if show:
+                now = totals()
+                bar.n = now.already_done + now.painted + now.failed + now.elsewhere
+                bar.refresh()
     bar.close()
     state.wait()
-    return _run_tally(records, state.count)
+    return totals()
+
+
+@contextlib.contextmanager
+def _claimed(records: Path, job: Work) -> Iterator[bool]:
+    claim = Claim(records, job.id)
+    try:
+        yield claim.acquire()
+    finally:
+        claim.release()
+
+
+def _paint_chunk(
+    chunk: list[tuple[Work, Claim]],
+    paint: Callable[[Work], Sequence[Any]],
+    paint_many: Callable | None,
+    records: Path,
+    tally: Tally,
+    failures: tuple[type[BaseException], ...],
+    save: Callable,
+) -> None:
+    """Paint the claimed jobs of ``chunk`` (together when there are several), write their pictures and
+    records, count them in ``tally`` and release each claim once its job is recorded."""
+    if not chunk:
+        return
+    jobs = [job for job, _ in chunk]
+    started = time.perf_counter()
+    together = _paint_together(paint_many, jobs) if len(jobs) > 1 else None
+    each = (time.perf_counter() - started) / len(jobs)
+    for i, (job, claim) in enumerate(chunk):
+        if together is None:
+            started = time.perf_counter()
+        try:
+            pictures = together[i] if together is not None else list(paint(job))
+            if isinstance(pictures, Exception):
+                raise pictures
+            assert len(pictures) == len(job.outputs), (len(pictures), job.outputs)
+            for picture, path in zip(pictures, job.outputs, strict=True):
+                save(picture, path)
+        except failures as e:
+            tally.failed += 1
+            _write_record(records, job, {"id": job.id, "error": _one_line(e)})
+        else:
+            tally.painted += 1
+            seconds = each if together is not None else time.perf_counter() - started
+            record = {"id": job.id, "outputs": [str(p) for p in job.outputs], "seed": job.seed}
+            _write_record(records, job, {**record, "seconds": round(seconds, 2)})
+        claim.release()
 
 
 def _paint_together(paint_many: Callable, chunk: list[Work]) -> list[list[Any] | Exception] | None:
@@ -200,27 +312,30 @@ def _chunks(jobs: Sequence[Work], size: int) -> Iterator[list[Work]]:
         yield chunk
 
 
-def remove_leftovers(jobs: Sequence[Work], records: Path) -> int:
-    """Delete the temporary files that writes of the jobs' pictures and records left when their process was
-    killed outright (``atomic_file`` names them ``.<name>.<random>.tmp`` beside the destination). Returns how
-    many. Only while no process of the run writes."""
-    wanted: dict[Path, set[str]] = {records: {f"{job.id}.json" for job in jobs}}
+def find_leftovers(jobs: Sequence[Work], records: Path) -> dict[str, list[Path]]:
+    """Per job id, the temporary files that writes of its pictures and record left when their process was
+    killed outright (``atomic_file`` names them ``.<name>.<random>.tmp`` beside the destination): one listing
+    of each folder. Delete a job's only once it is claimed (then no other process writes them)."""
+    owner: dict[Path, dict[str, str]] = {}
     for job in jobs:
-        for path in job.outputs:
-            wanted.setdefault(path.parent, set()).add(path.name)
-    removed = 0
-    for folder, names in wanted.items():
+        for path in (*job.outputs, records / f"{job.id}.json"):
+            owner.setdefault(path.parent, {})[path.name] = job.id
+    found: dict[str, list[Path]] = {}
+    for folder, names in owner.items():
         if not folder.is_dir():
             continue
         for entry in os.scandir(folder):
             name = entry.name
-            if not (name.startswith(".") and name.endswith(".tmp") and entry.is_file(follow_symlinks=False)):
-                continue
-            destination = name[1:-4].rsplit(".", 1)[0]
-            if destination in names or (folder == records and destination.startswith("process-")):
-                os.unlink(entry.path)
-                removed += 1
-    return removed
+            if name.startswith(".") and name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
+                job_id = names.get(name[1:-4].rsplit(".", 1)[0])
+                if job_id is not None:
+                    found.setdefault(job_id, []).append(Path(entry.path))
+    return found
+
+
+def _remove(paths: Sequence[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def _write_counts(path: Path, tally: Tally, count: int) -> None:

@@ -10,6 +10,7 @@ the seconds that importing torch costs.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .utils.files import InputPathError, atomic_file, check_input
 from .utils.parse import ParseError
@@ -57,14 +58,15 @@ class ImageTooLarge(InputError):
 # ---------------------------------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------------------------------
-def open_image(source: str | os.PathLike | Image.Image, what: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def open_image(source: str | os.PathLike | Image.Image, what: str, max_pixels: int | None = None) -> Image.Image:
     """Open and fully decode an image, honouring its EXIF orientation.
 
     Args:
         source: a path or an already open ``PIL.Image``.
         what: what the image is for, used in error messages (``"scene"``, ``"mask"`` ...).
-        max_pixels: the largest image accepted (``MAX_PIXELS`` by default; at most ``PILLOW_HARD_LIMIT``).
-            The size is read from the file's header, before anything is decoded.
+        max_pixels: the largest image accepted (at most ``PILLOW_HARD_LIMIT``). The size of a file is read
+            from its header, before anything is decoded. None: ``MAX_PIXELS`` for a file, no limit for an
+            image already in memory (whoever opened it chose its limit).
 
     Raises:
         InputError: missing or unreadable file, not a regular file, not an image, truncated, or too large.
@@ -72,6 +74,7 @@ def open_image(source: str | os.PathLike | Image.Image, what: str, max_pixels: i
     if isinstance(source, Image.Image):
         image = source
     else:
+        max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
         path = Path(source)
         try:
             check_input(path, what)
@@ -100,7 +103,7 @@ def open_image(source: str | os.PathLike | Image.Image, what: str, max_pixels: i
             raise ImageTooLarge(message, None, max_pixels) from None
         except (OSError, ValueError, SyntaxError) as e:
             raise InputError(f"{what} {path}: the image is damaged or truncated ({e})") from None
-    if image.width * image.height > max_pixels:
+    if max_pixels is not None and image.width * image.height > max_pixels:
         message = f"{what}: too large ({image.width}×{image.height} pixels; the limit is {max_pixels:,})"
         raise ImageTooLarge(message, image.size, max_pixels)
     if image.width < 1 or image.height < 1:
@@ -323,19 +326,71 @@ def default_feather(size: tuple[int, int]) -> float:
 
 
 def feather_alpha(mask: np.ndarray, radius: float) -> np.ndarray:
-    """Blend weight ``(H, W)`` float32 in [0, 1] for the generated image: exactly 0 outside the mask,
-    rising linearly over ``radius`` pixels inside its border (chessboard distance) to 1.
-    ``radius = 0`` gives the hard mask."""
-    hard = mask.astype(np.float32)
-    steps = int(np.ceil(radius))
-    if steps <= 0:
-        return hard
-    inner = Image.fromarray(mask.astype(np.uint8) * 255)
-    alpha = hard / (steps + 1)
-    for _ in range(steps):  # each 3×3 erosion peels one pixel off the mask
-        inner = inner.filter(ImageFilter.MinFilter(3))
-        alpha += (np.asarray(inner) > 0).astype(np.float32) / (steps + 1)
+    """Blend weight ``(H, W)`` float32 in [0, 1] for the generated image, from ``mask`` ``(H, W)`` bool.
+
+    0 outside the mask; inside it, with ``n = ceil(radius)`` and ``d`` the pixel's depth (its chessboard
+    distance to the nearest pixel of the image outside the mask; the image's border is not "outside"), the
+    weight is ``min(d, n + 1) / (n + 1)``: a linear ramp over the ``n`` outermost pixels, 1 deeper in (and
+    everywhere when the whole image is mask). That is the weight of ``n`` successive 3×3 erosions of the mask,
+    each adding ``1 / (n + 1)`` where the mask survives, computed with one distance transform, so the cost does
+    not depend on ``radius``. ``radius = 0`` gives the hard mask; a radius wider than the mask is deep leaves
+    the weight below 1 everywhere (``inf``: 0).
+    """
+    window, weight = feather_window(mask, radius)
+    alpha = np.zeros(mask.shape, np.float32)
+    alpha[window] = weight
     return alpha
+
+
+def feather_window(mask: np.ndarray, radius: float) -> tuple[tuple[slice, slice], np.ndarray]:
+    """``feather_alpha`` where it can be non-zero: the slices ``(rows, columns)`` of the mask's bounding box
+    and the weight there. A small region of a large scene costs the region's size, not the scene's (the depth
+    inside the box is its depth in the whole image: the nearest pixel outside the mask is at most one pixel
+    past the box)."""
+    if math.isnan(radius):
+        raise ValueError("feather radius is NaN")
+    if not mask.any():
+        return (slice(0, 0), slice(0, 0)), np.zeros((0, 0), np.float32)
+    x0, y0, x1, y1 = mask_bbox(mask)
+    height, width = mask.shape
+    rows, columns = slice(max(y0 - 1, 0), min(y1 + 1, height)), slice(max(x0 - 1, 0), min(x1 + 1, width))
+    inside = mask[rows, columns]
+    if radius <= 0 or inside.all():  # a mask that fills the image, or no seam
+        return (rows, columns), inside.astype(np.float32)
+    ramp = float(math.ceil(radius)) + 1.0 if math.isfinite(radius) else math.inf
+    return (rows, columns), (np.minimum(_chessboard_depth(inside), ramp) / ramp).astype(np.float32)
+
+
+def _chessboard_depth(mask: np.ndarray) -> np.ndarray:
+    """Chessboard (L∞) distance ``(H, W)`` int32 from each pixel of ``mask`` ``(H, W)`` bool to the nearest
+    pixel of the image outside the mask: 0 outside, ``H + W`` everywhere if there is no pixel outside.
+
+    Two raster passes of the 3×3 chamfer with unit weights, which is exact for this metric: the forward pass
+    takes the minimum over the three neighbours above and the one on the left (plus 1), the backward pass the
+    same from below and the right. Each row is done at once: its chain along the row,
+    ``d[j] = min(c[j], d[j - 1] + 1)``, is ``j + (running minimum of c[k] - k)``. The loop runs over the
+    shorter side.
+    """
+    if mask.shape[0] > mask.shape[1]:
+        return _chessboard_depth(mask.T).T
+    height, width = mask.shape
+    depth = np.where(mask, np.int32(height + width), np.int32(0))
+    column = np.arange(width, dtype=np.int32)
+    near = np.empty(width, np.int32)
+    for view in (depth, depth[::-1, ::-1]):  # the backward pass is the forward one on the flipped image
+        for i in range(height):
+            row = view[i]
+            if i:
+                above = view[i - 1]
+                near[:] = above
+                np.minimum(near[1:], above[:-1], out=near[1:])
+                np.minimum(near[:-1], above[1:], out=near[:-1])
+                near += 1
+                np.minimum(row, near, out=row)
+            row -= column
+            np.minimum.accumulate(row, out=row)
+            row += column
+    return depth
 
 
 def composite(scene: np.ndarray, generated: np.ndarray, mask: np.ndarray, radius: float) -> np.ndarray:
@@ -343,10 +398,12 @@ def composite(scene: np.ndarray, generated: np.ndarray, mask: np.ndarray, radius
 
     Every pixel outside the mask is the scene's, exactly.
     """
-    alpha = feather_alpha(mask, radius)[..., None]
-    out = scene.astype(np.float32) * (1 - alpha) + generated.astype(np.float32) * alpha
-    out = np.round(out).astype(np.uint8)
-    out[~mask] = scene[~mask]
+    window, alpha = feather_window(mask, radius)
+    out = scene.copy()
+    alpha = alpha[..., None]
+    blended = scene[window].astype(np.float32) * (1 - alpha) + generated[window].astype(np.float32) * alpha
+    inside = mask[window]
+    out[window][inside] = np.round(blended[inside]).astype(np.uint8)
     return out
 
 

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from . import imaging
 from .models.build import move
 from .models.compiled import compile_unet
-from .presets import DECODE_MARGIN, DECODES, DEFAULT_PRESET, preset_settings
+from .presets import DECODE_MARGIN, DEFAULT_PRESET
 from .sampling.deepcache import DeepCacheUNet
 from .sampling.guidance import (
     InpaintDenoiser,
@@ -40,11 +40,11 @@ from .sampling.guidance import (
     VelocityDenoiser,
     check_interval,
 )
-from .sampling.samplers import SAMPLERS, num_denoiser_steps, sample
+from .sampling.samplers import num_denoiser_steps, sample
 from .sampling.schedule import alphas_cumprod, prediction_type
+from .settings import PaintSettings
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
-REGIONS = ("full", "crop")
 
 
 _IMAGE_TYPES = "a path (str or os.PathLike), a PIL.Image or a numpy array"
@@ -234,49 +234,30 @@ class SubjectInpaintPipeline:
     # -- inputs ------------------------------------------------------------------------------------
     def check_inputs(
         self,
-        num_inference_steps: int,
-        guidance_scale: float,
-        sampler: str,
-        eta: float,
-        num_images: int,
-        region: str,
-        context: float,
-        feather: float | None,
-        generator: torch.Generator | Sequence[torch.Generator] | None,
-        model_weight: float = 0.8,
-        guidance_threshold: int = 1000,
-        keep_known: bool = False,
+        settings: PaintSettings,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
         num_scenes: int = 1,
-    ) -> None:
-        """Validate the numeric and named options before any work (``ValueError``/``TypeError``).
-        ``generator`` may be a list: one per image for one scene, one per scene for ``num_scenes`` > 1."""
-        if not isinstance(num_inference_steps, int) or isinstance(num_inference_steps, bool):
-            raise TypeError(f"num_inference_steps must be an int, got {type(num_inference_steps).__name__}")
+        latents: torch.Tensor | None = None,
+    ) -> PaintSettings:
+        """Check what the settings (each option already within its bounds, ``PaintSettings``) ask of this
+        model, and the generators and latents, before any work; return the settings resolved against their
+        preset. ``generator`` may be a list: one per image for one scene, one per scene for ``num_scenes`` > 1.
+
+        Raises:
+            ValueError: steps or timesteps past this model's schedule, generators that do not match the
+                images, latents of the wrong shape or not finite.
+            TypeError: a generator that is not a ``torch.Generator``.
+        """
+        chosen = settings.resolved()
         limit = int(self.scheduler["num_train_timesteps"])
-        if not 1 <= num_inference_steps <= limit:
-            raise ValueError(f"num_inference_steps must be between 1 and {limit}, got {num_inference_steps}")
-        if not isinstance(guidance_scale, (int, float)) or not np.isfinite(guidance_scale) or guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-        if not 0 <= eta <= 1:
-            raise ValueError(f"eta must be in [0, 1], got {eta}")
-        if eta and sampler != "ddim":
-            raise ValueError(f"eta applies to the ddim sampler only (sampler {sampler!r}, eta {eta})")
-        if not isinstance(num_images, int) or num_images < 1:
-            raise ValueError(f"num_images must be a positive int, got {num_images!r}")
-        if region not in REGIONS:
-            raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {region!r}")
-        if not context >= 1:
-            raise ValueError(f"context must be >= 1 (the crop's side over the mask's), got {context}")
-        if feather is not None and not feather >= 0:
-            raise ValueError(f"feather must be >= 0 pixels, got {feather}")
-        if not 0 <= model_weight <= 1:
-            raise ValueError(f"model_weight must be in [0, 1], got {model_weight}")
-        if not 0 <= guidance_threshold <= limit:
-            raise ValueError(f"guidance_threshold must be between 0 and {limit}, got {guidance_threshold}")
-        if not isinstance(keep_known, bool):
-            raise TypeError(f"keep_known must be True or False, got {keep_known!r}")
+        if chosen.num_inference_steps > limit:
+            raise ValueError(
+                f"num_inference_steps must be at most {limit} (this model's schedule), got {chosen.num_inference_steps}"
+            )
+        if chosen.guidance_threshold > limit:
+            raise ValueError(f"guidance_threshold must be at most {limit}, got {chosen.guidance_threshold}")
+        check_interval(chosen.guidance_interval, limit)
+        num_images = chosen.num_images
         if isinstance(generator, (list, tuple)):
             if num_scenes > 1 and len(generator) != num_scenes:
                 raise ValueError(f"got {len(generator)} generators for {num_scenes} scenes; give one per scene")
@@ -286,6 +267,15 @@ class SubjectInpaintPipeline:
                 raise TypeError("generator must be a torch.Generator or a list of them")
         elif generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        if latents is not None:
+            side = int(self.unet.config.sample_size)
+            expected = (num_scenes * num_images, self.vae.config.latent_channels, side, side)
+            if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != expected:
+                got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+                raise ValueError(f"latents must have shape {expected}, got {got}")
+            if not torch.isfinite(latents).all():
+                raise ValueError("latents hold NaN or infinite values; the initial noise must be finite")
+        return chosen
 
     def prepare_inputs(
         self,
@@ -459,13 +449,13 @@ class SubjectInpaintPipeline:
         return pictures
 
     @staticmethod
-    def _unet_for_sampling(unet, chosen: dict[str, Any], asked: bool):
+    def _unet_for_sampling(unet, chosen: PaintSettings, asked: bool):
         """``unet``, or a ``DeepCacheUNet`` around it (a fresh cache for this call) when the settings say so.
         A UNet DeepCache cannot wrap runs every call in full when only the preset chose DeepCache, and is an
         error when the caller ``asked`` for it."""
-        if chosen["deep_cache"] == 1 or (not asked and DeepCacheUNet.unsupported(unet)):
+        if chosen.deep_cache == 1 or (not asked and DeepCacheUNet.unsupported(unet)):
             return unet
-        return DeepCacheUNet(unet, chosen["deep_cache"], chosen["deep_cache_branch"])
+        return DeepCacheUNet(unet, chosen.deep_cache, chosen.deep_cache_branch)
 
     def prepare_latents(
         self,
@@ -574,41 +564,31 @@ class SubjectInpaintPipeline:
         Returns:
             ``InpaintOutput`` with ``images`` (PIL, the scene's size; RGBA if the scene had alpha).
         """
-        chosen = preset_settings(
-            preset,
+        settings = PaintSettings(
+            preset=preset,
             sampler=sampler,
             num_inference_steps=num_inference_steps,
             deep_cache=deep_cache,
             deep_cache_branch=deep_cache_branch,
             guidance_interval=guidance_interval,
             decode=decode,
+            guidance_scale=guidance_scale,
+            eta=eta,
+            num_images=num_images,
+            model_weight=model_weight,
+            guidance_threshold=guidance_threshold,
+            region=region,
+            context=context,
+            feather=feather,
+            paste_back=paste_back,
+            keep_known=keep_known,
         )
-        sampler, num_inference_steps = chosen["sampler"], chosen["num_inference_steps"]
         requests = self._requests(scene, reference, mask, box, reference_box)
-        b, n = len(requests), num_images
-        self.check_inputs(
-            num_inference_steps,
-            guidance_scale,
-            sampler,
-            eta,
-            num_images,
-            region,
-            context,
-            feather,
-            generator,
-            model_weight,
-            guidance_threshold,
-            keep_known,
-            num_scenes=b,
-        )
-        interval = check_interval(chosen["guidance_interval"], int(self.scheduler["num_train_timesteps"]))
-        if chosen["decode"] not in DECODES:
-            raise ValueError(f"decode must be one of {', '.join(DECODES)}, got {chosen['decode']!r}")
-        side = int(self.unet.config.sample_size)
-        expected = (b * n, self.vae.config.latent_channels, side, side)
-        if latents is not None and tuple(latents.shape) != expected:
-            raise ValueError(f"latents must have shape {expected}, got {tuple(latents.shape)}")
-        unet = self._unet_for_sampling(self.unet, chosen, deep_cache is not None)
+        chosen = self.check_inputs(settings, generator, len(requests), latents)
+        b, n = len(requests), chosen.num_images
+        sampler, num_inference_steps, interval = chosen.sampler, chosen.num_inference_steps, chosen.guidance_interval
+        guidance_scale, feather = chosen.guidance_scale, chosen.feather
+        unet = self._unet_for_sampling(self.unet, chosen, settings.deep_cache is not None)
         scenes = [self._prepare_scene(self.prepare_inputs(*r), region, context) for r in requests]
 
         def rows(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -626,7 +606,7 @@ class SubjectInpaintPipeline:
             subject_ctx, class_ctx, uncond = (rows([r[i] for r in refs]) for i in range(3))
             denoiser = ModifiedGuidanceDenoiser(
                 unet,
-                self._unet_for_sampling(self.subject.unet, chosen, deep_cache is not None)
+                self._unet_for_sampling(self.subject.unet, chosen, settings.deep_cache is not None)
                 if self.subject.unet is not None
                 else unet,
                 subject_ctx,
@@ -663,7 +643,7 @@ class SubjectInpaintPipeline:
             x = sample(sampler, denoiser, x, self.scheduler, num_inference_steps, eta, step_generator, on_step)
         images = []
         for p, x_scene in zip(scenes, x.split(n), strict=True):
-            if chosen["decode"] == "region" and paste_back:
+            if chosen.decode == "region" and paste_back:
                 generated = self.decode_window(x_scene, p.mask, p.rgb)
             else:
                 generated = imaging.tensor_to_rgb(self.decode(x_scene))
@@ -717,9 +697,10 @@ class SubjectInpaintPipeline:
         alpha = inputs.alpha.copy()
         if paste_back:
             # The painted subject is opaque: raise the alpha inside the mask with the same seam.
-            weight = imaging.feather_alpha(inputs.mask, radius)
-            alpha = np.round(alpha * (1 - weight) + 255 * weight).astype(np.uint8)
-            alpha[~inputs.mask] = inputs.alpha[~inputs.mask]
+            window, weight = imaging.feather_window(inputs.mask, radius)
+            inside = inputs.mask[window]
+            raised = np.round(alpha[window] * (1 - weight) + 255 * weight).astype(np.uint8)
+            alpha[window][inside] = raised[inside]
         else:
             alpha[:] = 255
         return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")

@@ -27,7 +27,9 @@ from PIL import Image
 
 from . import imaging
 from .presets import DEFAULT_PRESET, PRESETS, describe
+from .settings import PaintSettings
 from .utils import free_path
+from .utils import parse as parsing
 
 # A scene of more than this many pixels is refused: the page sends it through the browser and the model
 # works on a square of a few hundred pixels anyway (about 4096 × 4096).
@@ -200,37 +202,58 @@ def _file_path(item: Any) -> str:
 def read_references(files: Sequence[Any] | None, subject: str | None) -> list[tuple[str, Image.Image]]:
     """The reference photos: the uploaded files, else the picked subject's first reference crop.
 
-    Returns ``[(name, RGB image)]``. Raises ``UIError`` for no reference or an unreadable file."""
+    Returns ``[(name, RGB image)]``. Raises ``UIError`` for no reference, or a file that is unreadable or
+    too large."""
     references = []
     for item in files or []:
         path = _file_path(item)
-        try:
-            image = imaging.open_image(path, "reference")
-        except imaging.InputError:
-            raise UIError(unreadable(f"reference {Path(path).name}")) from None
+        image = _open_reference(path, f"reference {Path(path).name}")
         references.append((Path(path).name, image.convert("RGB")))
     if not references and subject:
         from .loaders.subject import subject_reference_crops
 
         crops = subject_reference_crops(Path(subject))
         if crops:
-            references.append((f"{Path(subject).name} (subject)", imaging.open_image(crops[0], "reference")))
+            image = _open_reference(crops[0], f"reference of the subject {Path(subject).name}")
+            references.append((f"{Path(subject).name} (subject)", image))
     if not references:
         raise UIError("Add a reference photo of the subject (or pick a fine-tuned subject).")
     return references
 
 
+def _open_reference(path: str | os.PathLike, what: str) -> Image.Image:
+    """One reference, read within the reader's own pixel limit (references are not held to the scene's
+    ``max_pixels``); ``UIError`` for a file too large (a decompression bomb included) or unreadable."""
+    try:
+        return imaging.open_image(path, "reference")
+    except imaging.ImageTooLarge as e:
+        raise UIError(too_large(what, e.size, e.limit)) from None
+    except imaging.InputError:
+        raise UIError(unreadable(what)) from None
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a refusal repeats what was sent, which may be long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def parse_seed(text: Any) -> int:
-    """The seed box: an integer in [0, 2³¹), or empty/-1 for a fresh random one."""
+    """The seed box: a whole number from 0 to 2**63 - 1, as the commands' ``--seed`` takes it
+    (``utils.parse.parse_seed``), or -1 when the box is empty (a fresh random seed).
+
+    Raises:
+        UIError: anything else (a fraction, a negative number, inf, nan, a number past the range, words),
+            as one sentence naming the value and the range.
+    """
     if text is None or (isinstance(text, str) and not text.strip()):
         return -1
     try:
-        seed = int(float(text)) if not isinstance(text, int) else text
-    except (TypeError, ValueError):
-        raise UIError(f"Seed must be a whole number (or empty for a random one); got {text!r}.") from None
-    if seed < -1 or seed >= 2**31:
-        raise UIError(f"Seed must be between 0 and 2147483647 (or -1 for a random one); got {seed}.")
-    return seed
+        return parsing.parse_seed(text.strip() if isinstance(text, str) else text)
+    except parsing.ParseError:
+        raise UIError(
+            f"Seed must be a whole number from 0 to {parsing.MAX_SEED}, or empty for a random one; got {_shown(text)}."
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -304,17 +327,15 @@ class Painter:
             self._use_subject(pipe, subject)
             try:
                 pipe.check_inputs(
-                    int(steps),
-                    float(guidance),
-                    sampler,
-                    0.0,
-                    int(num_images),
-                    "full",
-                    2.0,
-                    None,
-                    None,
-                    float(model_weight),
-                    keep_known=keep_known,
+                    PaintSettings(
+                        preset=preset,
+                        sampler=sampler,
+                        num_inference_steps=int(steps),
+                        guidance_scale=float(guidance),
+                        num_images=int(num_images),
+                        model_weight=float(model_weight),
+                        keep_known=keep_known,
+                    )
                 )
             except (ValueError, TypeError) as e:
                 raise UIError(str(e)[:1].upper() + str(e)[1:] + ".") from None
@@ -383,11 +404,11 @@ def handle_generate(
         raise UIError(f"Sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}.")
     if preset not in PRESETS:
         raise UIError(f"Preset must be one of {', '.join(PRESETS)}; got {preset!r}.")
+    seed = parse_seed(seed)
     scene, painted = editor_scene_and_mask(editor, settings.max_pixels)
     mask = region_mask(painted, region, box)
     chosen = None if subject in (None, "", NO_SUBJECT) else subject
     references = read_references(files, chosen)
-    seed = parse_seed(seed)
     if report is not None:
         report(0, steps)
     try:
@@ -480,6 +501,23 @@ def _unchecked(payload: Any) -> Any:
     """Stands in for a slider's ``preprocess``, which refuses a number out of range without naming the field
     (and lets NaN through): ``handle_generate`` checks it against the field's ``Bounds`` instead."""
     return payload
+
+
+def _check_value_count(block_fn: Any, inputs: Sequence[Any]) -> None:
+    """Stands in for the app's ``validate_inputs``: a request (a call through Gradio's API) that sends fewer
+    values than an event takes is refused there with a message listing the components' Python reprs; here
+    it is one sentence naming the event and its fields in order. Extra values are ignored, as Gradio does."""
+    import gradio as gr
+
+    fields = block_fn.inputs
+    if len(inputs) >= len(fields):
+        return
+    name = block_fn.api_name if isinstance(block_fn.api_name, str) else block_fn.name
+    names = ", ".join(getattr(field, "elem_id", None) or field.get_block_name() for field in fields)
+    takes = f"{len(fields)} value{'s' if len(fields) != 1 else ''}"
+    sent = f"{len(inputs)} value{'s' if len(inputs) != 1 else ''}"
+    order = "" if len(fields) == 1 else ", in that order"
+    raise gr.Error(f"The request to {name} sent {sent}; it takes {takes}: {names}{order}.", print_exception=False)
 
 
 def build_app(settings: UISettings, painter: Painter | None = None):
@@ -599,6 +637,7 @@ def build_app(settings: UISettings, painter: Painter | None = None):
         # A preset sets the sampler and steps shown; changed by hand afterwards, they win over the preset's.
         preset.change(preset_controls, [preset], [sampler, steps])
         scene_check.upload(refuse_scene, None, None, api_visibility="private", show_progress="hidden")
+    app.validate_inputs = _check_value_count
     app.painter = painter
     return app
 

@@ -10,14 +10,18 @@ import signal
 import subprocess
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import accelerate_launch, run_launched, save_scene
 from subject_inpainting import cli
+from subject_inpainting.commands.options import CommandError
 
 FAST = ["--steps", "3", "--dtype", "float32", "--quiet"]  # float32 whatever the CPU: pictures compared to a level
 
@@ -85,6 +89,18 @@ def test_good_jobs_are_painted_and_bad_ones_recorded(job_files, tiny_model_dir, 
     assert failures["typo"].startswith("unknown field 'refrence'")
     assert failures["steps"].startswith("steps:") and "between 1 and 1,000" in failures["steps"]
     assert all("\n" not in reason for reason in failures.values())
+
+
+def test_a_line_no_reader_takes_fails_alone_and_the_next_job_is_painted(job_files, tiny_model_dir, tmp_path, capsys):
+    good = {"id": "after", "scene": "scene.png", "box": [5, 5, 30, 30], "reference": "reference.png"}
+    jobs = write_jobs(job_files, ["[" * 100_000, '{"id": 1' + "0" * 5000 + "}", good])
+    out = tmp_path / "out"
+    code = cli.main(["batch", str(jobs), "--out-dir", str(out), "--model", str(tiny_model_dir), *FAST])
+    assert code == 1 and capsys.readouterr().out.startswith("1 painted, 0 already done, 2 failed")
+    assert (out / "after.png").is_file()
+    failures = {r["id"]: r["error"] for r in lines_of(out / "failures.jsonl")}
+    assert failures["1"] == "not a JSON object this reader takes (nested too deeply)"
+    assert failures["2"].startswith("not a JSON object this reader takes (Exceeds the limit")
 
 
 def test_a_job_paints_what_inpaint_paints_with_its_seed(job_files, tiny_model_dir, tmp_path, capsys):
@@ -260,3 +276,27 @@ def test_two_processes_paint_the_same_pictures_as_one(job_files, tmp_path):
     assert len(lines_of(tmp_path / "two" / "results.jsonl")) == 5
     for i in range(1, 6):
         assert np.array_equal(pixels(tmp_path / "one" / f"{i}.png"), pixels(tmp_path / "two" / f"{i}.png")), i
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text("aA-01é", min_size=1, max_size=4), st.integers(1, 3)), min_size=1, max_size=6))
+def test_a_run_that_is_accepted_writes_every_picture_under_a_name_of_its_own(rows):
+    from subject_inpainting.commands.batch import Job, check_picture_names
+    from subject_inpainting.commands.options import output_paths
+    from subject_inpainting.settings import PaintSettings
+
+    ids = [i for i, _ in rows]
+    if len(set(ids)) != len(ids):
+        return  # ids are unique by an earlier check
+    out = Path("/nonexistent/out")
+    jobs = [Job(k, i, PaintSettings(num_images=n)) for k, (i, n) in enumerate(rows, start=1)]
+    for job, (_, n) in zip(jobs, rows, strict=True):
+        job.outputs = tuple(output_paths(str(out / f"{job.id}.png"), n))
+    names = [unicodedata.normalize("NFC", p.name).casefold() for job in jobs for p in job.outputs]
+    try:
+        check_picture_names(jobs, out)
+    except CommandError as e:
+        assert len(set(names)) < len(names), e  # refused only for a real clash
+        assert re.search(r"jobs \d+ \(id .*\) and \d+ \(id .*\) would", str(e))
+    else:
+        assert len(set(names)) == len(names)

@@ -63,6 +63,8 @@ CASES = [
     (["train", "--model", "model", "--manifest", "P/m.jsonl", "--out", "new", "--toy-tilt", "0"], "only with"),
     (["train", "--model", "model", "--toy-world", "--out", "new", "--max-steps", "0"], "between 1 and"),
     (["train", "--model", "model", "--toy-world", "--out", "new", "--lr", "nan"], "finite"),
+    (["train", "--model", "model", "--toy-world", "--out", "subject_run", "--overwrite"], "holds a subject fine-tu"),
+    (["train", "--model", "model", "--toy-world", "--out", "subject_run"], "holds a subject fine-tuning run (from"),
     # finetune: first, an output folder that holds the input photos (replacing it would delete them)
     (["finetune", *PHOTOS, "--out", "P", "--overwrite"], "holds the input --photos"),
     (["finetune", *PHOTOS, "--out", "P/photos/run"], "lies inside the input --photos"),
@@ -71,7 +73,9 @@ CASES = [
     (["finetune", *PHOTOS, "--out", "new", "--batch-size", "0"], "between 1 and"),
     (["finetune", *PHOTOS, "--out", "new", "--base", "subject"], "is a fine-tuned subject"),
     (["finetune", *PHOTOS, "--out", "new", "--cut-reference"], "--cut-reference needs --masks"),
-    (["finetune", *PHOTOS, "--out", "world", "--overwrite"], "holds a toy world, not a training run"),
+    (["finetune", *PHOTOS, "--out", "world", "--overwrite"], "holds a toy world, not a subject fine-tuning run"),
+    (["finetune", *PHOTOS, "--out", "base_run", "--overwrite"], "holds a base-training run (from `train`), not"),
+    (["finetune", *PHOTOS, "--out", "base_run"], "holds a base-training run (from `train`), not"),
     # toy
     (["toy", "world", "--out", "P", "--overwrite"], "was not written by subject-inpainting"),
     (["toy", "world", "--out", "world"], "already holds a toy world (add --overwrite"),
@@ -99,6 +103,57 @@ CASES = [
     (["ui", "--subject", "P"], "not a subject folder"),
     (["ui", "--out-dir", "P"], "was not written by subject-inpainting"),
     (["ui", "--port", "0"], "between 1 and 65,535"),
+    # steps each sampler accepts (section: samplers)
+    # content checks made without torch (section: torch-free checks)
+    (["finetune", *PHOTOS, "--out", "new", "--photos", "T/empty"], "--photos T/empty: no photos in it"),
+    (["finetune", *PHOTOS, "--out", "new", "--photos", "T/texts"], "--photos T/texts: no photos in it"),
+    (["finetune", *PHOTOS, "--out", "new", "--boxes", "T/broken.json"], "--boxes T/broken.json: not valid JSON"),
+    (["finetune", *PHOTOS, "--out", "new", "--boxes", "T/list.json"], 'expected {"photo.jpg": [x0, y0, x1, y1]'),
+    (["finetune", *PHOTOS, "--out", "new", "--boxes", "T/extra.json"], "entry '01.jpg' names no photo"),
+    (["finetune", *PHOTOS, "--out", "new", "--boxes", "T/nobox.json"], "T/nobox.json: no box for photo 00.jpg"),
+    (["finetune", *PHOTOS, "--out", "new", "--boxes", "T/outside.json"], "box (5, 5, 99, 30): outside the 40×40"),
+    (["finetune", *PHOTOS[:2], *PHOTOS[4:], "--masks", "T/masks", "--out", "new"], "T/masks: no mask for photo 00.jpg"),
+    (["finetune", *PHOTOS[:2], *PHOTOS[4:], "--out", "new"], "give --boxes FILE, --masks DIR, or --prompt TEXT"),
+    (["finetune", *PHOTOS, "--out", "new", "--base", "T/empty.ckpt"], "--base T/empty.ckpt: the file is empty"),
+    (["train", "--model", "model", "--manifest", "T/empty.jsonl", "--out", "new"], "T/empty.jsonl: no records"),
+    (["train", "--model", "model", "--manifest", "T/broken.jsonl", "--out", "new"], "line 1: not valid JSON"),
+    (["train", "--model", "model", "--manifest", "T/noboxes.jsonl", "--out", "new"], "line 1: missing key(s) 'boxes'"),
+    (["train", "--model", "model", "--manifest", "T/noimage.jsonl", "--out", "new"], "T/gone.jpg: no such file"),
+    (["train", "--model", "model", "--manifest", "T/outside.jsonl", "--out", "new"], "outside the 40×40 image"),
+    (["train", "--model", "model", "--manifest", "P/m.jsonl", "--out", "new", "--latent-cache", "2"], "expected 1 to"),
+    (["train", "--model", "model", "--openimages", "T/boxes.csv", "--images", "P", "--out", "new"], "missing column"),
+    (["train", "--model", "model", "--coco", "T/coco.json", "--images", "P", "--out", "new"], "lists 'images' and"),
+    (["train", "--model", "model", "--coco", "T/broken.json", "--images", "P", "--out", "new"], "not valid JSON"),
+    (["train", "--model", "T/broken.safetensors", "--toy-world", "--out", "new"], "header is not JSON"),
+    (["train", "--model", "T/weights.txt", "--toy-world", "--out", "new"], "T/weights.txt: not a model file"),
+    (["train", "--model", "T/parts", "--toy-world", "--out", "new"], "T/parts: the model folder is missing its vae"),
+    (["train", "--model", "T/cut", "--toy-world", "--out", "new"], "unet/diffusion_pytorch_model.safetensors: not a"),
+    (["toy", "world", "--out", "new", "--subjects", "101"], "--subjects 101: the toy world has 100 held-out"),
+    (["bench", "toy", "--out", "new", "--settings", "(PLMS"], "--settings '(PLMS' is not a regular expression"),
+    (["bench", "toy", "--out", "new", "--settings", "no such row"], "--settings 'no such row' finds no setting"),
+    (["bench", "toy", "--out", "new", "--subjects", "100"], "--subjects 100: the toy world has 100 held-out"),
+    (["bench", "toy", "--out", "new", "--model", "T/model.ckpt"], "neither torch.save's zip archive nor a pickle"),
+    (["convert", "T/model.ckpt", "--out", "new"], "SOURCE T/model.ckpt: not a readable PyTorch checkpoint"),
+    (["convert", "T/model.ckpt", "--from-sd", "--out", "new"], "SOURCE T/model.ckpt: not a readable PyTorch"),
+    (["convert", "T/zip.ckpt", "--out", "new"], "truncated or corrupt"),
+    (["convert", "T/lfs.ckpt", "--out", "new"], "SOURCE T/lfs.ckpt: a Git LFS pointer, not the weights"),
+    (["convert", "T/huge.safetensors", "--out", "new"], "a header of 1,000,000,000,000 bytes"),
+    (["convert", "T/short.safetensors", "--out", "new"], "ends at byte 400 of the data, which holds 4 bytes"),
+    (["convert", "T/texts", "--out", "new"], "SOURCE T/texts: not a model folder"),
+    (["demo", "--model", "T/empty.ckpt"], "--model T/empty.ckpt: the file is empty"),
+    (["inpaint", *SCENE, "--out", "out.png", "--model", "T/broken.safetensors"], "header is not JSON"),
+    (["inpaint", *SCENE, "--out", "out.png", "--model", "T/parts"], "the model folder is missing its vae"),
+    (["batch", "jobs/one.jsonl", "--out-dir", "new", "--model", "T/cut"], "unet/diffusion_pytorch_model.safet"),
+    (["ui", "--model", "T/weights.txt"], "T/weights.txt: not a model file"),
+    # output names and batch files (section: outputs)
+    (["inpaint", *SCENE, "--out", "x" * 246 + ".png"], "the file name is 250 bytes long; this disk takes at most 241"),
+    (["inpaint", *SCENE, "--out", "x" * 296 + ".png"], "the file name is 300 bytes long"),
+    (["inpaint", *SCENE, "--out", "y" * 300 + "/out.png"], "the folder name yyyy"),
+    (["demo", "--out", "d" * 250 + ".png"], "the file name is 254 bytes long"),
+    (["batch", "jobs/twice.jsonl", "--out-dir", "new"], "jobs 1 (id 'a') and 2 (id 'a-0') would both write a-0.png"),
+    (["batch", "jobs/case.jsonl", "--out-dir", "new"], "would write A.png and a.png (one file where case is ignored)"),
+    (["batch", "jobs/long.jsonl", "--out-dir", "new"], "job 2: "),
+    (["batch", "jobs/twice.jsonl", "--out-dir", "o" * 250], "the file name is 250 bytes long"),
 ]
 
 
@@ -124,10 +179,61 @@ def user_files(root: Path, model_dir: Path) -> None:
     (root / "models" / "parent" / "sibling.txt").write_text("a sibling")
     (root / "subject").mkdir()
     (root / "subject" / "subject_index.json").write_text(json.dumps({"_format": "subject-inpainting-subject"}))
+    for name, mode, index in (
+        ("base_run", "base", "model_index.json"),
+        ("subject_run", "subject", "subject_index.json"),
+    ):
+        (root / name / "checkpoints").mkdir(parents=True)
+        (root / name / "checkpoints" / "run.json").write_text(json.dumps({"config": {"mode": mode}}))
+        (root / name / index).write_text(json.dumps({"_format": "subject-inpainting"}))
+    # output names and batch files
+    (root / "jobs").mkdir()
+    job = {"scene": "../scene.png", "mask": "../mask.png", "reference": "../reference.jpg"}
+    for name, rows in {
+        "twice": [{**job, "id": "a", "num_images": 2}, {**job, "id": "a-0"}],
+        "case": [{**job, "id": "A"}, {**job, "id": "a"}],
+        "long": [job, {**job, "id": "é" * 200}],
+        "one": [job],
+    }.items():
+        (root / "jobs" / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     (root / "world").mkdir()
     (root / "world" / ".subject-inpainting.json").write_text(json.dumps({"kind": "toy-world"}))
     (root / "dest" / "model").mkdir(parents=True)
     (root / "dest" / "model" / "mine.txt").write_text("mine")
+    # torch-free checks
+    odd = root / "T"
+    for folder in ("empty", "texts", "masks", "parts/unet", "cut/unet", "cut/vae", "cut/reference_encoder"):
+        (odd / folder).mkdir(parents=True)
+    (odd / "cut" / "scheduler").mkdir()
+    short = json.dumps({"w": {"dtype": "F32", "shape": [100], "data_offsets": [0, 400]}}).encode()
+    for name, data in {
+        "texts/notes.txt": "no photos here",
+        "broken.json": '{"00.jpg": [5, 5, 30',
+        "list.json": json.dumps([[5, 5, 30, 30]]),
+        "extra.json": json.dumps({"00.jpg": [5, 5, 30, 30], "01.jpg": [1, 1, 9, 9]}),
+        "nobox.json": "{}",
+        "outside.json": json.dumps({"00.jpg": [5, 5, 99, 30]}),
+        "empty.jsonl": "\n",
+        "broken.jsonl": '{"image": "../P/photos/00.jpg", "boxes": [[1, 1, 5, 5]]\n',
+        "noboxes.jsonl": json.dumps({"image": "../P/photos/00.jpg"}) + "\n",
+        "noimage.jsonl": json.dumps({"image": "gone.jpg", "boxes": [[1, 1, 5, 5]]}) + "\n",
+        "outside.jsonl": json.dumps({"image": "../P/photos/00.jpg", "boxes": [[1, 1, 50, 5]]}) + "\n",
+        "boxes.csv": "ImageID,Label\nabc,dog\n",
+        "coco.json": json.dumps({"images": {}, "annotations": []}),
+        "empty.ckpt": b"",
+        "model.ckpt": "this is not a checkpoint\n",
+        "zip.ckpt": b"PK\x03\x04" + bytes(60),
+        "lfs.ckpt": "version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 9\n",
+        "weights.txt": "hello",
+        "broken.safetensors": b"\x0a" + bytes(7) + b"{not json}",
+        "huge.safetensors": (10**12).to_bytes(8, "little") + b"{}",
+        "short.safetensors": len(short).to_bytes(8, "little") + short + bytes(4),
+        "parts/model_index.json": json.dumps({"_format": "subject-inpainting"}),
+        "cut/model_index.json": json.dumps({"_format": "subject-inpainting"}),
+        "cut/unet/config.json": "{}",
+        "cut/unet/diffusion_pytorch_model.safetensors": len(short).to_bytes(8, "little") + short,
+    }.items():
+        (odd / name).write_bytes(data if isinstance(data, bytes) else data.encode())
 
 
 def snapshot(root: Path) -> dict[str, object]:

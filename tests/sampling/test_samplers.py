@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import TINY_SCHEDULE
-from subject_inpainting.sampling.samplers import SAMPLERS, num_denoiser_steps, sample
+from subject_inpainting.sampling.catalog import DIFFUSERS_SOLVERS
+from subject_inpainting.sampling.samplers import (
+    SAMPLERS,
+    diffusers_scheduler,
+    num_denoiser_calls,
+    num_denoiser_steps,
+    sample,
+)
 from subject_inpainting.sampling.schedule import alphas_cumprod, original_timesteps, prediction_type
 
 
@@ -95,3 +106,88 @@ def test_bad_sampler_options():
         sample("plms", oracle(x), x, TINY_SCHEDULE, 5, eta=0.5)
     with pytest.raises(ValueError, match="unknown sampler 'heun'"):
         sample("heun", oracle(x), x, TINY_SCHEDULE, 5)
+
+
+def counting_oracle(x0: torch.Tensor):
+    """``oracle(x0)`` that reads ᾱ at ``t`` without clamping, as the pipeline's wrappers (known region,
+    v-prediction) do, so a timestep outside the schedule fails; it counts its calls and keeps the timesteps."""
+    a = alphas_cumprod(TINY_SCHEDULE).double()
+
+    def denoiser(x, t):
+        denoiser.timesteps.append(float(t[0]))
+        at = a[t.long()].view(-1, 1, 1, 1).to(x.dtype)
+        return (x - at.sqrt() * x0) / (1 - at).sqrt()
+
+    denoiser.timesteps = []
+    return denoiser
+
+
+def check_sampling_run(sampler: str, num_steps: int) -> None:
+    """A run of ``sampler`` for ``num_steps`` on an oracle: finite latents, strictly decreasing timesteps
+    inside the schedule, as many steps and denoiser calls as predicted, and (diffusers solvers) the data
+    reached."""
+    g = torch.Generator().manual_seed(num_steps)
+    x0 = torch.randn(1, 4, 4, 4, generator=g, dtype=torch.float64)
+    x_T = torch.randn(1, 4, 4, 4, generator=g, dtype=torch.float64)
+    denoiser, seen = counting_oracle(x0), []
+    out = sample(sampler, denoiser, x_T, TINY_SCHEDULE, num_steps, generator=g, callback=seen.append)
+    assert out.isfinite().all()
+    assert len(seen) == num_denoiser_steps(sampler, num_steps, TINY_SCHEDULE)
+    assert len(denoiser.timesteps) == num_denoiser_calls(sampler, num_steps, TINY_SCHEDULE)
+    steps = [s["t"] for s in seen]
+    assert steps == sorted(set(steps), reverse=True)  # no step of length zero
+    if sampler in DIFFUSERS_SOLVERS:
+        assert len(seen) == num_steps
+        # the exact noise takes every solver to the data, in one step as in a thousand
+        assert ((out - x0).norm() / x0.norm()).item() < 0.05
+
+
+@pytest.mark.parametrize("num_steps", [1, 2, 3, 999, 1000])
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_takes_every_step_count_of_the_schedule(sampler, num_steps):
+    check_sampling_run(sampler, num_steps)
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.sampled_from(SAMPLERS), st.integers(1, 1000))
+def test_every_sampler_takes_any_step_count_of_the_schedule(sampler, num_steps):
+    check_sampling_run(sampler, num_steps)
+
+
+def test_diffusers_timesteps_near_the_schedule_length():
+    """Where the original's spacing (leading, offset 1) leaves the table the grid drops its offset; the
+    multistep solvers at T steps take every timestep. Counts that fit keep the original's spacing."""
+
+    def timesteps(name, n):
+        return [int(t) for t in diffusers_scheduler(name, TINY_SCHEDULE, n).timesteps]
+
+    for name in ("dpmsolver++", "dpmsolver++-sde", "unipc"):
+        assert timesteps(name, 15)[:2] == [931, 869]  # 1000 // 16 = 62: 15·62 + 1, 14·62 + 1
+        assert timesteps(name, 998) == list(range(999, 1, -1))
+        assert timesteps(name, 999) == list(range(999, 0, -1))
+        assert timesteps(name, 1000) == list(range(999, -1, -1))
+    for name in ("euler", "euler-a"):
+        assert timesteps(name, 15)[:2] == [925, 859]  # 1000 // 15 = 66: 14·66 + 1, 13·66 + 1
+        assert timesteps(name, 999) == list(range(999, 0, -1))
+        assert timesteps(name, 1000) == list(range(999, -1, -1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(list(DIFFUSERS_SOLVERS)), st.integers(1, 1000))
+def test_diffusers_timesteps_fit_the_schedule_for_any_count(name, num_steps):
+    ts = diffusers_scheduler(name, TINY_SCHEDULE, num_steps).timesteps
+    assert len(ts) == num_steps == num_denoiser_steps(name, num_steps, TINY_SCHEDULE)
+    assert ts.min() >= 0 and ts.max() <= 999
+    assert (ts[1:] < ts[:-1]).all()
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("num_steps", [0, 1001])
+def test_step_counts_past_the_schedule_are_refused_before_sampling(sampler, num_steps):
+    denoiser, x = counting_oracle(torch.zeros(1, 4, 4, 4)), torch.zeros(1, 4, 4, 4)
+    message = f"the {re.escape(sampler)} sampler takes 1 to 1000 steps .*, got {num_steps}$"
+    with pytest.raises(ValueError, match=message):
+        sample(sampler, denoiser, x, TINY_SCHEDULE, num_steps)
+    with pytest.raises(ValueError, match=message):
+        num_denoiser_steps(sampler, num_steps, TINY_SCHEDULE)
+    assert denoiser.timesteps == []

@@ -76,7 +76,7 @@ def test_write_dataset_refuses_existing_folders_and_bad_counts(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken", "world"]  # nothing left beside
     with pytest.raises(ValueError, match="photos must be an integer ≥ 1, got 0"):
         write.write_dataset(tmp_path / "x", photos=0, progress=False)
-    with pytest.raises(ValueError, match="holds 100 identities, got 101"):
+    with pytest.raises(ValueError, match="subjects 101: the toy world has 100 held-out identities; expected at most"):
         write.write_dataset(tmp_path / "x", subjects=101, progress=False)
     assert not (tmp_path / "x").exists()
 

@@ -47,7 +47,14 @@ def test_folder_kinds_come_from_markers_and_the_formats_indexes(tmp_path, user_f
     assert folder_kind(model) is None  # a diffusers folder is the user's, not ours
     run = tmp_path / "run"
     write_text_atomic(run / "checkpoints" / "run.json", "{}")
-    assert folder_kind(run) == "training"
+    assert folder_kind(run) == "training"  # neither command's
+    write_text_atomic(run / "checkpoints" / "run.json", json.dumps({"config": {"mode": "base"}}))
+    assert folder_kind(run) == "base-training"
+    write_text_atomic(run / "checkpoints" / "run.json", json.dumps({"config": {"mode": "subject"}}))
+    assert folder_kind(run) == "subject-training"
+    write_text_atomic(run / "checkpoints" / "run.json", json.dumps({"config": {}}))
+    write_text_atomic(run / "subject_index.json", json.dumps({"_format": "subject-inpainting-subject"}))
+    assert folder_kind(run) == "subject-training"  # a run of unknown mode is what it published
     mark_folder(tmp_path / "world", "toy-world")
     assert folder_kind(tmp_path / "world") == "toy-world"
     (tmp_path / "forged").mkdir()
@@ -69,7 +76,7 @@ def test_an_output_never_is_holds_or_lies_inside_an_input(tmp_path, user_folder,
     before = tree(tmp_path)
     for overwrite in (False, True):
         with pytest.raises(OutputError, match=match):
-            check_output_folder(out, kinds=("training",), inputs=inputs, overwrite=overwrite, resume=True)
+            check_output_folder(out, kinds=("base-training",), inputs=inputs, overwrite=overwrite, resume=True)
     assert tree(tmp_path) == before
 
 
@@ -98,6 +105,23 @@ def test_only_a_folder_of_the_commands_own_kind_is_replaced_or_resumed(tmp_path,
         check_output_folder(tmp_path / "file", kinds=("model",))
     with pytest.raises(OutputError, match="is a file"):
         check_output_folder(tmp_path / "file" / "sub", kinds=("model",))
+
+
+def test_a_base_run_and_a_subject_are_never_replaced_by_each_others_command(tmp_path):
+    runs = {}
+    for mode, index in (("base", "model_index.json"), ("subject", "subject_index.json")):
+        runs[mode] = tmp_path / mode
+        write_text_atomic(runs[mode] / "checkpoints" / "run.json", json.dumps({"config": {"mode": mode}}))
+        write_text_atomic(runs[mode] / index, "{}")
+    before = tree(tmp_path)
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match=r"holds a subject fine-tuning run \(from `finetune`\), not a base-tr"):
+            check_output_folder(runs["subject"], kinds=("base-training",), overwrite=overwrite, resume=True)
+        with pytest.raises(OutputError, match=r"holds a base-training run \(from `train`\), not a subject fine-t"):
+            check_output_folder(runs["base"], kinds=("subject-training",), overwrite=overwrite, resume=True)
+    assert tree(tmp_path) == before
+    assert check_output_folder(runs["subject"], kinds=("subject-training",), overwrite=True) == "replace"
+    assert check_output_folder(runs["base"], kinds=("base-training",), resume=True) == "resume"
 
 
 @pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs a pseudo file system that refuses new files")

@@ -12,14 +12,25 @@ launch`` splits the jobs over processes (``subject_inpainting.batch`` runs them)
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..utils.files import SUBJECT_INDEX, check_output_folder, mark_folder, read_index
+from .. import settings
+from ..batch import RECORDS
+from ..loaders.layout import check_model
+from ..settings import PaintSettings
+from ..utils.files import (
+    SUBJECT_INDEX,
+    OutputError,
+    check_name_lengths,
+    check_output_folder,
+    mark_folder,
+    read_index,
+)
 from ..utils.parse import ParseError, int_option, parse_box, parse_seed
 from . import inpaint, options
 from .options import CommandError
@@ -76,8 +87,8 @@ def register(sub) -> None:
     options.add_device(p)
     options.add_dtype(p)
     options.add_quiet(p, "no progress bar, only the summary line")
-    # a job names an option by its long name with underscores; paste_back is --no-paste-back's opposite
-    job_options = {"paste_back" if a.dest == "no_paste_back" else a.dest: a for a in painting}
+    # a job names an option by its batch key (``steps``) or its Python name (``num_inference_steps``)
+    job_options = {settings.key(name): name for name in painting} | {name: name for name in painting}
     p.set_defaults(command_check=check, command_run=run, job_options=job_options)
 
 
@@ -87,7 +98,7 @@ class Job:
 
     number: int
     id: str
-    settings: argparse.Namespace
+    settings: PaintSettings
     scene: str | None = None
     mask: str | None = None
     box: tuple[int, int, int, int] | None = None
@@ -140,12 +151,18 @@ def _csv_rows(text: str, path: str) -> list[tuple[int, dict[str, str]]]:
 
 
 def _job(number: int, row: str | dict, folder: Path, args: argparse.Namespace, overrides: dict) -> Job:
-    job = Job(number, str(number), copy.copy(args), seed=args.seed + number)
+    job = Job(number, str(number), args.settings, seed=args.seed + number)
     if isinstance(row, str):
         try:
             row = json.loads(row)
         except json.JSONDecodeError as e:
             job.error = f"not a JSON object ({e.msg} at column {e.colno})"
+            return job
+        except RecursionError:
+            job.error = "not a JSON object this reader takes (nested too deeply)"
+            return job
+        except ValueError as e:  # e.g. an integer of more digits than Python converts
+            job.error = f"not a JSON object this reader takes ({e})"
             return job
         if not isinstance(row, dict):
             job.error = f"expected a JSON object, got {type(row).__name__}"
@@ -196,31 +213,19 @@ def _read_fields(job: Job, row: dict, folder: Path, overrides: dict) -> None:
         raise CommandError("give a mask or a box (one of them)")
     if job.reference is None and job.subject is None:
         raise CommandError("reference: missing (give a reference photo or a subject)")
-    for name, action in overrides.items():
-        if name in row:
-            setattr(job.settings, action.dest, _override(name, row[name], action))
-    inpaint.check_painting(job.settings, flag="")
-
-
-def _override(name: str, value: Any, action: argparse.Action) -> Any:
-    if action.nargs == 0:  # a switch: true or false
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            value = value.lower() in ("true", "1", "yes")
-        if not isinstance(value, bool):
-            raise CommandError(f"{name}: expected true or false, got {value!r}")
-        return not value if action.dest == "no_paste_back" else value
-    if isinstance(value, list) and name == "guidance_interval":
-        value = ",".join(str(v) for v in value)
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise CommandError(f"{name}: expected a number or text, got {value!r}")
-    if action.type is not None:
-        try:
-            value = action.type(str(value))
-        except (argparse.ArgumentTypeError, ValueError) as e:
-            raise CommandError(f"{name}: {e}") from None
-    if action.choices is not None and value not in action.choices:
-        raise CommandError(f"{name}: expected one of {', '.join(map(str, action.choices))}, got {value!r}")
-    return value
+    changes = {}
+    for field_key, name in overrides.items():
+        if field_key in row:
+            if name in changes:
+                raise CommandError(f"{field_key}: given twice (as {settings.key(name)} and {name}); give one")
+            try:
+                changes[name] = settings.parse_value(name, row[field_key], field_key)
+            except settings.SettingsError as e:
+                raise CommandError(str(e)) from None
+    try:
+        job.settings = job.settings.replace(**changes)
+    except settings.SettingsError as e:
+        raise CommandError(settings.with_keys(str(e))) from None
 
 
 def batch_model(args: argparse.Namespace, jobs: list[Job]) -> str:
@@ -242,7 +247,7 @@ def check(args: argparse.Namespace) -> None:
     for flag, value in (("--ldm-config", args.ldm_config), ("--vision-config", args.vision_config)):
         options.require_file(value, flag)
     options.require_file(args.jobs, "JOBS")
-    inpaint.check_painting(args)
+    args.settings = options.settings_from_args(args)
     check_output_folder(args.out_dir, flag="--out-dir", kinds=("batch",), inputs=[("JOBS", args.jobs)], resume=True)
     args.job_list = read_jobs(args.jobs, args)
     out = Path(args.out_dir)
@@ -254,8 +259,42 @@ def check(args: argparse.Namespace) -> None:
         clash = next((p for p in job.outputs if p.resolve() in inputs), None)
         if clash is not None and job.error is None:
             job.error = f"its picture {clash} is an input of job {inputs[clash.resolve()].id}; refusing to overwrite it"
+    check_picture_names(args.job_list, out)
     args.model = batch_model(args, args.job_list)
     options.require_model(args.model)
+    check_model(args.model)
+
+
+def check_picture_names(jobs: list[Job], out: Path) -> None:
+    """Every file a run writes has a name of its own: no two jobs' pictures share a name (``a`` with two
+    images writes ``a-0.png``, as does a job with id ``a-0``), not even up to case and Unicode
+    normalisation (one file on macOS and Windows disks), and every name, with the temporary name it is
+    written under first, fits the file system.
+
+    Raises:
+        CommandError: naming both jobs, or the job whose name is too long.
+    """
+    owners: dict[str, tuple[Job, str]] = {}
+    for job in jobs:
+        for path in job.outputs:
+            key = unicodedata.normalize("NFC", path.name).casefold()
+            other, name = owners.setdefault(key, (job, path.name))
+            if other is not job:
+                written = (
+                    f"both write {name}"
+                    if name == path.name
+                    else f"write {name} and {path.name} (one file where case is ignored)"
+                )
+                raise CommandError(
+                    f"JOBS: jobs {other.number} (id {other.id!r}) and {job.number} (id {job.id!r}) would {written}; "
+                    "give them ids that name different pictures"
+                )
+        # the longest names a job writes: its pictures, and its record and claim beside the others
+        for path in (*job.outputs, out / RECORDS / f"{job.id}.lock"):
+            try:
+                check_name_lengths(path, f"job {job.number}:")
+            except OutputError as e:
+                raise CommandError(str(e)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -288,15 +327,13 @@ def run(args: argparse.Namespace) -> int:
 def _group(job: Job) -> str:
     """Jobs of one group share a subject (loaded once) and, unless their sampler is stochastic, every painting
     option, so that they can be sampled in one batch."""
-    from ..presets import preset_settings
     from ..sampling.catalog import is_stochastic
 
     if job.error:
         return f"{job.subject or ''}\n{job.id}"
-    kwargs = inpaint.painting_kwargs(job.settings)
-    sampler = preset_settings(kwargs["preset"], sampler=kwargs["sampler"])["sampler"]
-    alone = is_stochastic(sampler, kwargs["eta"])
-    return f"{job.subject or ''}\n{job.id if alone else sorted(kwargs.items())}"
+    chosen = job.settings.resolved()
+    alone = is_stochastic(chosen.sampler, chosen.eta)
+    return f"{job.subject or ''}\n{job.id if alone else repr(job.settings)}"
 
 
 class Painter:
@@ -343,7 +380,7 @@ class Painter:
             **inputs,
             generator=generators if len(generators) > 1 else generators[0],
             progress=False,
-            **inpaint.painting_kwargs(good[0].settings),
+            **good[0].settings.as_kwargs(),
         ).images
         n = good[0].settings.num_images
         pictures = iter(images[i * n : (i + 1) * n] for i in range(len(good)))

@@ -6,6 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from ..loaders.layout import check_model
 from ..utils.files import check_output_folder, replacement_folder, replacing
 from ..utils.parse import int_option
 from . import options
@@ -61,6 +62,8 @@ def register(sub) -> None:
 
 
 def check_toy(args: argparse.Namespace) -> None:
+    from ..toy.bench import ToyBenchConfig
+
     options.require_model(args.model)
     options.require_folder(args.evaluator, "--evaluator")
     args.model = args.model or options.default_model_or_error()
@@ -77,18 +80,7 @@ def check_toy(args: argparse.Namespace) -> None:
     args.mode = check_output_folder(
         args.out, kinds=("benchmark",), inputs=inputs, overwrite=args.overwrite, resume=True
     )
-
-
-def run_toy(args: argparse.Namespace) -> int:
-    from ..toy.bench import (
-        ToyBenchConfig,
-        markdown_table,
-        reference_points_table,
-        run_toy_bench,
-        selected_settings,
-        truth_outline_line,
-    )
-
+    check_model(args.model)
     config = ToyBenchConfig.quick() if args.quick else ToyBenchConfig()
     for name, value in (
         ("subjects", args.subjects),
@@ -99,7 +91,14 @@ def run_toy(args: argparse.Namespace) -> int:
             setattr(config, name, value)
     config.seed = args.seed
     config.only = args.settings
-    selected_settings(config)  # a pattern that is not one, or finds nothing, is refused before any work
+    config.check()
+    args.config = config
+
+
+def run_toy(args: argparse.Namespace) -> int:
+    from ..toy.bench import markdown_table, reference_points_table, run_toy_bench, truth_outline_line
+
+    config = args.config  # made and checked by ``check_toy``
     out = Path(args.out)
     work = out
     if args.mode == "replace":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..loaders.checkpoint_io import check_weights_file
+from ..loaders.layout import check_model
 from ..utils.files import check_output_folder
 from . import options
 
@@ -57,6 +59,7 @@ def register(sub) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
+    """Everything ``run`` can find wrong in SOURCE without loading it is refused here, before "reading"."""
     options.require_model(args.source, "SOURCE")
     if args.from_sd:
         options.require_file(args.source, "SOURCE")
@@ -70,6 +73,10 @@ def check(args: argparse.Namespace) -> None:
         ("--vision-model", args.vision_model if args.from_sd else None),
     ]
     check_output_folder(args.out, kinds=("model",), inputs=inputs, overwrite=args.overwrite)
+    if args.from_sd:
+        check_weights_file(args.source, f"SOURCE {args.source}")
+    else:
+        check_model(args.source, "SOURCE")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..presets import DEFAULT_PRESET, PRESETS, describe
-from ..sampling.catalog import SAMPLERS
+from ..loaders.layout import check_model
 from ..utils import free_path
 from ..utils.files import check_output_files
 from ..utils.parse import int_option
@@ -32,14 +31,8 @@ def register(sub) -> None:
         default=4,
         help=f"rows of the grid, 1..{MAX_DEMO_CASES} (default 4)",
     )
-    p.add_argument(
-        "--preset",
-        choices=tuple(PRESETS),
-        default=DEFAULT_PRESET,
-        help="; ".join(f"{name}: {describe(name)}" for name in PRESETS) + f" (default {DEFAULT_PRESET})",
-    )
-    p.add_argument("--steps", type=options.steps_option, help="sampling steps (default: the preset's)")
-    p.add_argument("--sampler", choices=SAMPLERS, help="sampler (default: the preset's)")
+    for name in ("preset", "num_inference_steps", "sampler"):
+        options.add_setting(p, name)
     options.add_seed(p, "seed of the cases and the noise (default 0)")
     options.add_device(p)
     p.add_argument(
@@ -59,6 +52,7 @@ def check(args: argparse.Namespace) -> None:
         args.out = free_path(DEFAULT_OUT)
     options.image_output(args.out)
     check_output_files([args.out], inputs=[("--model", args.model)], overwrite=args.overwrite)
+    check_model(args.model)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         args.model,
         Path(args.out),
         args.cases,
-        args.steps,
+        args.num_inference_steps,
         args.sampler,
         args.seed,
         options.resolve_device(args.device),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..sampling.catalog import SAMPLERS
+from ..loaders.layout import check_model
 from ..utils.files import check_output_files, check_output_folder
 from ..utils.parse import int_option
 from . import options
@@ -22,16 +22,9 @@ def _add_generation(p: argparse.ArgumentParser, out_help: str, sampler: str = "p
         "--clip-model", default=None, metavar="PATH_OR_ID", help="CLIP (default openai/clip-vit-base-patch32)"
     )
     p.add_argument("--model", metavar="PATH_OR_ID", help="model to evaluate (default: the embedded toy model)")
-    p.add_argument("--sampler", choices=SAMPLERS, default=sampler, help=f"sampler (default {sampler}, the original's)")
-    p.add_argument(
-        "--steps", type=options.steps_option, default=steps, help=f"sampling steps, 1..1000 (default {steps})"
-    )
-    p.add_argument(
-        "--guidance-scale",
-        type=options.guidance_option,
-        default=5.0,
-        help=f"guidance scale, 0..{options.MAX_GUIDANCE:g} (default 5)",
-    )
+    options.add_setting(p, "sampler", default=sampler)
+    options.add_setting(p, "num_inference_steps", default=steps)
+    options.add_setting(p, "guidance_scale")
     options.add_seed(p, "case k is painted with seed + k (default 0)")
     options.add_device(p)
     options.add_quiet(p, "no progress bars")
@@ -130,7 +123,7 @@ def register(sub) -> None:
 def _generation(args: argparse.Namespace, model: str):
     from ..evaluation.report import Generation
 
-    return Generation(model, args.sampler, args.steps, args.guidance_scale, args.seed)
+    return Generation(model, args.sampler, args.num_inference_steps, args.guidance_scale, args.seed)
 
 
 def _check_models(args: argparse.Namespace, *names: str) -> None:
@@ -138,6 +131,7 @@ def _check_models(args: argparse.Namespace, *names: str) -> None:
     for name in ("model", "clip_model", *names):
         options.require_model(getattr(args, name), f"--{name.replace('_', '-')}")
     args.model = args.model or options.default_model_or_error()
+    check_model(args.model)
 
 
 def check_cocoee(args: argparse.Namespace) -> None:

@@ -6,34 +6,11 @@ import argparse
 import secrets
 from pathlib import Path
 
-from ..presets import DECODES, DEFAULT_PRESET, PRESETS, describe, preset_settings
-from ..sampling.catalog import SAMPLERS
+from ..loaders.layout import check_model
 from ..utils.files import SUBJECT_INDEX, check_output_files, read_index
-from ..utils.parse import ParseError, box_option, float_option, int_option, parse_int, seed_option
+from ..utils.parse import box_option, int_option, seed_option
 from . import options
 from .options import CommandError, say
-
-MAX_CONTEXT = 100.0
-
-
-def _interval(text: str) -> tuple[int, int]:
-    low, high = (parse_int(v.strip(), "--guidance-interval", 0, 1000) for v in text.split(","))
-    if low > high:
-        raise ParseError(f"--guidance-interval: LOW must not exceed HIGH, got {low},{high}")
-    return low, high
-
-
-def interval_option(text: str) -> tuple[int, int]:
-    """An argparse type: ``LOW,HIGH`` timesteps."""
-    if text.count(",") != 1:
-        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (two timesteps), got {text!r}")
-    try:
-        return _interval(text)
-    except ParseError as e:
-        raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
-
-
-MAX_FEATHER = 10_000.0
 
 
 def register(sub) -> None:
@@ -84,113 +61,14 @@ def register(sub) -> None:
     p.set_defaults(command_check=check, command_run=run)
 
 
-def add_painting_options(p: argparse.ArgumentParser, subject) -> list[argparse.Action]:
-    """The options that say how to paint (shared with ``batch``): modified guidance (in the argument group
-    ``subject``), sampling and speed, guidance, the region and the paste-back, then ``--max-pixels``. Returns
-    the painting options' actions (all but ``--max-pixels``), which a batch job may override."""
+def add_painting_options(p: argparse.ArgumentParser, subject) -> list[str]:
+    """The flags of every painting option (``PaintSettings``; shared with ``batch``): modified guidance in the
+    argument group ``subject``, the preset's levers in a group of their own, then ``--max-pixels``. Returns the
+    options' names (``args.<name>``; a batch job may set each)."""
     from ..imaging import MAX_PIXELS, PILLOW_HARD_LIMIT
 
-    before = len(p._actions)  # an argument group adds its options to its parser's list
-
-    subject.add_argument(
-        "--model-weight",
-        type=options.unit_option,
-        default=0.8,
-        help="weight w of the fine-tuned model against the pretrained one, 0..1 (default 0.8)",
-    )
-    subject.add_argument(
-        "--guidance-threshold",
-        type=int_option(0, 1000),
-        default=1000,
-        help="modified guidance below this timestep, plain pretrained guidance above, 0..1000 (default 1000 = always)",
-    )
     speed = p.add_argument_group("sampling and speed (the preset's values unless given)")
-    speed.add_argument(
-        "--preset",
-        choices=tuple(PRESETS),
-        default=DEFAULT_PRESET,
-        help="; ".join(f"{name}: {describe(name)}" for name in PRESETS) + f" (default {DEFAULT_PRESET})",
-    )
-    speed.add_argument(
-        "--steps",
-        type=options.steps_option,
-        help=f"sampling steps, 1..{options.MAX_SAMPLING_STEPS} (default: the preset's)",
-    )
-    speed.add_argument(
-        "--sampler",
-        choices=SAMPLERS,
-        help="plms and ddim are the original samplers; the others are diffusers solvers "
-        "(dpmsolver++ needs 15-20 steps) (default: the preset's)",
-    )
-    speed.add_argument(
-        "--deep-cache",
-        type=int_option(1, options.MAX_SAMPLING_STEPS),
-        metavar="N",
-        help="reuse the UNet's deep features on N-1 calls out of N (DeepCache; 1 = off) (default: the preset's)",
-    )
-    speed.add_argument(
-        "--deep-cache-branch",
-        type=int_option(0, 8),
-        metavar="B",
-        help="how many layers of the UNet's first block the reusing calls still run (default: the preset's)",
-    )
-    speed.add_argument(
-        "--guidance-interval",
-        type=interval_option,
-        metavar="LOW,HIGH",
-        help="guide only at timesteps LOW..HIGH (0..1000), the conditional prediction alone elsewhere "
-        "(0,1000 = every step) (default: the preset's)",
-    )
-    speed.add_argument(
-        "--decode",
-        choices=DECODES,
-        help="full, or region: decode only the latents around the region when pasting back; faster, but the "
-        "VAE's group norms then see only that window, so the region comes out a few levels off (default: the "
-        "preset's)",
-    )
-    p.add_argument(
-        "--guidance",
-        type=options.guidance_option,
-        default=5.0,
-        help=f"classifier-free guidance scale, 0..{options.MAX_GUIDANCE:g}; 1 turns guidance off (default 5)",
-    )
-    p.add_argument("--eta", type=options.unit_option, default=0.0, help="DDIM noise, 0..1 (default 0)")
-    p.add_argument(
-        "--num-images",
-        type=int_option(1, options.MAX_NUM_IMAGES),
-        default=1,
-        help=f"images to generate in one batch, 1..{options.MAX_NUM_IMAGES} (default 1)",
-    )
-    p.add_argument(
-        "--region",
-        choices=("full", "crop"),
-        default="full",
-        help="full: the whole scene goes to the model, stretched to its square (the original); "
-        "crop: a square around the mask (better for large photos and small masks) (default full)",
-    )
-    p.add_argument(
-        "--context",
-        type=float_option(1.0, MAX_CONTEXT),
-        default=2.0,
-        help=f"with --region crop: crop side over the mask's longer side, 1..{MAX_CONTEXT:g} (default 2)",
-    )
-    p.add_argument(
-        "--feather",
-        type=float_option(0.0, MAX_FEATHER),
-        help="seam width in pixels inside the mask (default about 1%% of the shorter side; 0 = hard)",
-    )
-    p.add_argument(
-        "--no-paste-back",
-        action="store_true",
-        help="return the model's whole output instead of pasting it into the scene inside the mask",
-    )
-    p.add_argument(
-        "--keep-known",
-        action="store_true",
-        help="hold the model's prediction outside the region to the scene at every step (not in the original; "
-        "helps models that shift the scene's colours)",
-    )
-    painting = p._actions[before:]
+    names = options.add_settings(p, {"subject": subject, "speed": speed})
     p.add_argument(
         "--max-pixels",
         type=int_option(1, PILLOW_HARD_LIMIT),
@@ -198,37 +76,7 @@ def add_painting_options(p: argparse.ArgumentParser, subject) -> list[argparse.A
         help=f"largest scene, mask or reference read, in pixels (default {MAX_PIXELS:,}; at most "
         f"{PILLOW_HARD_LIMIT:,}, Pillow's own limit)",
     )
-    return painting
-
-
-def check_painting(args: argparse.Namespace, flag: str = "--") -> None:
-    """The painting options' combinations (each option's bounds are its parser's)."""
-    settings = preset_settings(args.preset, sampler=args.sampler, num_inference_steps=args.steps)
-    if args.eta and settings["sampler"] != "ddim":
-        raise CommandError(f"{flag}eta applies to {flag}sampler ddim only (got {flag}sampler {settings['sampler']})")
-
-
-def painting_kwargs(args: argparse.Namespace) -> dict:
-    """The pipeline's keyword arguments that the painting options (``add_painting_options``) set."""
-    return {
-        "num_inference_steps": args.steps,
-        "guidance_scale": args.guidance,
-        "sampler": args.sampler,
-        "eta": args.eta,
-        "num_images": args.num_images,
-        "paste_back": not args.no_paste_back,
-        "keep_known": args.keep_known,
-        "feather": args.feather,
-        "region": args.region,
-        "context": args.context,
-        "model_weight": args.model_weight,
-        "guidance_threshold": args.guidance_threshold,
-        "preset": args.preset,
-        "deep_cache": args.deep_cache,
-        "deep_cache_branch": args.deep_cache_branch,
-        "guidance_interval": args.guidance_interval,
-        "decode": args.decode,
-    }
+    return names
 
 
 def model_and_reference(args: argparse.Namespace) -> tuple[str, str]:
@@ -253,11 +101,12 @@ def check(args: argparse.Namespace) -> None:
     """Read every input and try every output before the model is loaded."""
     from .. import imaging
 
-    check_painting(args)
+    args.settings = options.settings_from_args(args)
     options.check_device_name(args.device)
     options.require_model(args.model)
+    model_flag = "--model" if args.model is not None or args.subject is None else "the subject's base model"
     args.model, args.reference = model_and_reference(args)
-    options.require_model(args.model, "--model" if args.subject is None else "the subject's base model")
+    options.require_model(args.model, model_flag)
     for flag, value in (("--ldm-config", args.ldm_config), ("--vision-config", args.vision_config)):
         options.require_file(value, flag)
     outputs = options.output_paths(args.out, args.num_images)
@@ -273,6 +122,7 @@ def check(args: argparse.Namespace) -> None:
         imaging.box_to_mask(args.reference_box, reference.size, "--reference-box", "reference")
     inputs = [("--scene", args.scene), ("--mask", args.mask), ("--reference", args.reference)]
     check_output_files(outputs, inputs=inputs, overwrite=args.overwrite)
+    check_model(args.model, model_flag)
     args.outputs = outputs
 
 
@@ -308,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         reference_box=args.reference_box,
         generator=torch.Generator().manual_seed(seed),
         progress=not args.quiet,
-        **painting_kwargs(args),
+        **args.settings.as_kwargs(),
     )
     for image, path in zip(result.images, args.outputs, strict=True):
         imaging.save_image_atomic(image, path)

@@ -11,21 +11,16 @@ import os
 import sys
 from pathlib import Path
 
+from .. import settings
 from ..utils import is_hub_id
 from ..utils.files import SUBJECT_INDEX, InputPathError, check_input, folder_kind, read_index
-from ..utils.parse import float_option, int_option, seed_option
+from ..utils.parse import float_option, seed_option
 
 EXIT_BAD_INPUT = 2
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
-# Bounds of the options every command shares (the README's reliability section lists them).
-MAX_SAMPLING_STEPS = 1000  # the training schedule's length: no sampler takes more
-MAX_GUIDANCE = 100.0
-MAX_NUM_IMAGES = 16  # one batch through the UNet; more pictures: run again with other seeds
 MAX_CASES = 1000
 
-steps_option = int_option(1, MAX_SAMPLING_STEPS)
-guidance_option = float_option(0.0, MAX_GUIDANCE)
 unit_option = float_option(0.0, 1.0)
 
 
@@ -97,6 +92,81 @@ def add_model(p: argparse.ArgumentParser, required: bool = False, help: str | No
 
 
 # ---------------------------------------------------------------------------------------------------
+# Painting options: flags derived from ``PaintSettings``
+# ---------------------------------------------------------------------------------------------------
+_FIELD_DEFAULT = object()
+
+
+def setting_type(name: str):
+    """An argparse ``type`` for the option ``name`` of ``PaintSettings`` (its parser, its bounds)."""
+
+    def convert(text: str):
+        try:
+            return settings.parse_value(name, text, "value")
+        except settings.SettingsError as e:
+            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
+
+    return convert
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def setting_help(name: str, default=_FIELD_DEFAULT) -> str:
+    """The help of the flag of option ``name``: its line, its range and its default."""
+    option = settings.option(name)
+    value = settings.default(name) if default is _FIELD_DEFAULT else default
+    if option.kind == "switch":
+        return option.off_help if value else option.help
+    text = option.help
+    if option.kind in ("int", "float", "interval"):
+        text += f", {settings.range_text(option)}"
+    return f"{text} (default {option.none_means if value is None else _shown(value)})"
+
+
+def add_setting(container, name: str, default=_FIELD_DEFAULT, help: str | None = None) -> argparse.Action:
+    """Add the flag of option ``name`` of ``PaintSettings`` (its aliases too) to a parser or argument group;
+    ``default`` (the field's unless given) and ``help`` may differ per command. The value lands in
+    ``args.<name>``."""
+    option = settings.option(name)
+    value = settings.default(name) if default is _FIELD_DEFAULT else default
+    flags = [settings.flag(name), *option.aliases]
+    help = help or setting_help(name, value)
+    if option.kind == "switch":
+        return container.add_argument(*flags, dest=name, action="store_false" if value else "store_true", help=help)
+    kind = {"choices": option.choices} if option.kind == "choice" else {"type": setting_type(name)}
+    return container.add_argument(*flags, dest=name, default=value, metavar=option.metavar, help=help, **kind)
+
+
+def add_settings(parser: argparse.ArgumentParser, groups: dict[str, object] | None = None) -> list[str]:
+    """Add a flag for every option of ``PaintSettings``, each in its group's container (``groups``: group
+    name → argument group; the parser for the others). Returns the options' names."""
+    groups = groups or {}
+    names = []
+    for name, option in settings.options():
+        add_setting(groups.get(option.group, parser), name)
+        names.append(name)
+    return names
+
+
+def settings_from_args(args: argparse.Namespace, **changes) -> settings.PaintSettings:
+    """The ``PaintSettings`` the flags of ``add_settings`` give, with ``changes``.
+
+    Raises:
+        CommandError: a combination the settings refuse (``--eta`` with another sampler than ddim ...),
+            naming the flags.
+    """
+    values = {name: getattr(args, name) for name, _ in settings.options() if hasattr(args, name)}
+    try:
+        return settings.PaintSettings(**{**values, **changes})
+    except settings.SettingsError as e:
+        raise CommandError(settings.with_flags(str(e))) from None
+
+
+# ---------------------------------------------------------------------------------------------------
 # Checks before work
 # ---------------------------------------------------------------------------------------------------
 def require_file(path: str | None, flag: str) -> None:
@@ -142,7 +212,7 @@ def subject_folder(spec: str | None, flag: str = "--subject") -> Path | None:
         raise CommandError(f"{flag} {spec}: no such folder or file")
     if not path.is_dir():
         return None
-    if folder_kind(path) not in ("subject", "training") or read_index(path / SUBJECT_INDEX) is None:
+    if folder_kind(path) not in ("subject", "subject-training") or read_index(path / SUBJECT_INDEX) is None:
         raise CommandError(f"{flag} {spec}: not a subject folder (from `subject-inpaint finetune`)")
     return path
 

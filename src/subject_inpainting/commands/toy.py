@@ -93,7 +93,10 @@ def check_train(args: argparse.Namespace) -> None:
 
 
 def check_world(args: argparse.Namespace) -> None:
+    from ..toy.write import check_dataset
+
     check_output_folder(args.out, kinds=("toy-world",), overwrite=args.overwrite)
+    check_dataset(args.out, args.train_images, args.subjects, args.photos, args.cases, args.size, options=True)
 
 
 def run_world(args: argparse.Namespace) -> int:

@@ -11,11 +11,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ..loaders.layout import check_model, refuse_subject
 from ..training import finetune, train
-from ..utils.files import check_output_folder, folder_kind
+from ..utils.files import check_output_folder
 from ..utils.parse import float_option, seed_option
 from . import options
-from .options import CommandError
 
 
 def register(sub) -> None:
@@ -93,23 +93,27 @@ def check_train(args: argparse.Namespace) -> None:
         options.require_file(getattr(args, flag), f"--{flag}")
     options.require_folder(args.images, "--images")
     inputs = options.model_inputs(args, "model", "manifest", "openimages", "coco", "images")
-    check_output_folder(args.out, inputs=inputs, kinds=("training",), overwrite=args.overwrite, resume=True)
+    check_output_folder(args.out, inputs=inputs, kinds=("base-training",), overwrite=args.overwrite, resume=True)
+    check_model(args.model)
+    if not args.toy_world:  # the annotations are read now, and trained on (``train.spec_from_args``)
+        args.annotations = train.annotations_from_args(args)
+        args.annotations.check()
+        train.check_latent_cache(args.latent_cache, len(args.annotations.records))
 
 
 def check_finetune(args: argparse.Namespace) -> None:
     options.check_device_name(args.device)
     options.require_model(args.base, "--base")
-    if folder_kind(args.base) == "subject":
-        raise CommandError(
-            f"--base {args.base}: is a fine-tuned subject, not a base model; give the Paint-by-Example model it "
-            "was fine-tuned from"
-        )
+    refuse_subject(args.base, f"--base {args.base}")
     finetune.check_args(args)
     options.require_folder(args.photos, "--photos")
     options.require_file(args.boxes, "--boxes")
     options.require_folder(args.masks, "--masks")
     inputs = options.model_inputs(args, "base", "photos", "boxes", "masks")
-    check_output_folder(args.out, inputs=inputs, kinds=("training",), overwrite=args.overwrite, resume=True)
+    check_output_folder(args.out, inputs=inputs, kinds=("subject-training",), overwrite=args.overwrite, resume=True)
+    check_model(args.base, "--base")
+    # the photos and boxes (or masks) are read now, and trained on (``finetune.spec_from_args``)
+    args.records = finetune.read_records(finetune.spec_from_args(args))
 
 
 def run_training(main_function):

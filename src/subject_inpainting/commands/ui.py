@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..loaders.layout import check_model
 from ..utils.files import SUBJECT_INDEX, check_output_folder, mark_folder, read_index
 from ..utils.parse import int_option
 from . import options
@@ -64,6 +65,7 @@ def check(args: argparse.Namespace) -> None:
     if args.out_dir is not None:
         inputs = [("--model", args.model), *(("--subject", s) for s in args.subject)]
         check_output_folder(args.out_dir, kinds=("page-results",), inputs=inputs, resume=True)
+    check_model(args.model)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,21 +6,29 @@ scene holds it, the hole is the extended box or an irregular Bézier shape, and 
 the box and augmented. All randomness comes from explicit ``torch.Generator``s.
 """
 
-from .annotations import (
-    NoSubjectLocation,
-    Record,
-    image_size,
-    read_coco,
-    read_manifest,
-    read_openimages,
-    read_photo_folder,
-    write_manifest,
-)
-from .augment import AugmentConfig, augment_reference
-from .boxes import Box, Size, as_box, check_box, check_size, extend_box, reference_box, square_crop
-from .datasets import InpaintingExamples
-from .examples import make_example
-from .masks import bezier_mask, box_mask
+import importlib
+from typing import Any
+
+# Where each name lives. The modules are imported on first use: the annotation readers and the box checks
+# need no torch, and the commands call them to check their inputs before torch is imported.
+_MODULES = {
+    "annotations": (
+        "NoSubjectLocation",
+        "Record",
+        "image_size",
+        "read_coco",
+        "read_manifest",
+        "read_openimages",
+        "read_photo_folder",
+        "write_manifest",
+    ),
+    "augment": ("AugmentConfig", "augment_reference"),
+    "boxes": ("Box", "Size", "as_box", "check_box", "check_size", "extend_box", "reference_box", "square_crop"),
+    "datasets": ("InpaintingExamples",),
+    "examples": ("make_example",),
+    "masks": ("bezier_mask", "box_mask"),
+}
+_HOME = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
     "AugmentConfig",
@@ -46,3 +54,11 @@ __all__ = [
     "square_crop",
     "write_manifest",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    globals()[name] = value
+    return value

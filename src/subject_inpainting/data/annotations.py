@@ -3,6 +3,11 @@
 Readers turn annotation files into ``Record``s and fail early with one-line errors naming the file and the
 line or entry: JSON Lines manifests (the project's own format, also written by the toy world), Open Images
 box CSVs, COCO instance JSON, and a folder of subject photos with a boxes file or masks.
+
+Nothing here imports torch (the images are read with Pillow): the commands read their annotation files with
+these functions before torch is imported, so that a bad file is refused at once. ``labels`` name the
+inputs in messages: by what they are (``FILE_LABELS``), or by the command line's options
+(``OPTION_LABELS``).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import math
 import numbers
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,13 +34,24 @@ from ..imaging import (
     mask_to_bool,
     open_image,
 )
-from ..loaders.checkpoint_io import CheckpointError, _first_line, read_json
+from ..loaders.checkpoint_io import _first_line
 from ..utils import write_text_atomic
 from .boxes import Box, Size, as_box, check_box, check_size
 
 MANIFEST_KEYS = ("image", "boxes", "mask", "width", "height", "meta")
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 OPENIMAGES_COLUMNS = ("ImageID", "XMin", "XMax", "YMin", "YMax")
+FILE_LABELS = {
+    "manifest": "manifest",
+    "openimages": "Open Images CSV",
+    "coco": "COCO file",
+    "images": "image folder",
+    "photos": "photo folder",
+    "boxes": "boxes file",
+    "masks": "masks folder",
+}
+OPTION_LABELS = {key: f"--{key}" for key in FILE_LABELS}
+BOXES_FILE_FORMAT = '{"photo.jpg": [x0, y0, x1, y1], ...}'
 # EXIF orientations 5–8 turn the picture by 90°: the decoded image (``open_image``) has W and H swapped.
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
 
@@ -124,7 +140,9 @@ def image_size(path: str | os.PathLike, what: str = "image") -> Size:
 # ---------------------------------------------------------------------------------------------------
 # Manifests (JSON Lines)
 # ---------------------------------------------------------------------------------------------------
-def read_manifest(path: str | os.PathLike, *, check_images: bool = True) -> list[Record]:
+def read_manifest(
+    path: str | os.PathLike, *, check_images: bool = True, labels: Mapping[str, str] = FILE_LABELS
+) -> list[Record]:
     """Read a JSON Lines manifest: one object a line, blank lines ignored.
 
     Each line: ``{"image": "a.jpg", "boxes": [[x0, y0, x1, y1], ...], "mask": "a.png", "width": W,
@@ -135,24 +153,21 @@ def read_manifest(path: str | os.PathLike, *, check_images: bool = True) -> list
         path: the manifest file.
         check_images: check that each image (and mask) exists and each box lies inside its image; the
             size comes from ``width``/``height`` when given, else from the image header.
+        labels: how messages name the manifest (``labels["manifest"]``).
 
     Raises:
         InputError: an unreadable file, bad JSON, a missing or unknown key, a bad box, a missing image,
             or no record at all; the message names the line.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"manifest {path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"manifest {path}: cannot be read ({_first_line(e)})") from None
+    label = f"{labels['manifest']} {path}"
+    text = _read_text(path, label)
     records = []
     # Split on newlines only: JSON strings may hold other Unicode line separators.
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        where = f"manifest {path}, line {number}"
+        where = f"{label}, line {number}"
         try:
             records.append(_manifest_record(json.loads(line), path.parent, check_images))
         except json.JSONDecodeError as e:
@@ -160,7 +175,7 @@ def read_manifest(path: str | os.PathLike, *, check_images: bool = True) -> list
         except (TypeError, ValueError) as e:
             raise InputError(f"{where}: {_first_line(e)}") from None
     if not records:
-        raise InputError(f"manifest {path}: no records (the file is empty)")
+        raise InputError(f"{label}: no records (the file is empty; expected one JSON object a line)")
     return records
 
 
@@ -172,7 +187,7 @@ def _manifest_record(entry: object, folder: Path, check_images: bool) -> Record:
         raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))} (known: {', '.join(MANIFEST_KEYS)})")
     missing = [k for k in ("image", "boxes") if k not in entry]
     if missing:
-        raise ValueError(f"missing key(s) {', '.join(map(repr, missing))}")
+        raise ValueError(f"missing key(s) {', '.join(map(repr, missing))} (each line needs 'image' and 'boxes')")
     image = folder / _as_path(entry["image"], "image")
     mask = None if entry.get("mask") is None else folder / _as_path(entry["mask"], "mask")
     width, height = entry.get("width"), entry.get("height")
@@ -233,6 +248,30 @@ def _check_area_range(min_area: float, max_area: float) -> None:
         raise ValueError(f"min_area {min_area} is larger than max_area {max_area}")
 
 
+def _read_text(path: Path, label: str) -> str:
+    if not path.is_file():
+        raise InputError(f"{label}: no such file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{label}: cannot be read ({_first_line(e)})") from None
+
+
+def _read_json(path: Path, label: str, expected: str) -> object:
+    """The JSON value in ``path``; a message names the file as ``label`` and says what was ``expected``."""
+    try:
+        return json.loads(_read_text(path, label))
+    except json.JSONDecodeError as e:
+        raise InputError(
+            f"{label}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); expected {expected}"
+        ) from None
+
+
+def _json_kind(value: object) -> str:
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
 def _check_folder(folder: str | os.PathLike, what: str) -> Path:
     folder = Path(folder)
     if not folder.is_dir():
@@ -247,6 +286,7 @@ def read_openimages(
     max_area: float = 0.8,
     *,
     skip_missing: bool = False,
+    labels: Mapping[str, str] = FILE_LABELS,
 ) -> list[Record]:
     """Read an Open Images bounding-box CSV (``oidv6-train-annotations-bbox.csv`` and its kin).
 
@@ -266,30 +306,37 @@ def read_openimages(
         min_area, max_area: the kept range of box area / image area.
         skip_missing: leave out images that are not in ``image_dir`` (the original read only the images
             it had downloaded) instead of raising.
+        labels: how messages name the CSV and the folder (``labels["openimages"]``, ``labels["images"]``).
 
     Raises:
         InputError: a missing file or column, a bad row (named by line), a missing or unreadable image.
     """
     _check_area_range(min_area, max_area)
     csv_path = Path(csv_path)
-    image_dir = _check_folder(image_dir, "Open Images image folder")
+    label = f"{labels['openimages']} {csv_path}"
+    image_dir = _check_folder(image_dir, labels["images"])
     if not csv_path.is_file():
-        raise InputError(f"Open Images CSV {csv_path}: no such file")
+        raise InputError(f"{label}: no such file")
     kept: dict[str, list[tuple[float, float, float, float]]] = {}
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in OPENIMAGES_COLUMNS if c not in (reader.fieldnames or ())]
-        if missing:
-            raise InputError(f"Open Images CSV {csv_path}: missing column(s) {', '.join(missing)}")
-        for row in reader:
-            try:
-                image_id, box = _openimages_row(row)
-            except (TypeError, ValueError) as e:
-                raise InputError(f"Open Images CSV {csv_path}, line {reader.line_num}: {e}") from None
-            share = (box[2] - box[0]) * (box[3] - box[1])
-            boxes = kept.setdefault(image_id, [])
-            if min_area <= share <= max_area:
-                boxes.append(box)
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in OPENIMAGES_COLUMNS if c not in (reader.fieldnames or ())]
+            if missing:
+                raise InputError(
+                    f"{label}: missing column(s) {', '.join(missing)} (expected {', '.join(OPENIMAGES_COLUMNS)})"
+                )
+            for row in reader:
+                try:
+                    image_id, box = _openimages_row(row)
+                except (TypeError, ValueError) as e:
+                    raise InputError(f"{label}, line {reader.line_num}: {e}") from None
+                share = (box[2] - box[0]) * (box[3] - box[1])
+                boxes = kept.setdefault(image_id, [])
+                if min_area <= share <= max_area:
+                    boxes.append(box)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InputError(f"{label}: cannot be read as a CSV ({_first_line(e)})") from None
     records = []
     for image_id, boxes in kept.items():
         image = image_dir / f"{image_id}.jpg"
@@ -330,6 +377,7 @@ def read_coco(
     max_area: float = 0.8,
     *,
     skip_missing: bool = False,
+    labels: Mapping[str, str] = FILE_LABELS,
 ) -> list[Record]:
     """Read a COCO instances JSON (``instances_train2017.json`` and its kin).
 
@@ -338,20 +386,20 @@ def read_coco(
     object); boxes are kept when their area share lies in ``[min_area, max_area]``, as for Open Images;
     images with no box left are skipped. COCO boxes are floats that may overshoot the border by a
     fraction of a pixel: they are rounded and clipped, and an overshoot of more than a pixel is an error.
+    ``labels`` name the file and the folder in messages (``labels["coco"]``, ``labels["images"]``).
 
     Raises:
         InputError: an unreadable file, a bad entry (named by its index), a missing image.
     """
     _check_area_range(min_area, max_area)
     json_path = Path(json_path)
-    image_dir = _check_folder(image_dir, "COCO image folder")
-    try:
-        data = read_json(json_path, "COCO annotation file")
-    except CheckpointError as e:
-        raise InputError(str(e)) from None
-    images, annotations = data.get("images"), data.get("annotations")
+    label = f"{labels['coco']} {json_path}"
+    image_dir = _check_folder(image_dir, labels["images"])
+    expected = "a COCO instances object with lists 'images' and 'annotations'"
+    data = _read_json(json_path, label, expected)
+    images, annotations = (data.get("images"), data.get("annotations")) if isinstance(data, dict) else (None, None)
     if not isinstance(images, list) or not isinstance(annotations, list):
-        raise InputError(f"COCO file {json_path}: needs lists 'images' and 'annotations'")
+        raise InputError(f"{label}: expected {expected}")
     entries: dict[Any, tuple[str, Size]] = {}
     for n, entry in enumerate(images):
         try:
@@ -359,14 +407,14 @@ def read_coco(
             if image_id in entries:
                 raise ValueError(f"id {image_id!r} appears twice")
         except (TypeError, ValueError, KeyError) as e:
-            raise InputError(f"COCO file {json_path}, images[{n}]: {_first_line(e)}") from None
+            raise InputError(f"{label}, images[{n}]: {_first_line(e)}") from None
         entries[image_id] = (name, size)
     boxes: dict[Any, list[Box]] = {}
     for n, entry in enumerate(annotations):
         try:
             image_id, box = _coco_box(entry, entries, min_area, max_area)
         except (TypeError, ValueError, KeyError) as e:
-            raise InputError(f"COCO file {json_path}, annotations[{n}]: {_first_line(e)}") from None
+            raise InputError(f"{label}, annotations[{n}]: {_first_line(e)}") from None
         if box is not None:
             boxes.setdefault(image_id, []).append(box)
     records = []
@@ -433,6 +481,8 @@ def read_photo_folder(
     folder: str | os.PathLike,
     boxes_file: str | os.PathLike | None = None,
     masks_dir: str | os.PathLike | None = None,
+    *,
+    labels: Mapping[str, str] = FILE_LABELS,
 ) -> list[Record]:
     """Read the 3–5 photos of one subject (``.jpg``, ``.jpeg``, ``.png``, ``.webp``, sorted by name).
 
@@ -443,7 +493,8 @@ def read_photo_folder(
     - ``masks_dir``: one mask per photo with the same file stem (white = subject, any image type; the
       same aspect ratio as the photo); the box is the mask's bounding box and the record keeps the mask.
 
-    Every photo is decoded once here, so an unreadable file is reported now.
+    Every photo is decoded once here, so an unreadable file is reported now. ``labels`` name the folder,
+    the boxes file and the masks folder in messages (``labels["photos"]``, ``["boxes"]``, ``["masks"]``).
 
     Raises:
         NoSubjectLocation: neither a boxes file nor a masks folder (the caller may run a detector).
@@ -451,20 +502,21 @@ def read_photo_folder(
         InputError: no folder or no photos in it, an unreadable photo or mask, a photo without a box or
             mask, a box outside its photo, an empty mask.
     """
-    folder = _check_folder(folder, "photo folder")
+    folder = _check_folder(folder, labels["photos"])
     photos = photo_files(folder)
     if not photos:
-        raise InputError(f"no photos in {folder} (looked for {', '.join(PHOTO_SUFFIXES)})")
+        raise InputError(f"{labels['photos']} {folder}: no photos in it (looked for {', '.join(PHOTO_SUFFIXES)})")
     if boxes_file is not None and masks_dir is not None:
         raise ValueError("give a boxes file or a masks folder for the subject photos, not both")
     if boxes_file is None and masks_dir is None:
         raise NoSubjectLocation(
-            f"no boxes file or masks folder says where the subject is in the {len(photos)} photos of {folder}"
+            f"{labels['photos']} {folder}: no boxes file or masks folder says where the subject is in its "
+            f"{len(photos)} photos"
         )
     sizes = {p: open_image(p, "subject photo").size for p in photos}
     if boxes_file is not None:
-        return _records_from_boxes_file(Path(boxes_file), sizes)
-    masks_dir = _check_folder(masks_dir, "masks folder")
+        return _records_from_boxes_file(Path(boxes_file), sizes, f"{labels['boxes']} {boxes_file}")
+    masks_dir = _check_folder(masks_dir, labels["masks"])
     masks: dict[str, list[Path]] = {}
     for m in sorted(masks_dir.iterdir()):
         if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES:
@@ -474,7 +526,9 @@ def read_photo_folder(
         found = masks.get(photo.stem, [])
         if len(found) != 1:
             problem = "no mask" if not found else f"{len(found)} masks ({', '.join(m.name for m in found)})"
-            raise InputError(f"masks folder {masks_dir}: {problem} for photo {photo.name} (same file stem expected)")
+            raise InputError(
+                f"{labels['masks']} {masks_dir}: {problem} for photo {photo.name} (same file stem expected)"
+            )
         mask = read_mask(found[0], size)
         if not mask.any():
             raise InputError(f"mask {found[0]}: empty (no pixel is white); white marks the subject")
@@ -482,26 +536,25 @@ def read_photo_folder(
     return records
 
 
-def _records_from_boxes_file(boxes_file: Path, sizes: dict[Path, Size]) -> list[Record]:
-    try:
-        entries = read_json(boxes_file, "boxes file")
-    except CheckpointError as e:
-        raise InputError(str(e)) from None
+def _records_from_boxes_file(boxes_file: Path, sizes: dict[Path, Size], label: str) -> list[Record]:
+    entries = _read_json(boxes_file, label, BOXES_FILE_FORMAT)
+    if not isinstance(entries, dict):
+        raise InputError(f"{label}: expected {BOXES_FILE_FORMAT}, found a JSON {_json_kind(entries)}")
     names = {p.name for p in sizes}
     unknown = sorted(set(entries) - names)
     if unknown:
-        raise InputError(f"boxes file {boxes_file}: entry {unknown[0]!r} names no photo in the folder")
+        raise InputError(f"{label}: entry {unknown[0]!r} names no photo in the folder")
     records = []
     for photo, (width, height) in sizes.items():
         if photo.name not in entries:
-            raise InputError(f"boxes file {boxes_file}: no box for photo {photo.name}")
+            raise InputError(f"{label}: no box for photo {photo.name}")
         value = entries[photo.name]
         # One box [x0, y0, x1, y1] or a list of them.
         boxes = value if isinstance(value, list) and value and isinstance(value[0], list) else [value]
         try:
             records.append(Record(photo, boxes, width=width, height=height))
         except (TypeError, ValueError) as e:
-            raise InputError(f"boxes file {boxes_file}, photo {photo.name}: {_first_line(e)}") from None
+            raise InputError(f"{label}, photo {photo.name}: {_first_line(e)}") from None
     return records
 
 

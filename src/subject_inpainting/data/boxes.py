@@ -7,6 +7,9 @@ The operations follow the Paint-by-Example data pipeline (Yang et al. 2022, ``ld
 of the original code): the box is extended on each side by a random share of the free space, a square
 crop of the scene holds the extended box, and the reference is cut around the un-extended box with a
 small margin.
+
+The checks (``check_size``, ``as_box``, ``check_box``) need no torch: the commands check annotation files
+with them before torch is imported; the random operations import it when called.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
-
-from ._random import randint, uniform
+if TYPE_CHECKING:
+    import torch
 
 Box = tuple[int, int, int, int]
 Size = tuple[int, int]
@@ -104,6 +107,8 @@ def extend_box(box: Sequence[float], size: Sequence[int], max_share: float = 0.4
     Raises:
         TypeError, ValueError: a bad box, size or share.
     """
+    from ._random import uniform
+
     x0, y0, x1, y1 = check_box(box, size)
     width, height = check_size(size)
     if isinstance(max_share, bool) or not isinstance(max_share, numbers.Real) or not 0 <= max_share <= 1:
@@ -141,6 +146,8 @@ def square_crop(
     Returns:
         ``(x0, y0, x1, y1)`` of the crop.
     """
+    from ._random import randint
+
     x0, y0, x1, y1 = check_box(box, size)
     width, height = check_size(size)
     if isinstance(min_share, bool) or not isinstance(min_share, numbers.Real) or not 0 <= min_share <= 1:

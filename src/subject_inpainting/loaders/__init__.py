@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from ..utils import hub_offline, is_hub_id
-from .checkpoint_io import PICKLE_SUFFIXES, CheckpointError
-from .diffusers_format import is_diffusers_pbe_folder, load_diffusers_pbe
-from .original import load_original
-from .project import is_project_folder, load_project, save_components
+from .checkpoint_io import CheckpointError
+from .layout import ORIGINAL_FOLDER_FILES, model_kind
 
+# The readers import torch, so they are imported when a model is loaded: the commands' checks use
+# ``layout`` and ``CheckpointError`` before torch is imported.
 __all__ = ["CheckpointError", "load_components", "save_components"]
 
-ORIGINAL_SUFFIXES = (*PICKLE_SUFFIXES, ".safetensors")
-ORIGINAL_FOLDER_FILES = ("model.ckpt", "ldm_config.yaml", "clip_vision_config.json")
 # Parts a model folder on the hub may hold that we read (the safety checker is not among them).
 HUB_PATTERNS = [
     "model_index.json",
@@ -52,10 +50,9 @@ def load_components(
     """
     path = Path(spec).expanduser()
     if path.is_file():
-        if path.suffix not in ORIGINAL_SUFFIXES:
-            raise CheckpointError(
-                f"{path}: not a model file (expected an original checkpoint: {', '.join(ORIGINAL_SUFFIXES)})"
-            )
+        model_kind(path)
+        from .original import load_original
+
         return load_original(path, ldm_config, vision_config)
     if path.is_dir():
         return _load_folder(path, ldm_config, vision_config)
@@ -65,25 +62,31 @@ def load_components(
 
 
 def _load_folder(path: Path, ldm_config, vision_config) -> dict[str, Any]:
-    if is_project_folder(path):
+    kind = model_kind(path)
+    if kind == "project":
+        from .project import load_project
+
         return load_project(path)
-    if is_diffusers_pbe_folder(path):
+    if kind == "diffusers":
+        from .diffusers_format import load_diffusers_pbe
+
         return load_diffusers_pbe(path)
-    if (path / "model.ckpt").is_file():
-        yaml_path, vision_path = (path / n for n in ORIGINAL_FOLDER_FILES[1:])
-        return load_original(
-            path / "model.ckpt",
-            ldm_config if ldm_config is not None else (yaml_path if yaml_path.is_file() else None),
-            vision_config if vision_config is not None else (vision_path if vision_path.is_file() else None),
-        )
-    if (path / "model_index.json").is_file():
-        raise CheckpointError(
-            f"{path}: model_index.json names neither a subject-inpainting model nor a PaintByExamplePipeline"
-        )
-    raise CheckpointError(
-        f"{path}: not a model folder (no model_index.json, no model.ckpt); give a project-format folder, "
-        "a diffusers Paint-by-Example folder or an original checkpoint"
+    from .original import load_original
+
+    yaml_path, vision_path = (path / n for n in ORIGINAL_FOLDER_FILES[1:])
+    return load_original(
+        path / ORIGINAL_FOLDER_FILES[0],
+        ldm_config if ldm_config is not None else (yaml_path if yaml_path.is_file() else None),
+        vision_config if vision_config is not None else (vision_path if vision_path.is_file() else None),
     )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "save_components":
+        from .project import save_components
+
+        return save_components
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def download_from_hub(repo_id: str) -> Path:

@@ -17,7 +17,6 @@ is the inverse (used to run diffusers' pipeline on the same weights).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,8 @@ from ..models.build import build_component, fill_component
 from ..models.configs import reference_encoder_config
 from ..models.reference_encoder import to_canonical_keys
 from .checkpoint_io import CheckpointError, read_json
+from .layout import require_parts
 from .project import load_module, read_weights
-
-PIPELINE_CLASS = "PaintByExamplePipeline"
 
 # diffusers BasicTransformerBlock names → our ResidualAttentionBlock names (q/k/v handled apart).
 _BLOCK_RENAMES = {
@@ -45,16 +43,6 @@ _TOP_RENAMES = {
     "proj_out.": "class_proj.",
     "uncond_vector": "uncond_vector",
 }
-
-
-def is_diffusers_pbe_folder(path: Path) -> bool:
-    index = path / "model_index.json"
-    if not index.is_file():
-        return False
-    try:
-        return json.loads(index.read_text(encoding="utf-8")).get("_class_name") == PIPELINE_CLASS
-    except (OSError, ValueError):
-        return False
 
 
 def encoder_state_from_diffusers(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
@@ -149,9 +137,7 @@ def schedule_from_diffusers(config: dict[str, Any]) -> dict[str, Any]:
 def load_diffusers_pbe(folder: str | Path) -> dict[str, Any]:
     """Load a diffusers-format Paint-by-Example folder into our components."""
     folder = Path(folder)
-    missing = [n for n in ("unet", "vae", "image_encoder", "scheduler") if not (folder / n).is_dir()]
-    if missing:
-        raise CheckpointError(f"{folder}: the model folder is missing its {', '.join(missing)} part(s)")
+    require_parts(folder, "diffusers")
     unet = load_module("unet", folder / "unet", str(folder / "unet"))
     vae = load_module("vae", folder / "vae", str(folder / "vae"))
     enc_dir = folder / "image_encoder"

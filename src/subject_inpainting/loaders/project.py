@@ -28,10 +28,10 @@ from ..models.build import build_component, fill_component
 from ..models.reference_encoder import to_canonical_keys
 from ..utils.files import MODEL_INDEX, PROJECT_FORMAT, atomic_folder
 from .checkpoint_io import CheckpointError, read_json, read_state_dict
+from .layout import FORMAT_VERSION, WEIGHTS_NAMES, read_project_index, require_parts, weights_files
 
 FORMAT_NAME = PROJECT_FORMAT
-FORMAT_VERSION = 1
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+WEIGHTS_NAME = WEIGHTS_NAMES[0]
 MODULE_COMPONENTS = ("unet", "vae", "reference_encoder")
 CLASS_NAMES = {
     "unet": ["diffusers", "UNet2DConditionModel"],
@@ -39,16 +39,6 @@ CLASS_NAMES = {
     "reference_encoder": ["subject_inpainting", "ReferenceEncoder"],
     "scheduler": ["diffusers", "DDIMScheduler"],
 }
-
-
-def is_project_folder(path: Path) -> bool:
-    index = path / MODEL_INDEX
-    if not index.is_file():
-        return False
-    try:
-        return json.loads(index.read_text(encoding="utf-8")).get("_format") == FORMAT_NAME
-    except (OSError, ValueError):
-        return False
 
 
 def _json_default(o: Any) -> Any:
@@ -103,33 +93,11 @@ def save_components(
     return folder
 
 
-def find_weights(folder: Path) -> Path:
-    """The weights file of a component folder (safetensors preferred, then a pickle read safely)."""
-    for name in (
-        WEIGHTS_NAME,
-        "model.safetensors",
-        "diffusion_pytorch_model.fp16.safetensors",
-        "model.fp16.safetensors",
-        "diffusion_pytorch_model.bin",
-        "pytorch_model.bin",
-    ):
-        if (folder / name).is_file():
-            return folder / name
-    shards = sorted(folder.glob("*.safetensors.index.json")) + sorted(folder.glob("*.bin.index.json"))
-    if shards:
-        return shards[0]
-    raise CheckpointError(f"{folder}: no weights file (expected {WEIGHTS_NAME} or model.safetensors)")
-
-
 def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     """Read a component folder's weights, following a sharded index if there is one."""
-    path = find_weights(folder)
-    if not path.name.endswith(".index.json"):
-        return read_state_dict(path)
-    index = read_json(path, "weights index")
     state: dict[str, torch.Tensor] = {}
-    for shard in sorted(set(index.get("weight_map", {}).values())):
-        state.update(read_state_dict(folder / shard))
+    for path in weights_files(folder):
+        state.update(read_state_dict(path))
     return state
 
 
@@ -152,16 +120,8 @@ def load_module(name: str, folder: Path, what: str) -> torch.nn.Module:
 def load_project(folder: str | Path) -> dict[str, Any]:
     """Load a project-format folder into ``{"unet", "vae", "reference_encoder", "scheduler"}``."""
     folder = Path(folder)
-    index = read_json(folder / MODEL_INDEX, "model index")
-    version = index.get("_format_version", 0)
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{folder}: written by a newer subject-inpainting (format {version}; this one reads up to "
-            f"{FORMAT_VERSION}); upgrade the package"
-        )
-    missing = [n for n in (*MODULE_COMPONENTS, "scheduler") if not (folder / n).is_dir()]
-    if missing:
-        raise CheckpointError(f"{folder}: the model folder is missing its {', '.join(missing)} part(s)")
+    read_project_index(folder)
+    require_parts(folder, "project")
     out: dict[str, Any] = {name: load_module(name, folder / name, f"{folder / name}") for name in MODULE_COMPONENTS}
     out["scheduler"] = read_json(folder / "scheduler" / "scheduler_config.json", "scheduler config")
     return out

@@ -32,6 +32,7 @@ from ..models.lora import ADAPTER_NAME, DEFAULT_LORA_TARGETS, add_lora, lora_con
 from ..models.reference_encoder import ReferenceEncoder
 from ..utils.files import SUBJECT_INDEX, atomic_folder
 from .checkpoint_io import CheckpointError, read_json, read_state_dict
+from .layout import is_subject_folder
 from .project import WEIGHTS_NAME, _write_json
 
 SUBJECT_FORMAT = "subject-inpainting-subject"
@@ -59,10 +60,6 @@ class Subject:
     adapter: str | None
     source: str
     info: dict[str, Any] = field(default_factory=dict)
-
-
-def is_subject_folder(path: Path) -> bool:
-    return (path / SUBJECT_INDEX).is_file()
 
 
 def subject_reference_crops(folder: Path) -> list[Path]:

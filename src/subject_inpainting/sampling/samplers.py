@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
+from numbers import Integral
 from typing import Any
 
 import torch
@@ -140,6 +141,63 @@ def make_diffusers_scheduler(name: str, schedule: Mapping[str, Any]):
     return getattr(diffusers, cls_name).from_config({**config, **overrides})
 
 
+def check_num_steps(sampler: str, num_steps: int, schedule: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` unless ``num_steps`` is a whole number from 1 to the schedule's length ``T``:
+    every sampler takes each of those counts, and none can take more (there are only ``T`` timesteps)."""
+    total = int(schedule["num_train_timesteps"])
+    if isinstance(num_steps, bool) or not isinstance(num_steps, Integral) or not 1 <= num_steps <= total:
+        raise ValueError(
+            f"the {sampler} sampler takes 1 to {total} steps (the training schedule's length), got {num_steps!r}"
+        )
+
+
+# The timestep spacings a diffusers solver tries, in order: the schedule's own, then the same without its
+# offset, then diffusers' "trailing" spacing (see ``diffusers_scheduler``).
+_SPACING_FALLBACKS: tuple[dict[str, Any], ...] = (
+    {},
+    {"steps_offset": 0},
+    {"timestep_spacing": "trailing", "steps_offset": 0},
+)
+
+
+def _fits_the_table(timesteps: torch.Tensor, num_steps: int, num_train_timesteps: int) -> bool:
+    """Whether ``timesteps`` are ``num_steps`` strictly decreasing entries of the training table
+    ``0 … T − 1``: each then has its own ᾱ (and noise level), so no step has length zero and every
+    timestep the denoiser sees can index the schedule."""
+    if len(timesteps) != num_steps:
+        return False
+    in_table = bool(((timesteps >= 0) & (timesteps <= num_train_timesteps - 1)).all())
+    return in_table and bool((timesteps[1:] < timesteps[:-1]).all())
+
+
+def diffusers_scheduler(name: str, schedule: Mapping[str, Any], num_steps: int, device=None):
+    """The ``diffusers`` scheduler ``name`` set to ``num_steps`` steps, every timestep inside the table.
+
+    The timesteps are those of the schedule's own spacing (the original's: "leading", one above the grid,
+    ``steps_offset = 1``) whenever they are ``num_steps`` distinct timesteps of ``0 … T − 1``. Near ``T`` they
+    are not. The multistep solvers (DPM-Solver++, UniPC) lay a grid of ``S + 1`` points with step
+    ``T // (S + 1)``: at ``S = T − 1`` the offset lifts the first timestep to ``T``, past the table (its noise
+    level is clamped to ``T − 1``'s, so a step has length zero and DPM-Solver++'s second-order update
+    divides by it), and at ``S = T`` the step is 0, every timestep equals the offset, and the solver's step
+    counter runs past its schedule. Euler's grid of ``S`` points reaches ``T`` at ``S = T``. For those counts
+    the same spacing without the offset is used, and where even that grid cannot fit (the multistep
+    solvers at ``S = T``), diffusers' "trailing" spacing, which for ``S = T`` is every timestep
+    ``T − 1 … 0``.
+
+    Raises:
+        ValueError: ``num_steps`` is not between 1 and ``T`` (no spacing has that many distinct timesteps),
+            before anything is sampled.
+    """
+    check_num_steps(name, num_steps, schedule)
+    total = int(schedule["num_train_timesteps"])
+    for overrides in _SPACING_FALLBACKS:
+        scheduler = make_diffusers_scheduler(name, {**schedule, **overrides})
+        scheduler.set_timesteps(num_steps, device=device)
+        if _fits_the_table(scheduler.timesteps, num_steps, total):
+            return scheduler
+    raise ValueError(f"the {name} sampler finds no {num_steps} distinct timesteps in a schedule of {total}")
+
+
 @torch.no_grad()
 def sample_diffusers(
     denoiser: Denoiser,
@@ -151,9 +209,12 @@ def sample_diffusers(
     callback: Callback | None = None,
     solver: str = "dpmsolver++",
 ) -> torch.Tensor:
-    """Sample with a ``diffusers`` solver (``solver`` in ``DIFFUSERS_SOLVERS``); ``eta`` is unused."""
-    scheduler = make_diffusers_scheduler(solver, schedule)
-    scheduler.set_timesteps(num_steps, device=x.device)
+    """Sample with a ``diffusers`` solver (``solver`` in ``DIFFUSERS_SOLVERS``); ``eta`` is unused.
+
+    ``num_steps`` (1 to the schedule's length) steps, one denoiser call each, at the timesteps that
+    ``diffusers_scheduler`` chooses.
+    """
+    scheduler = diffusers_scheduler(solver, schedule, num_steps, device=x.device)
     # Only the stochastic solvers take a generator.
     extra = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     x = x * scheduler.init_noise_sigma
@@ -170,11 +231,28 @@ ORIGINAL_SAMPLERS = {"plms": sample_plms, "ddim": sample_ddim}
 assert tuple(ORIGINAL_SAMPLERS) == ORIGINAL_SAMPLER_NAMES
 
 
+def _check_sampler(sampler: str) -> None:
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
+
+
 def num_denoiser_steps(sampler: str, num_steps: int, schedule: Mapping[str, Any]) -> int:
-    """How many steps (callbacks) ``sampler`` makes for ``num_steps`` (the original's rounding)."""
+    """How many steps (callbacks) ``sampler`` makes for ``num_steps``: the original's rounding for PLMS and
+    DDIM, ``num_steps`` for the diffusers solvers (read from the scheduler ``sample_diffusers`` runs).
+
+    Raises ``ValueError`` for an unknown sampler or a count outside 1 to the schedule's length.
+    """
+    _check_sampler(sampler)
+    check_num_steps(sampler, num_steps, schedule)
     if sampler in ORIGINAL_SAMPLERS:
         return len(original_timesteps(num_steps, int(schedule["num_train_timesteps"])))
-    return num_steps
+    return len(diffusers_scheduler(sampler, schedule, num_steps).timesteps)
+
+
+def num_denoiser_calls(sampler: str, num_steps: int, schedule: Mapping[str, Any]) -> int:
+    """How many times ``sampler`` calls the denoiser for ``num_steps``: one call a step, and for PLMS one
+    more (its first step, a pseudo improved Euler step, evaluates at two timesteps)."""
+    return num_denoiser_steps(sampler, num_steps, schedule) + (sampler == "plms")
 
 
 def sample(
@@ -187,9 +265,10 @@ def sample(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
-    """Run sampler ``sampler`` (one of ``SAMPLERS``)."""
+    """Run sampler ``sampler`` (one of ``SAMPLERS``) for ``num_steps`` (1 to the schedule's length; checked
+    before the first denoiser call)."""
+    _check_sampler(sampler)
+    check_num_steps(sampler, num_steps, schedule)
     if sampler in ORIGINAL_SAMPLERS:
         return ORIGINAL_SAMPLERS[sampler](denoiser, x, schedule, num_steps, eta, generator, callback)
-    if sampler in DIFFUSERS_SOLVERS:
-        return sample_diffusers(denoiser, x, schedule, num_steps, eta, generator, callback, solver=sampler)
-    raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
+    return sample_diffusers(denoiser, x, schedule, num_steps, eta, generator, callback, solver=sampler)

@@ -22,6 +22,9 @@ What the identity score sees is reported beside it: each case's truth re-rendere
 subject changed (same scene, pose and box) and scored against the truth. The evaluator learnt to tell its
 identities apart mostly by colour, so a subject of another shape still scores high: the score measures
 colours and pattern far better than outline.
+
+torch and the evaluator are imported when the benchmark runs: the command line checks the configuration
+(``ToyBenchConfig.check``) before.
 """
 
 from __future__ import annotations
@@ -35,17 +38,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from .. import imaging
-from ..evaluation.metrics import frechet_distance_of_features, psnr
 from ..presets import PRESETS, preset_settings
 from ..utils import native_bf16, write_text_atomic
 from ..utils.files import mark_folder
 from . import world
-from .evaluator import IdentityEncoder, crop_pixels
 from .outline import read_shape
 from .write import write_subject_photos
 
@@ -90,6 +90,15 @@ class ToyBenchConfig:
     bfloat16: bool | None = None
     seed: int = 0
     only: str | None = None  # a regular expression: only the settings whose name it finds are run
+
+    def check(self) -> list[Setting]:
+        """The settings to run (``selected_settings``), refusing before any work a configuration the benchmark
+        cannot run: a settings pattern that is not one or finds nothing, more subjects than the world's
+        held-out identities can give (one more is the floor's unrelated reference). No torch needed."""
+        world.check_heldout_count(
+            self.subjects, "--subjects", spare=1, why="the benchmark takes one more for the floor's reference"
+        )
+        return selected_settings(self)
 
     @classmethod
     def quick(cls) -> ToyBenchConfig:
@@ -201,11 +210,11 @@ def selected_settings(config: ToyBenchConfig) -> list[Setting]:
     try:
         pattern = re.compile(config.only)
     except re.error as e:
-        raise ValueError(f"settings pattern {config.only!r} is not a regular expression: {e}") from None
+        raise ValueError(f"--settings {config.only!r} is not a regular expression: {e}") from None
     chosen = [s for s in plan if pattern.search(s.name)]
     if not chosen:
         names = "; ".join(s.name for s in plan)
-        raise ValueError(f"settings pattern {config.only!r} finds no setting; the settings are: {names}")
+        raise ValueError(f"--settings {config.only!r} finds no setting; the settings are: {names}")
     return chosen
 
 
@@ -250,6 +259,8 @@ def _finetune(base: Path, photos: Path, out: Path, variant: str, config: ToyBenc
 
 def machine_summary() -> dict[str, Any]:
     """What a benchmark ran on: the processor, torch's CPU capability (AVX2, AVX512 ...), threads, torch."""
+    import torch
+
     return {
         "cpu": platform.processor() or platform.machine(),
         "capability": torch.backends.cpu.get_cpu_capability(),
@@ -262,12 +273,16 @@ def run_toy_bench(
     model: str | Path, evaluator: str | Path, out: Path, config: ToyBenchConfig, progress: bool = True
 ) -> dict[str, Any]:
     """Run the benchmark; writes ``out/results.json``, ``out/results.md``, ``out/identity.png``."""
-    from ..pipeline import SubjectInpaintPipeline
+    import torch
 
+    from ..evaluation.metrics import frechet_distance_of_features, psnr
+    from ..pipeline import SubjectInpaintPipeline
+    from .evaluator import IdentityEncoder, crop_pixels
+
+    plan = config.check()
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     mark_folder(out, "benchmark")
-    plan = selected_settings(config)
     pipes = {
         name: SubjectInpaintPipeline.from_pretrained(model, dtype=getattr(torch, name))
         for name in dict.fromkeys(s.dtype for s in plan)
@@ -404,6 +419,8 @@ def run_toy_bench(
 def bootstrap_frechet_se(painted: np.ndarray, truths: np.ndarray, seed: int, rounds: int = 100) -> float:
     """Standard error of the Fréchet distance over the cases: its spread when the cases (each a painted and a
     true feature vector, kept as pairs) are resampled with replacement."""
+    from ..evaluation.metrics import frechet_distance_of_features
+
     n = len(painted)
     if n < 3:
         return float("nan")

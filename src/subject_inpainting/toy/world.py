@@ -49,6 +49,7 @@ MARKINGS = ("none", "eye", "band", "spot", "x")
 # hundred of them by their colours (a tower trained on a few hundred barely reads the shape of new subjects);
 # it leaves out any identity that looks exactly like a held-out or evaluator one.
 SPLITS = {"train": (10_000, 30_000), "heldout": (400, 500), "evaluator": (1000, 1400)}
+HELDOUT_IDENTITIES = SPLITS["heldout"][1] - SPLITS["heldout"][0]  # the held-out split keeps its whole range
 SUPERSAMPLE = 4  # shapes are drawn this many times larger, then reduced: smooth edges
 
 
@@ -142,6 +143,17 @@ def split_identities(world_seed: int, split: str, count: int | None = None) -> l
     if not 0 < n <= len(identities):
         raise ValueError(f"split {split!r} holds {len(identities)} identities; asked for {n}")
     return list(identities[:n])
+
+
+def check_heldout_count(count: int, name: str, spare: int = 0, why: str = "") -> None:
+    """Refuse ``count`` held-out subjects when the world's held-out split cannot give them and ``spare``
+    identities more (taken for ``why``); ``name`` names the count in the message. Nothing is rendered."""
+    most = HELDOUT_IDENTITIES - spare
+    if count > most:
+        note = f" ({why})" if why else ""
+        raise ValueError(
+            f"{name} {count}: the toy world has {HELDOUT_IDENTITIES} held-out identities{note}; expected at most {most}"
+        )
 
 
 def _looks(ident: Identity) -> tuple[int, ...]:

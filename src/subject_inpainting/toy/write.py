@@ -14,7 +14,17 @@ from tqdm.auto import tqdm
 from ..data.annotations import Record, write_manifest
 from ..utils import human_bytes
 from ..utils.files import atomic_folder, check_output_folder, mark_folder, nearest_existing
-from .world import SPLITS, Identity, make_case, render_scene, seed_from, split_identities, subject_mask, subject_photos
+from .world import (
+    SPLITS,
+    Identity,
+    check_heldout_count,
+    make_case,
+    render_scene,
+    seed_from,
+    split_identities,
+    subject_mask,
+    subject_photos,
+)
 
 
 def write_subject_photos(ident: Identity, folder, count: int, seed: int, size: int = 64) -> None:
@@ -36,6 +46,37 @@ def write_subject_photos(ident: Identity, folder, count: int, seed: int, size: i
 # ---------------------------------------------------------------------------------------------------
 # Datasets on disk
 # ---------------------------------------------------------------------------------------------------
+def check_dataset(
+    out, train_images: int, subjects: int, photos: int, cases: int, size: int, *, options: bool = False
+) -> None:
+    """Refuse a toy world ``write_dataset`` cannot write, before anything is rendered: counts that are not
+    whole numbers or below their least, more subjects than the world's held-out identities, pictures larger
+    than the disk's free space. ``options``: name the values by the command line's options (``--subjects``).
+    """
+
+    def name(key: str) -> str:
+        return "--" + key.replace("_", "-") if options else key
+
+    for key, value, low in (
+        ("train_images", train_images, 0),
+        ("subjects", subjects, 0),
+        ("photos", photos, 1),
+        ("cases", cases, 0),
+        ("size", size, 32),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name(key)} must be an integer ≥ {low}, got {value!r}")
+    check_heldout_count(subjects, name("subjects"))
+    # Uncompressed bytes: RGB + mask per training render and photo; scene, mask, reference, truth per case.
+    need = size * size * (4 * train_images + subjects * (4 * photos + 10 * cases))
+    free = shutil.disk_usage(nearest_existing(Path(out))).free
+    if need > free:
+        raise ValueError(
+            f"{name('out')} {out}: the world's pictures take up to {human_bytes(need)} and the disk has "
+            f"{human_bytes(free)} free; write fewer or smaller pictures"
+        )
+
+
 def write_dataset(
     out,
     world_seed: int = 0,
@@ -67,28 +108,9 @@ def write_dataset(
     The base-training images show only ``train`` identities; subjects and test cases only ``heldout``
     ones (``SPLITS``). Returns ``{"out", "train_images", "subjects", "cases"}``.
     """
-    for name, value, low in (
-        ("train_images", train_images, 0),
-        ("subjects", subjects, 0),
-        ("photos", photos, 1),
-        ("cases", cases, 0),
-        ("size", size, 32),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
-    held_total = SPLITS["heldout"][1] - SPLITS["heldout"][0]
-    if subjects > held_total:
-        raise ValueError(f"subjects: the heldout split holds {held_total} identities, got {subjects}")
+    check_dataset(out, train_images, subjects, photos, cases, size)
     out = Path(out)
     mode = check_output_folder(out, kinds=("toy-world",), flag="out", overwrite=overwrite)
-    # Uncompressed bytes: RGB + mask per training render and photo; scene, mask, reference, truth per case.
-    need = size * size * (4 * train_images + subjects * (4 * photos + 10 * cases))
-    free = shutil.disk_usage(nearest_existing(out)).free
-    if need > free:
-        raise ValueError(
-            f"out {out}: the world's pictures take up to {human_bytes(need)} and the disk has {human_bytes(free)} "
-            "free; write fewer or smaller pictures"
-        )
     total = train_images + subjects * (photos + cases)
     with (
         atomic_folder(out, overwrite=mode == "replace") as tmp,

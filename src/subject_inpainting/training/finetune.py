@@ -20,12 +20,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..utils.files import staged_publish
 from ..utils.parse import float_option, int_option
 from .common import MAX_STEPS, add_training_args, config_from_args, preview_function
 from .config import TrainConfig, check_config
+
+if TYPE_CHECKING:
+    from ..data.annotations import Record
 
 DEFAULT_EPOCHS = 200  # the original: 200 epochs of the subject's photos
 
@@ -41,6 +44,8 @@ class FinetuneSpec:
         config: the loop's settings (``TrainConfig.for_mode("subject")`` and changes: LoRA, detail module ...).
         cut_reference: the references show the subject cut out onto white through its mask (needs ``masks``).
         device, overwrite, progress: as ``TrainSpec``'s.
+        records: the photos with the subject located, when they were read already (``read_records``: the
+            command line reads them while it checks its inputs, before torch is imported); None: read them.
     """
 
     photos: str | Path
@@ -55,6 +60,7 @@ class FinetuneSpec:
     device: str = "auto"
     overwrite: bool = False
     progress: bool = True
+    records: list[Record] | None = field(default=None, repr=False, compare=False)
 
     def check(self) -> None:
         check_config(self.config, "subject")
@@ -154,20 +160,31 @@ def spec_from_args(args: argparse.Namespace) -> FinetuneSpec:
         device=args.device,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        records=getattr(args, "records", None),
     )
 
 
-def find_records(spec: FinetuneSpec):
-    """The subject's photos and where the subject is in each."""
-    from ..data.annotations import NoSubjectLocation, read_photo_folder
+def read_records(spec: FinetuneSpec) -> list[Record] | None:
+    """The subject's photos with the boxes or masks that say where it is, read without torch; None when
+    the photos come with neither and ``--prompt``'s detector is to find it (which needs torch)."""
+    from ..data.annotations import OPTION_LABELS, NoSubjectLocation, read_photo_folder
 
     try:
-        return read_photo_folder(spec.photos, spec.boxes, spec.masks)
+        return read_photo_folder(spec.photos, spec.boxes, spec.masks, labels=OPTION_LABELS)
     except NoSubjectLocation as e:
         if not spec.prompt:
             raise NoSubjectLocation(
                 f"{e}; give --boxes FILE, --masks DIR, or --prompt TEXT to find it with a detector"
             ) from None
+    return None
+
+
+def find_records(spec: FinetuneSpec) -> list[Record]:
+    """The subject's photos and where the subject is in each: read (``spec.records`` if they were), or
+    found by the detector ``spec.prompt`` names."""
+    records = spec.records if spec.records is not None else read_records(spec)
+    if records is not None:
+        return records
     from ..data.detect import find_subject
 
     return find_subject(spec.photos, spec.prompt)
@@ -177,13 +194,9 @@ def load_base(spec: str) -> dict[str, Any]:
     """The base model, refusing what cannot be fine-tuned into a subject."""
     from ..loaders import load_components
     from ..loaders.checkpoint_io import CheckpointError
-    from ..loaders.subject import is_subject_folder
+    from ..loaders.layout import refuse_subject
 
-    if Path(spec).is_dir() and is_subject_folder(Path(spec)):
-        raise CheckpointError(
-            f"--base {spec}: is a fine-tuned subject, not a base model; give the Paint-by-Example "
-            "model it was fine-tuned from"
-        )
+    refuse_subject(spec, f"--base {spec}")
     components = load_components(spec)
     if components["reference_encoder"].has_detail:
         raise CheckpointError(

@@ -194,7 +194,7 @@ def prepare_output(
         return work
     out = Path(out)
     run = {"config": {k: getattr(config, k) for k in TrainConfig.RESUME_KEYS}, **fingerprint}
-    mode = check_output_folder(out, kinds=("training",), overwrite=overwrite, resume=True)
+    mode = check_output_folder(out, kinds=(f"{config.mode}-training",), overwrite=overwrite, resume=True)
     if mode == "replace":
         shutil.rmtree(work, ignore_errors=True)  # an earlier replacement that did not finish: start over
     elif mode == "resume":

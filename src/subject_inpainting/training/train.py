@@ -68,7 +68,8 @@ class Annotations:
     records: list[Record] | None = field(default=None, repr=False, compare=False)
 
     def check(self, read: bool = True) -> None:
-        """The settings' combinations; with ``read``, the annotations are read too (``records``)."""
+        """The settings' combinations; with ``read``, the annotations are read too (``records``: the command
+        line reads them while it checks its inputs, before torch is imported, and trains on what it read)."""
         if (self.openimages or self.coco) and not self.images:
             raise ValueError("--images is needed with --openimages / --coco (the folder of the images)")
         if self.min_area > self.max_area:
@@ -82,11 +83,14 @@ class Annotations:
         given = [name for name in ("manifest", "openimages", "coco") if getattr(self, name)]
         if len(given) != 1:
             raise ValueError(f"annotations: give one of manifest, openimages or coco, got {given or 'none'}")
+        labels = annotations.OPTION_LABELS
         if self.manifest:
-            return annotations.read_manifest(self.manifest)
+            return annotations.read_manifest(self.manifest, labels=labels)
         if self.openimages:
-            return annotations.read_openimages(self.openimages, self.images, self.min_area, self.max_area)
-        return annotations.read_coco(self.coco, self.images, self.min_area, self.max_area)
+            return annotations.read_openimages(
+                self.openimages, self.images, self.min_area, self.max_area, labels=labels
+            )
+        return annotations.read_coco(self.coco, self.images, self.min_area, self.max_area, labels=labels)
 
     def examples(
         self, resolution: int, encoder: ReferenceEncoder, config: TrainConfig, cut_reference: bool
@@ -208,10 +212,13 @@ def annotations_from_args(args: argparse.Namespace) -> Annotations:
 
 
 def spec_from_args(args: argparse.Namespace, data: TrainingData | None = None) -> TrainSpec:
-    """The run the options describe; ``data`` replaces the annotation files they name."""
+    """The run the options describe; ``data`` replaces the annotation files they name (read already when
+    the command line's check left them in ``args.annotations``)."""
+    if data is None:
+        data = getattr(args, "annotations", None) or annotations_from_args(args)
     return TrainSpec(
         model=args.model,
-        data=data if data is not None else annotations_from_args(args),
+        data=data,
         out=Path(args.out),
         config=config_from_args(args, "base", max_steps=args.max_steps),
         latent_cache=args.latent_cache,
@@ -248,10 +255,7 @@ def train(spec: TrainSpec) -> dict[str, Any]:
     if spec.cut_reference:
         fingerprint["cut_reference"] = True
     if spec.latent_cache is not None:
-        if not 1 <= spec.latent_cache <= len(dataset):
-            raise ValueError(
-                f"--latent-cache {spec.latent_cache}: expected 1 to {len(dataset)} (the number of examples)"
-            )
+        check_latent_cache(spec.latent_cache, len(dataset))
         fingerprint["latent_cache"] = spec.latent_cache
     accelerator = loop.make_accelerator(config, loop.work_folder(out, spec.overwrite), spec.device)
     work = loop.prepare_output(out, config, fingerprint, spec.overwrite, accelerator)
@@ -277,6 +281,12 @@ def train(spec: TrainSpec) -> dict[str, Any]:
         run = loop.Run(components, dataset, work, publish, fingerprint, preview, progress=spec.progress)
         result = loop.train(config, run, accelerator)
     return {**result, "out": out}
+
+
+def check_latent_cache(count: int | None, examples: int) -> None:
+    """``--latent-cache`` encodes at most every example once."""
+    if count is not None and not 1 <= count <= examples:
+        raise ValueError(f"--latent-cache {count}: expected 1 to {examples:,} (the number of examples)")
 
 
 def cached_latents(path: Path, dataset, vae, count: int, accelerator, progress: bool, num_workers: int = 0):

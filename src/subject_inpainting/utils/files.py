@@ -38,7 +38,9 @@ PROJECT_FORMAT = "subject-inpainting"
 KINDS = {
     "model": "a model",
     "subject": "a fine-tuned subject",
-    "training": "a training run",
+    "base-training": "a base-training run (from `train`)",
+    "subject-training": "a subject fine-tuning run (from `finetune`)",
+    "training": "a training run of unknown kind",
     "evaluator": "an evaluator",
     "toy-world": "a toy world",
     "toy-training": "a toy training run",
@@ -294,8 +296,9 @@ def folder_kind(folder: str | os.PathLike) -> str | None:
     marker = read_index(folder / MARKER)
     if isinstance(marker, dict) and marker.get("kind") in KINDS:
         return marker["kind"]
-    if isinstance(read_index(folder / RUN_INDEX), dict):
-        return "training"
+    run = read_index(folder / RUN_INDEX)
+    if isinstance(run, dict):
+        return _training_kind(run, folder)
     subject = read_index(folder / SUBJECT_INDEX)
     if isinstance(subject, dict) and str(subject.get("_format", "")).startswith(PROJECT_FORMAT):
         return "subject"
@@ -306,6 +309,20 @@ def folder_kind(folder: str | os.PathLike) -> str | None:
     if isinstance(config, dict) and config.get("_class_name") == "IdentityEncoder":
         return "evaluator"
     return None
+
+
+def _training_kind(run: dict, folder: Path) -> str:
+    """A training run is base training (``train``: its product is a model) or subject fine-tuning
+    (``finetune``: a subject); the two are never written into or replaced by each other's command."""
+    config = run.get("config")
+    mode = config.get("mode") if isinstance(config, dict) else None
+    if mode in ("base", "subject"):
+        return f"{mode}-training"
+    if (folder / SUBJECT_INDEX).is_file():
+        return "subject-training"
+    if (folder / MODEL_INDEX).is_file():
+        return "base-training"
+    return "training"  # neither command's: both refuse it
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -377,6 +394,50 @@ def _probe(folder: Path, flag: str, out: Path) -> None:
         raise OutputError(f"{flag} {out}: cannot write into {folder} ({_reason(e)})") from None
 
 
+# What ``atomic_file`` adds to a name for its temporary file: ``.<name>.XXXXXXXX.tmp``.
+TEMP_FILE_EXTRA = len("..XXXXXXXX.tmp")
+
+
+def name_limit(folder: str | os.PathLike) -> int:
+    """The longest file name, in bytes, that the file system holding ``folder`` (or its nearest existing
+    ancestor) accepts: ``NAME_MAX``, 255 on the usual Linux, macOS and Windows file systems."""
+    try:
+        return int(os.pathconf(nearest_existing(Path(folder)), "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or the system does not say
+        return 255
+
+
+def check_name_lengths(path: str | os.PathLike, flag: str, extra: int = TEMP_FILE_EXTRA) -> None:
+    """Refuse an output whose name, or the temporary name it is first written under (``extra`` bytes
+    longer), or a folder on its way, is longer than the file system allows: found now rather than as
+    "File name too long" after the work. Run it before anything else looks at ``path`` (the system refuses
+    even to say whether such a path exists).
+
+    Raises:
+        OutputError: one line naming ``flag``, the name's length in bytes and the limit.
+    """
+    absolute = Path(os.path.abspath(Path(path).expanduser()))
+    folder = Path(absolute.anchor)
+    limit = name_limit(folder)
+    *folders, name = absolute.parts[1:] or ("",)
+    for part in folders:
+        size = len(os.fsencode(part))
+        if size > limit:
+            raise OutputError(
+                f"{flag} {path}: the folder name {part[:16]}… is {size} bytes long; this disk takes names of at "
+                f"most {limit} bytes"
+            )
+        folder = folder / part
+        if folder.is_dir():
+            limit = name_limit(folder)  # another file system may be mounted here
+    size = len(os.fsencode(name))
+    if size + extra > limit:
+        raise OutputError(
+            f"{flag} {path}: the file name is {size} bytes long; this disk takes at most {limit - extra} bytes "
+            f"here ({limit} less {extra} for the temporary name it is written under first)"
+        )
+
+
 def nearest_existing(path: Path) -> Path:
     """``path`` (absolute) or its nearest existing ancestor: where a new file or folder there would go."""
     path = Path(os.path.abspath(path.expanduser()))
@@ -413,6 +474,8 @@ def check_output_folder(
             else; exists and may not be replaced; or cannot be written.
     """
     path = Path(out).expanduser()
+    # the longest name written beside ``out``: atomic_folder's temporary folder
+    check_name_lengths(path, flag, extra=len(_temp_prefix(Path(""), "tmp") + _owner_tag() + "XXXXXXXX"))
     _check_conflicts(path, flag, inputs)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{flag} {out}: exists and is not a folder")
@@ -453,6 +516,7 @@ def check_output_files(
     inputs = list(inputs)
     for raw in paths:
         path = Path(raw).expanduser()
+        check_name_lengths(path, flag)
         target = _resolved(path)
         for name, value in inputs:
             if value is not None and Path(value).expanduser().exists() and _resolved(value) == target:
