@@ -10,8 +10,8 @@ give the same picture; a batched UNet may round differently, so the largest diff
 By default on the embedded toy model (64² pictures); ``--full`` writes the released architecture with random
 weights to a temporary folder first and paints 512² pictures with it.
 
-    python benchmarks/bench_batch.py                                   # embedded model, 8 jobs: about a minute
-    python benchmarks/bench_batch.py --full --jobs 3 --batch-sizes 1,3 # full size, random weights: ~20 minutes
+    python benchmarks/bench_batch.py                                   # embedded model, 8 jobs
+    python benchmarks/bench_batch.py --full --jobs 3 --batch-sizes 1,3 # full size, random weights
 """
 
 from __future__ import annotations
@@ -150,6 +150,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         for name, s in records.items()
     }
     result = {
+        "command": "python benchmarks/bench_batch.py " + " ".join(sys.argv[1:]),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "size": "full (random weights, 512²)" if args.full else "embedded toy model (64²)",
         "rows": rows,

@@ -518,7 +518,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
 def evaluation_medians(records: list[dict[str, Any]]) -> dict[str, float]:
     """Median seconds of one UNet evaluation over every call's, by kind: ``"whole b2"`` (the whole UNet at
     batch 2), ``"cached b2"`` (DeepCache's shallow path) ... Within one row, so that the cost of a one-row
-    evaluation against a two-row one is read from calls made minutes apart, not from rows an hour apart."""
+    evaluation against a two-row one is read from calls made close together, not from rows run far apart."""
     kinds: dict[str, list[float]] = {}
     for r in records:
         for batch, whole, seconds in zip(r["unet_batches"], r["unet_whole"], r["unet_seconds"], strict=True):

@@ -71,7 +71,7 @@ allocated before the call.
 
 Usage::
 
-    python benchmarks/bench_inference.py --out benchmarks/results.json   # full size, ~15-25 min on 2 cores
+    python benchmarks/bench_inference.py --out benchmarks/results.json   # full size
     python benchmarks/bench_inference.py --quick                         # tiny sizes: checks the script
     python benchmarks/bench_inference.py --workloads step --repeats 5
     python benchmarks/bench_inference.py --workloads guidance --out benchmarks/results-guidance.json
@@ -92,7 +92,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-# First: importing it sets the environment and reads the usable CPUs before torch loads.
 from bench_common import (
     DEFAULT_LORA_RANK,
     DTYPES,
@@ -119,6 +118,9 @@ from bench_common import (
     timed_rounds,
     weights_gib,
 )
+
+# First: importing it sets the environment and reads the usable CPUs before torch loads.
+from report import guidance_label
 
 # isort: split
 import torch
@@ -360,15 +362,6 @@ def format_table(workloads: dict[str, dict[str, Any]], args: argparse.Namespace)
     return "\n".join(rows)
 
 
-def guidance_label(name: str, w: dict[str, Any]) -> str:
-    weight = f"w = {w['model_weight']:g}"
-    return {
-        "plain": "plain CFG, base model",
-        "full": f"modified guidance, full fine-tuned UNet, {weight}",
-        "lora": f"modified guidance, LoRA rank {w['lora_rank']}, {weight}",
-    }[name]
-
-
 def format_guidance(w: dict[str, Any], args: argparse.Namespace) -> str:
     """Markdown: one guided step per guidance variant, ratios to plain classifier-free guidance."""
     peak, over, memory = memory_keys(args.device)
@@ -434,7 +427,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-warmup", dest="warmup", action="store_false", help="skip the untimed warm-up call of each implementation"
     )
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script in under a minute")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that the script runs")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="weights' dtype (default float32)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")

@@ -63,8 +63,8 @@ to gain from threads, and the threads' synchronisation stalls on a busy machine.
 
 Usage::
 
-    python benchmarks/bench_speed.py --quick                     # embedded toy model, workload a: under a minute
-    python benchmarks/bench_speed.py --quick --workloads a,b,c   # all three workloads: about 2 minutes
+    python benchmarks/bench_speed.py --quick                     # embedded toy model, workload a
+    python benchmarks/bench_speed.py --quick --workloads a,b,c   # all three workloads
     python benchmarks/bench_speed.py --out benchmarks/results-speed.json --table benchmarks/results-speed.md
     python benchmarks/bench_speed.py --steps-original 10 --workloads a   # a shorter full-size trial
     python benchmarks/bench_speed.py --compile --workloads a --rows original,compile-inductor,compile-openvino
@@ -889,7 +889,7 @@ def comma_list(choices: Sequence[str], what: str) -> Callable[[str], list[str]]:
 
 
 def default_dtypes(device: str) -> list[str]:
-    """float32, and bfloat16 where the device computes it natively (on other CPUs it is hundreds of times slower)."""
+    """float32, and bfloat16 where the device computes it natively (other CPUs emulate it)."""
     from subject_inpainting.utils import native_bf16
 
     if device.startswith("cuda"):
@@ -907,15 +907,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"the embedded toy model (64² pictures) instead of the full size: under a minute; workload "
+        help=f"the embedded toy model (64² pictures) instead of the full size; workload "
         f"{','.join(QUICK_WORKLOADS)}, {QUICK_REPEATS} repeats and {QUICK_THREADS} torch thread unless given",
     )
     parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1 ...")
     parser.add_argument(
         "--workloads",
         type=comma_list(tuple(WORKLOADS), "--workloads"),
-        help="comma-separated: a (plain), b (LoRA subject), c (full subject); default a,b,c, with --quick a (which "
-        "keeps it under a minute; a,b,c takes about 2 minutes there)",
+        help="comma-separated: a (plain), b (LoRA subject), c (full subject); default a,b,c, with --quick a",
     )
     parser.add_argument(
         "--rows",
@@ -926,8 +925,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--repeats",
         type=int,
-        help=f"timed images per row (default {FULL_REPEATS} at full size, where one original image takes minutes; "
-        f"{QUICK_REPEATS} with --quick)",
+        help=f"timed images per row (default {FULL_REPEATS} at full size, {QUICK_REPEATS} with --quick)",
     )
     parser.add_argument(
         "--steps-original",
@@ -939,7 +937,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--compile",
         action="store_true",
-        help="add the compile-inductor and compile-openvino rows (compiling takes minutes at full size)",
+        help="add the compile-inductor and compile-openvino rows (each compiles its UNet before its timed calls)",
     )
     parser.add_argument(
         "--dtypes",

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -53,7 +54,7 @@ def jobs_in(out: Path, n: int = 5, pictures: int = 1) -> list[batch.Work]:
     def outputs(i):
         return (out / f"{i}.png",) if pictures == 1 else tuple(out / f"{i}-{k}.png" for k in range(pictures))
 
-    return [batch.Work(str(i), outputs(i), 100 + i, group="ab"[i % 2]) for i in range(1, n + 1)]
+    return [batch.Work(str(i), outputs(i), SimpleNamespace(seed=100 + i), group="ab"[i % 2]) for i in range(1, n + 1)]
 
 
 def pixels(folder: Path) -> dict[str, np.ndarray]:

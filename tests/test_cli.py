@@ -128,11 +128,11 @@ def expect_bad_input(argv, capsys, tmp_path, match):
         ({"--device": "cuda"}, "CUDA is not available"),
         ({"--device": "toaster"}, "not a device"),
         ({"--eta": "0.5"}, "--eta applies to --sampler ddim only"),
-        ({"--context": "0.5"}, "--context: expected a number between 1 and 100"),
+        ({"--context": "0.5"}, "--context: must be a finite number between 1 and 100"),
         ({"--mask": None, "--box": "0,0,1e400,10"}, "'1e400' is not a finite number"),
         ({"--mask": None, "--box": "nan,0,10,10"}, "'nan' is not a finite number"),
-        ({"--guidance": "1e300"}, "--guidance/--guidance-scale: expected a number between 0 and 100"),
-        ({"--num-images": "1000000"}, "--num-images: expected a whole number between 1 and 16"),
+        ({"--guidance": "1e300"}, "--guidance/--guidance-scale: must be a finite number between 0 and 100"),
+        ({"--num-images": "1000000"}, "--num-images: must be a whole number between 1 and 16"),
         ({"--reference-box": "0,0,5000,5"}, "outside the 30×30 reference"),
         ({"--scene": "fifo.png"}, "is not a regular file"),
         ({"--scene": "huge.png", "--max-pixels": "100"}, "the limit is 100"),
@@ -177,8 +177,8 @@ def test_bad_inputs(change, match, scene_files, tiny_model_dir, tmp_path, capsys
     ("argv", "match"),
     [
         (["inpaint", "--scene", "s.png"], "the following arguments are required"),
-        (["inpaint", "--steps", "0"], "expected a whole number between 1 and 1,000"),
-        (["inpaint", "--guidance", "-2"], "expected a number between 0 and 100"),
+        (["inpaint", "--steps", "0"], "must be a whole number between 1 and 1,000"),
+        (["inpaint", "--guidance", "-2"], "must be a finite number between 0 and 100"),
         (["inpaint", "--sampler", "heun"], "invalid choice"),
         (["frobnicate"], "invalid choice"),
         (["toy", "world", "--out", "w", "--cases", "-1"], "expected a whole number between 0 and 1,000"),
@@ -273,7 +273,7 @@ def test_the_preset_and_levers_reach_the_pipeline(inpaint_args, scene_files, mon
 
     def spy(self, *args, **kwargs):
         keys = ("preset", "sampler", "num_inference_steps", "deep_cache", "guidance_interval", "decode")
-        seen.append({k: kwargs[k] for k in keys})
+        seen.append({k: getattr(kwargs["settings"], k) for k in keys})
         return call(self, *args, **kwargs)
 
     monkeypatch.setattr(SubjectInpaintPipeline, "__call__", spy)

@@ -115,9 +115,16 @@ def test_a_list_of_scenes_is_checked(tiny_pipeline, scene_files, monkeypatch, ch
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_every_sampler_runs(tiny_pipeline, scene_files, sampler):
     steps = []
-    out = run(tiny_pipeline, scene_files, sampler=sampler, num_inference_steps=4, callback=steps.append)
+
+    def on_step_end(pipe, step, timestep, tensors):
+        steps.append((pipe, step, timestep, sorted(tensors)))
+        return tensors
+
+    out = run(tiny_pipeline, scene_files, sampler=sampler, num_inference_steps=4, callback_on_step_end=on_step_end)
     assert torch.isfinite(out.latents).all()
-    assert len(steps) == 4
+    assert [s[1] for s in steps] == [0, 1, 2, 3]  # once per step, with the tensors asked for (the latents)
+    assert all(s[0] is tiny_pipeline and s[3] == ["latents"] for s in steps)
+    assert steps[0][2] > steps[-1][2]  # timesteps run down
 
 
 def test_box_instead_of_mask(tiny_pipeline, scene_files):
@@ -210,7 +217,7 @@ def test_bfloat16_runs_on_cpu(scene_files):
         ({"feather": -1}, ValueError, "feather"),
         ({"feather": float("inf")}, ValueError, "feather must be a finite number between 0 and 10,000"),
         ({"keep_known": 1}, TypeError, "keep_known must be True or False"),
-        ({"guidance_interval": (800, 100)}, ValueError, "low <= high"),
+        ({"guidance_interval": (800, 100)}, ValueError, "LOW <= HIGH"),
         ({"num_images": 2, "generator": [torch.Generator()]}, ValueError, "one per image"),
         ({"generator": 3}, TypeError, "torch.Generator"),
         ({"latents": torch.zeros(1, 4, 8, 8)}, ValueError, "latents must have shape"),
@@ -289,20 +296,28 @@ def test_a_velocity_model_paints_what_its_noise_twin_paints(scene_files):
 
 
 def test_keep_known_holds_the_prediction_outside_the_region(tiny_pipeline, scene_files, monkeypatch):
-    from subject_inpainting import pipeline as pipeline_module
+    from subject_inpainting.sampling import stack as stack_module
 
     made = []
 
-    class Recording(pipeline_module.KnownRegionDenoiser):
+    class Recording(stack_module.KnownRegionDenoiser):
         def __init__(self, *args):
             super().__init__(*args)
             made.append(self)
 
-    monkeypatch.setattr(pipeline_module, "KnownRegionDenoiser", Recording)
+    monkeypatch.setattr(stack_module, "KnownRegionDenoiser", Recording)
     steps = []
     plain = run(tiny_pipeline, scene_files, sampler="ddim", paste_back=False)
     assert not made
-    held = run(tiny_pipeline, scene_files, sampler="ddim", paste_back=False, keep_known=True, callback=steps.append)
+    held = run(
+        tiny_pipeline,
+        scene_files,
+        sampler="ddim",
+        paste_back=False,
+        keep_known=True,
+        callback_on_step_end=lambda pipe, i, t, tensors: steps.append(tensors),
+        callback_on_step_end_tensor_inputs=["pred_x0"],
+    )
     (wrapper,) = made
     known = wrapper.keep.expand_as(steps[-1]["pred_x0"]) == 1
     assert known.any() and (~known).any()
@@ -332,7 +347,7 @@ def test_reference_tensor_with_nan_or_inf_is_refused_before_the_models(tiny_pipe
         run(tiny_pipeline, {**scene_files, "reference": x})
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="NaN"):
-        tiny_pipeline.prepare_inputs(scene_files["scene"], x[0], mask=scene_files["mask"])
+        tiny_pipeline.image_processor.prepare(scene_files["scene"], x[0], mask=scene_files["mask"])
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.int64, torch.bool])
@@ -364,7 +379,7 @@ def test_numpy_rgba_and_grey_scenes(tiny_pipeline, scene_files):
     assert out.images[0].mode == "RGBA"
     assert np.array_equal(np.asarray(out.images[0])[~scene_files["mask_array"]], rgba[~scene_files["mask_array"]])
     grey = make_scene()[..., 0]
-    inputs = tiny_pipeline.prepare_inputs(grey, scene_files["reference"], mask=scene_files["mask"])
+    inputs = tiny_pipeline.image_processor.prepare(grey, scene_files["reference"], mask=scene_files["mask"])
     assert inputs.scene.shape == (40, 48, 3) and np.array_equal(inputs.scene[..., 2], grey)
 
 
@@ -440,7 +455,7 @@ def test_boxes_that_are_not_four_numbers_are_named(tiny_pipeline, scene_files, m
     ids=["tuple", "list", "numpy", "tensor", "text"],
 )
 def test_boxes_of_every_form_mark_the_same_region(tiny_pipeline, scene_files, box):
-    inputs = tiny_pipeline.prepare_inputs(scene_files["scene"], scene_files["reference"], box=box)
+    inputs = tiny_pipeline.image_processor.prepare(scene_files["scene"], scene_files["reference"], box=box)
     expected = np.zeros((40, 48), bool)
     expected[6:30, 4:20] = True
     assert np.array_equal(inputs.mask, expected)
@@ -485,16 +500,16 @@ def test_presets_set_the_sampler_and_explicit_values_win(tiny_pipeline, scene_fi
 
 
 def test_deep_cache_reuses_the_deep_features_between_steps(tiny_pipeline, scene_files, monkeypatch):
-    from subject_inpainting import pipeline as pipeline_module
+    from subject_inpainting.sampling import stack as stack_module
 
     made = []
 
-    class Spy(pipeline_module.DeepCacheUNet):
+    class Spy(stack_module.DeepCacheUNet):
         def __init__(self, *args):
             super().__init__(*args)
             made.append(self)
 
-    monkeypatch.setattr(pipeline_module, "DeepCacheUNet", Spy)
+    monkeypatch.setattr(stack_module, "DeepCacheUNet", Spy)
     plain = run(tiny_pipeline, scene_files, preset="original", num_inference_steps=12)
     assert made == []  # the original preset runs every step in full
     cached = run(tiny_pipeline, scene_files, preset="original", num_inference_steps=12, deep_cache=3)
@@ -507,16 +522,16 @@ def test_deep_cache_reuses_the_deep_features_between_steps(tiny_pipeline, scene_
 
 
 def test_deep_cache_and_guidance_interval_with_a_fine_tuned_subject(reference_dir, scene_files, monkeypatch):
-    from subject_inpainting import pipeline as pipeline_module
+    from subject_inpainting.sampling import stack as stack_module
 
     made = []
 
-    class Spy(pipeline_module.DeepCacheUNet):
+    class Spy(stack_module.DeepCacheUNet):
         def __init__(self, *args):
             super().__init__(*args)
             made.append(self)
 
-    monkeypatch.setattr(pipeline_module, "DeepCacheUNet", Spy)
+    monkeypatch.setattr(stack_module, "DeepCacheUNet", Spy)
     pipe = SubjectInpaintPipeline.from_pretrained(reference_dir / "pbe-tiny")
     pipe.load_subject(reference_dir / "subject-tiny")
     out = run(pipe, scene_files, preset="original", num_inference_steps=6, deep_cache=2, guidance_interval=(0, 600))
@@ -552,5 +567,69 @@ def test_an_image_in_memory_is_not_held_to_the_file_limit(tiny_pipeline):
 
     side = int(MAX_PIXELS**0.5) + 1  # a scene its caller opened with a higher limit (--max-pixels)
     scene = Image.new("L", (side, side), 128)
-    prepared = tiny_pipeline.prepare_inputs(scene, Image.new("RGB", (8, 8)), box=(10, 10, 50, 50))
+    prepared = tiny_pipeline.image_processor.prepare(scene, Image.new("RGB", (8, 8)), box=(10, 10, 50, 50))
     assert prepared.scene.shape == (side, side, 3) and prepared.mask.sum() == 40 * 40
+
+
+def test_settings_and_keywords_mean_the_same(tiny_pipeline, scene_files):
+    from subject_inpainting import PaintSettings
+
+    box = (4, 6, 30, 30)
+    g = torch.Generator
+    plain = tiny_pipeline(scene_files["scene"], scene_files["reference"], box=box, generator=g().manual_seed(3))
+    fast = PaintSettings.from_preset("fast")
+    given = tiny_pipeline(
+        scene_files["scene"], scene_files["reference"], box=box, settings=fast, generator=g().manual_seed(3)
+    )
+    assert np.array_equal(np.asarray(plain.images[0]), np.asarray(given.images[0]))
+    steps = PaintSettings(num_inference_steps=3, guidance_scale=2.0)
+    a = run(tiny_pipeline, scene_files, settings=steps)
+    b = run(tiny_pipeline, scene_files, num_inference_steps=3, guidance_scale=2.0)
+    c = run(tiny_pipeline, scene_files, settings=steps, guidance_scale=7.0)  # a keyword over the settings
+    assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
+    assert not np.array_equal(np.asarray(a.images[0]), np.asarray(c.images[0]))
+    with pytest.raises(TypeError, match="settings must be a PaintSettings, got dict"):
+        run(tiny_pipeline, scene_files, settings={"num_inference_steps": 3})
+
+
+def test_a_step_end_callback_may_replace_the_latents(tiny_pipeline, scene_files):
+    seen = []
+
+    def zero_at_the_end(pipe, step, timestep, tensors):
+        seen.append(step)
+        return {"latents": torch.zeros_like(tensors["latents"])} if step == 2 else tensors
+
+    out = run(tiny_pipeline, scene_files, sampler="ddim", num_inference_steps=3, callback_on_step_end=zero_at_the_end)
+    assert seen == [0, 1, 2] and torch.equal(out.latents, torch.zeros_like(out.latents))
+    with pytest.raises(ValueError, match="callback_on_step_end_tensor_inputs must name some of"):
+        run(tiny_pipeline, scene_files, callback_on_step_end=zero_at_the_end, callback_on_step_end_tensor_inputs=["x"])
+
+
+def test_the_progress_bar_follows_its_configuration(tiny_pipeline, scene_files, capsys):
+    tiny_pipeline.set_progress_bar_config(desc="painting here", disable=False)
+    run(tiny_pipeline, scene_files, progress=None)
+    assert "painting here" in capsys.readouterr().err
+    tiny_pipeline.set_progress_bar_config(disable=True)
+    run(tiny_pipeline, scene_files, progress=None)
+    assert "painting" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("offload", ["model", "sequential"])
+def test_offloading_moves_the_models_to_run_them_and_paints_the_same(tiny_pipeline, scene_files, monkeypatch, offload):
+    from subject_inpainting import pipeline as pipeline_module
+
+    before = run(tiny_pipeline, scene_files, seed=5)
+    moves = []
+    real_move = pipeline_module.move
+    monkeypatch.setattr(
+        pipeline_module, "move", lambda m, *a: (moves.append((type(m).__name__, *a)), real_move(m, *a))[1]
+    )
+    getattr(tiny_pipeline, f"enable_{offload}_cpu_offload")("cpu")
+    assert tiny_pipeline.execution_device == torch.device("cpu")
+    after = run(tiny_pipeline, scene_files, seed=5)
+    assert np.array_equal(np.asarray(before.images[0]), np.asarray(after.images[0]))
+    if offload == "model":  # each model to the execution device to run, and back to the CPU after
+        names = [m for m, *_ in moves]
+        for model in ("ReferenceEncoder", "AutoencoderKL", "UNet2DConditionModel"):
+            assert names.count(model) >= 2, (model, names)
+        assert moves[-1][1:] == (torch.device("cpu"),)

@@ -3,7 +3,9 @@ and in a batch job."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -99,7 +101,7 @@ def test_a_preset_is_resolved_once_and_explicit_values_win():
         ({"guidance_scale": 1e300}, SettingsError, "guidance_scale must be a finite number between 0 and 100"),
         ({"feather": math.inf}, SettingsError, "feather must be a finite number between 0 and 10,000, got inf"),
         ({"context": math.inf}, SettingsError, "context must be a finite number between 1 and 100, got inf"),
-        ({"guidance_interval": (800, 100)}, SettingsError, "guidance_interval must have low <= high"),
+        ({"guidance_interval": (800, 100)}, SettingsError, "guidance_interval must have LOW <= HIGH"),
         ({"guidance_interval": "100,800"}, SettingsTypeError, "two timesteps"),
         ({"eta": 0.5}, SettingsError, "eta applies to sampler ddim only (got sampler dpmsolver++"),
         ({"paste_back": "no"}, SettingsTypeError, "paste_back must be True or False"),
@@ -127,12 +129,83 @@ def test_text_values_parse_as_their_option_takes_them():
     assert settings.parse_value("guidance_interval", [0, 1000]) == (0, 1000)
     assert settings.parse_value("paste_back", "No") is False and settings.parse_value("keep_known", True) is True
     assert settings.parse_value("num_inference_steps", "20") == 20
-    with pytest.raises(SettingsError, match=r"^steps: expected LOW,HIGH|^steps: expected a whole number"):
-        settings.parse_value("num_inference_steps", "20.5", "steps")
-    with pytest.raises(SettingsError, match=r"^guidance_interval: expected LOW,HIGH .*got '800,100'"):
+    assert settings.parse_value("num_inference_steps", 20.0) == 20  # a JSON or form number
+    with pytest.raises(SettingsError, match=r"^num_inference_steps must be a whole number, got 20.5$"):
+        settings.parse_value("num_inference_steps", "20.5")
+    with pytest.raises(SettingsError, match=r"^guidance_interval must have LOW <= HIGH, got 800,100$"):
         settings.parse_value("guidance_interval", "800,100")
+    with pytest.raises(SettingsError, match=r"^guidance_scale must be a finite number between 0 and 100, got 1e400$"):
+        settings.parse_value("guidance_scale", "1e400")
+
+
+# (option, a bad value as text): each front end names the option its own way, then says the same thing.
+SAME_SENTENCE = [
+    ("num_inference_steps", "0"),
+    ("num_inference_steps", "2.5"),
+    ("guidance_scale", "1e300"),
+    ("num_images", "17"),
+    ("feather", "inf"),
+    ("context", "0.5"),
+    ("model_weight", "nan"),
+    ("guidance_interval", "800,100"),
+    ("deep_cache", "0"),
+]
+
+
+@pytest.mark.parametrize(("name", "text"), SAME_SENTENCE)
+def test_a_bad_value_gets_the_same_sentence_from_every_front_end(name, text, tmp_path, capsys):
+    from subject_inpainting.commands.batch import read_jobs
+    from subject_inpainting.ui import UIError, page_settings
+
+    with pytest.raises(SettingsError) as api:  # Python: PaintSettings(...) with the value
+        settings.parse_value(name, text)
+    tail = api.value.tail
+    # the command line: argparse names the flag, then the tail
+    err = _cli_error(name, text, capsys)
+    assert err.endswith(f": {tail} (see subject-inpaint inpaint --help)"), err
+    # a batch job: its key, then the tail
+    job = {"scene": "s.png", "box": [0, 0, 1, 1], "reference": "r.png", settings.key(name): text}
+    (tmp_path / "jobs.jsonl").write_text(json.dumps(job) + "\n")
+    args = cli.build_parser().parse_args(["batch", str(tmp_path / "jobs.jsonl"), "--out-dir", str(tmp_path / "o")])
+    args.settings = options.settings_from_args(args)
+    (job,) = read_jobs(str(tmp_path / "jobs.jsonl"), args)
+    assert job.error == f"{settings.key(name)} {tail}"
+    # the page: its label, then the tail
+    with pytest.raises(UIError) as page:
+        page_settings({name: text})
+    assert str(page.value) == f"{settings.option(name).label} {tail}."
+
+
+def _cli_error(name: str, text: str, capsys) -> str:
+    assert cli.main([*INPAINT, settings.flag(name), text]) == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert f"argument {settings.flag(name)}" in line
+    return line
 
 
 def test_the_docs_table_is_the_dataclass():
     page = (Path(__file__).parents[1] / "docs" / "options.md").read_text(encoding="utf-8")
     assert page.endswith(settings.options_table()), "docs/options.md is stale: regenerate its table"
+
+
+def _subcommand(name: str):
+    parser = cli.build_parser()
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return subparsers.choices[name]
+
+
+@pytest.mark.parametrize("command", ["inpaint", "batch"])
+def test_every_flag_and_job_key_is_derived_from_the_settings(command):
+    actions = {a.dest: a for a in _subcommand(command)._actions}
+    for name, option in settings.options():
+        action = actions[name]
+        assert settings.flag(name) in action.option_strings and set(option.aliases) <= set(action.option_strings)
+        if option.kind == "switch":  # the flag sets the opposite of the default
+            assert action.const is (not settings.default(name)), name
+        else:
+            assert action.default == settings.default(name), name
+        if option.kind == "choice":
+            assert tuple(action.choices) == option.choices, name
+    if command == "batch":
+        keys = _subcommand("batch").get_default("job_options")
+        assert keys == {settings.key(n): n for n, _ in settings.options()} | {n: n for n, _ in settings.options()}

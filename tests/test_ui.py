@@ -17,15 +17,13 @@ from PIL import Image
 pytest.importorskip("gradio")
 
 from subject_inpainting import imaging, weights
+from subject_inpainting import settings as settings_lib
 from subject_inpainting.ui import (
-    COUNT,
     DEFAULT_MAX_PIXELS,
-    GUIDANCE,
-    MODEL_WEIGHT,
     NO_SUBJECT,
+    PAGE_OPTIONS,
     REGION_MODES,
-    STEPS,
-    Painter,
+    PageState,
     UIError,
     UISettings,
     build_app,
@@ -226,7 +224,7 @@ def test_a_long_seed_is_shown_shortened():
 @pytest.fixture(scope="module")
 def painter(tmp_path_factory):
     settings = UISettings(model=str(weights.default_model()), out_dir=tmp_path_factory.mktemp("ui-out"))
-    return settings, Painter(settings)
+    return settings, PageState(settings)
 
 
 def test_generate_paints_inside_the_mask_only_and_writes_the_files(scene, painter):
@@ -268,34 +266,37 @@ def test_a_model_that_fails_to_load_is_a_sentence(scene, tmp_path):
     reference = [str(FIXTURES / "reference.png")]
     missing = UISettings(model=str(tmp_path / "nowhere"))
     with pytest.raises(UIError, match="Could not load the model"):
-        handle_generate(missing, Painter(missing), value, reference, None, REGION_MODES[0], "", 5, 0.8, 2, "ddim", 0, 1)
+        handle_generate(missing, PageState(missing), value, reference, None, REGION_MODES[0], "", 5, 0.8, 2, "ddim", 0, 1)
 
 
-# (field, value, its bounds): values a direct API call could send; the page's sliders allow none of them.
+# (field, value, its option): values a direct API call could send; the page's sliders allow none of them.
 BAD_SETTINGS = [
-    ("count", 1e9, COUNT),
-    ("count", 0, COUNT),
-    ("count", 2.5, COUNT),
-    ("count", float("nan"), COUNT),
-    ("count", True, COUNT),
-    ("steps", -1, STEPS),
-    ("steps", 5000, STEPS),
-    ("steps", float("nan"), STEPS),
-    ("steps", "many", STEPS),
-    ("guidance", float("nan"), GUIDANCE),
-    ("guidance", float("inf"), GUIDANCE),
-    ("guidance", 0.5, GUIDANCE),
-    ("guidance", None, GUIDANCE),
-    ("model_weight", -0.1, MODEL_WEIGHT),
-    ("model_weight", 1.5, MODEL_WEIGHT),
-    ("model_weight", float("nan"), MODEL_WEIGHT),
+    ("count", 1e9, "num_images"),
+    ("count", 0, "num_images"),
+    ("count", 2.5, "num_images"),
+    ("count", float("nan"), "num_images"),
+    ("count", True, "num_images"),
+    ("steps", -1, "num_inference_steps"),
+    ("steps", 5000, "num_inference_steps"),
+    ("steps", float("nan"), "num_inference_steps"),
+    ("steps", "many", "num_inference_steps"),
+    ("guidance", float("nan"), "guidance_scale"),
+    ("guidance", float("inf"), "guidance_scale"),
+    ("guidance", -0.5, "guidance_scale"),
+    ("guidance", None, "guidance_scale"),
+    ("model_weight", -0.1, "model_weight"),
+    ("model_weight", 1.5, "model_weight"),
+    ("model_weight", float("nan"), "model_weight"),
+    ("sampler", "euler-x", "sampler"),
+    ("sampler", None, "sampler"),
+    ("sampler", ["ddim"], "sampler"),
 ]
 
 
-@pytest.mark.parametrize(("field", "value", "bounds"), BAD_SETTINGS)
-def test_settings_outside_the_sliders_are_refused_before_any_work(scene, painter, field, value, bounds):
+@pytest.mark.parametrize(("field", "value", "name"), BAD_SETTINGS)
+def test_settings_outside_the_bounds_are_refused_before_any_work_as_everywhere(scene, painter, field, value, name):
     settings, p = painter
-    good = {"guidance": 5.0, "model_weight": 0.8, "steps": 2, "count": 1}
+    good = {"guidance": 5.0, "model_weight": 0.8, "steps": 2, "sampler": "ddim", "count": 1}
     good[field] = value
     before = sorted(p.out_dir.iterdir())
     with pytest.raises(UIError) as caught:
@@ -310,24 +311,16 @@ def test_settings_outside_the_sliders_are_refused_before_any_work(scene, painter
             good["guidance"],
             good["model_weight"],
             good["steps"],
-            "ddim",
+            good["sampler"],
             "0",
             good["count"],
         )
     message = str(caught.value)
-    assert message.startswith(f"{bounds.name} must be ") and f"from {bounds.low:g} to {bounds.high:g}; got " in message
-    assert message.endswith(".") and ". " not in message and "\n" not in message  # one sentence
-    assert sorted(p.out_dir.iterdir()) == before
-
-
-def test_the_sampler_must_be_one_offered(scene, painter):
-    settings, p = painter
-    value = editor_value(scene, (slice(90, 170), slice(60, 160)))
-    before = sorted(p.out_dir.iterdir())
-    reference = [str(FIXTURES / "reference.png")]
-    for bad in ("euler-x", "", None, ["ddim"]):
-        with pytest.raises(UIError, match=r"^Sampler must be one of plms, ddim, .*; got "):
-            handle_generate(settings, p, value, reference, NO_SUBJECT, REGION_MODES[0], "", 5, 0.8, 2, bad, 0, 1)
+    # the control's label, then the sentence the API, the command line and a batch job say of the value
+    with pytest.raises(settings_lib.SettingsError) as api:
+        settings_lib.parse_value(name, value)
+    assert message == f"{settings_lib.option(name).label} {api.value.tail}."
+    assert "\n" not in message
     assert sorted(p.out_dir.iterdir()) == before
 
 
@@ -338,21 +331,26 @@ def test_the_page_builds_with_every_control(painter):
     assert {"scene-editor", "references", "subject", "guidance", "model-weight", "steps", "sampler", "seed"} <= {
         *blocks
     }
-    assert {"generate", "results", "downloads", "status", "region-mode", "box", "count", "keep-known"} <= {*blocks}
+    assert {"generate", "results", "downloads", "status", "region-mode", "box", "num-images", "keep-known"} <= {*blocks}
     from subject_inpainting.presets import DEFAULT_PRESET, PRESETS
-    from subject_inpainting.ui import preset_controls
+    from subject_inpainting.ui import control_id, preset_controls
 
     assert blocks["preset"].value == DEFAULT_PRESET and set(blocks["preset"].choices[i][0] for i in range(2)) == {
         *PRESETS
     }
     assert (blocks["sampler"].value, blocks["steps"].value) == preset_controls(DEFAULT_PRESET)
     assert preset_controls("original") == ("plms", 50)
-    # The sliders offer exactly what handle_generate accepts, and hand any number on to its check (which names
-    # the field) instead of refusing it with Gradio's message.
-    for elem_id, bounds in (("guidance", GUIDANCE), ("model-weight", MODEL_WEIGHT), ("steps", STEPS), ("count", COUNT)):
-        slider = blocks[elem_id]
-        assert (slider.minimum, slider.maximum) == (bounds.low, bounds.high)
-        assert slider.preprocess(1e9) == 1e9
+    # Every control is its option's: the range of its field, its choices; a slider hands any number on to the
+    # settings' check (which names the field) instead of refusing it with Gradio's message.
+    for name in (*PAGE_OPTIONS, "keep_known", "preset"):
+        option, block = settings_lib.option(name), blocks[control_id(name)]
+        if option.kind in ("int", "float"):
+            assert (block.minimum, block.maximum) == (option.low, option.high), name
+            assert block.preprocess(1e9) == 1e9
+        elif option.kind == "choice":
+            assert [c[0] for c in block.choices] == list(option.choices), name
+        else:
+            assert block.value == settings_lib.default(name), name
 
 
 def test_the_page_reads_the_editor_with_the_project_reader(painter, scene, tmp_path):
@@ -385,7 +383,7 @@ def test_keep_known_reaches_the_pipeline(scene, painter, monkeypatch):
     call = SubjectInpaintPipeline.__call__
 
     def spy(self, *args, **kwargs):
-        seen.append((kwargs["keep_known"], kwargs["preset"]))
+        seen.append((kwargs["settings"].keep_known, kwargs["settings"].preset))
         return call(self, *args, **kwargs)
 
     monkeypatch.setattr(SubjectInpaintPipeline, "__call__", spy)
@@ -394,7 +392,7 @@ def test_keep_known_reaches_the_pipeline(scene, painter, monkeypatch):
     args = (value, reference, NO_SUBJECT, REGION_MODES[0], "", 5, 0.8, 3, "ddim", 0, 1)
     pictures = [handle_generate(settings, p, *args, k, "original")[0] for k in (False, True)]
     assert seen == [(False, "original"), (True, "original")]  # the page's preset reaches the pipeline too
-    with pytest.raises(UIError, match="Preset must be one of original, fast"):
+    with pytest.raises(UIError, match=r"^Preset must be one of original, fast, got 'turbo'\.$"):
         handle_generate(settings, p, *args, False, "turbo")
     assert not np.array_equal(*(np.asarray(g[0][0]) for g in pictures))
 
@@ -402,7 +400,7 @@ def test_keep_known_reaches_the_pipeline(scene, painter, monkeypatch):
 def test_a_picked_subject_uses_its_reference_and_modified_guidance(tiny_model_dir, tiny_lora_subject, scene, tmp_path):
     subject = tiny_lora_subject
     settings = UISettings(model=str(tiny_model_dir), subjects=[str(subject)], out_dir=tmp_path / "out")
-    painter = Painter(settings)
+    painter = PageState(settings)
     value = editor_value(scene, (slice(90, 170), slice(60, 160)))
 
     def paint(chosen: str, weight: float) -> np.ndarray:
@@ -452,7 +450,7 @@ def api_error(base: str, endpoint: str, data: list) -> str:
 
 
 GENERATE_FIELDS = (
-    "scene-editor, references, subject, region-mode, box, guidance, model-weight, steps, sampler, seed, count, "
+    "scene-editor, references, subject, region-mode, box, guidance, model-weight, steps, sampler, seed, num-images, "
     "keep-known, preset"
 )
 

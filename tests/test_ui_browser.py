@@ -8,8 +8,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -19,7 +17,9 @@ from PIL import Image
 
 pytest.importorskip("gradio")
 sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = os.environ.get("SI_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+from subject_inpainting.utils.browser import CHROMIUM_FLAGS, find_chromium, free_port  # noqa: E402
+
+CHROMIUM = find_chromium()
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (install Debian's chromium, or set SI_CHROMIUM)"),
@@ -29,23 +29,8 @@ from subject_inpainting import weights  # noqa: E402
 from subject_inpainting.ui import UISettings, launch, unreadable  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ui"
-# Chromium as the machine allows it: no sandbox as root, no GPU, and no calls home (refused here, slow).
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+FLAGS = list(CHROMIUM_FLAGS)
 STROKE = 40  # half-side, in screen pixels, of the square the test paints at the scene's centre
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import torch
 
 from subject_inpainting import weights
 from subject_inpainting.pipeline import SubjectInpaintPipeline
+from subject_inpainting.session import Session
 from subject_inpainting.toy import dataset, world
 from subject_inpainting.toy.demo import run_cases
 from subject_inpainting.toy.evaluator import IdentityEncoder, identity_scores
@@ -33,7 +34,8 @@ IDENTITY_MARGIN = 0.15
 def embedded():
     model, evaluator = weights.default_model(), weights.default_evaluator()
     assert model is not None and evaluator is not None, "the package must ship its default model"
-    return SubjectInpaintPipeline.from_pretrained(model), IdentityEncoder.from_pretrained(evaluator).eval(), model
+    pipe = SubjectInpaintPipeline.from_pretrained(model)
+    return Session(pipeline=pipe), IdentityEncoder.from_pretrained(evaluator).eval(), model
 
 
 def test_the_shipped_weights_fit_the_budget():
@@ -44,14 +46,15 @@ def test_the_shipped_weights_fit_the_budget():
 
 @pytest.mark.slow
 def test_the_painted_subject_is_the_references(embedded):
-    pipe, evaluator, model = embedded
+    session, evaluator, model = embedded
+    size = session.pipeline.resolution
     ids = world.split_identities(world.trained_world(model), "heldout", CASES + 1)
-    cases = [world.make_case(ident, seed=100 + k, size=pipe.resolution) for k, ident in enumerate(ids[:CASES])]
+    cases = [world.make_case(ident, seed=100 + k, size=size) for k, ident in enumerate(ids[:CASES])]
     # an unrelated subject: the reference of the NEXT case's identity (a different held-out subject)
     unrelated = [cases[(k + 1) % CASES].reference for k in range(CASES)]
     swapped = [dataclasses.replace(c, reference=r) for c, r in zip(cases, unrelated, strict=True)]
-    own = np.array(identity_scores(evaluator, cases, run_cases(pipe, cases, 20, "dpmsolver++", 0)))
-    other = np.array(identity_scores(evaluator, cases, run_cases(pipe, swapped, 20, "dpmsolver++", 0)))
+    own = np.array(identity_scores(evaluator, cases, run_cases(session, cases, 20, "dpmsolver++", 0)))
+    other = np.array(identity_scores(evaluator, cases, run_cases(session, swapped, 20, "dpmsolver++", 0)))
     assert own.mean() - other.mean() >= IDENTITY_MARGIN, (own, other)
     assert (own > other).sum() >= CASES - 1, (own, other)
 
@@ -82,11 +85,12 @@ def test_the_model_continues_the_scene_and_keep_known_does_not_hurt(embedded):
     # 0.576, 0.445 -> 0.447, 0.634 -> 0.638. (The first v-prediction model: 21.5 / 18.0 / 21.2 and 27.1 /
     # 27.6 / 26.2 dB; the epsilon-prediction one before it repainted the whole picture in shifted colours:
     # 32.8 / 37.9 / 31.6 and 19.2 / 18.0 / 19.7 dB.)
-    pipe, evaluator, model = embedded
+    session, evaluator, model = embedded
+    pipe = session.pipeline
     ids = world.split_identities(world.trained_world(model), "heldout", CASES)
     cases = [world.make_case(ident, seed=100 + k, size=pipe.resolution) for k, ident in enumerate(ids)]
-    plain, held = (run_cases(pipe, cases, 20, "dpmsolver++", 0, keep_known=k) for k in (False, True))
-    raws = run_cases(pipe, cases, 20, "dpmsolver++", 0, paste_back=False)
+    plain, held = (run_cases(session, cases, 20, "dpmsolver++", 0, keep_known=k) for k in (False, True))
+    raws = run_cases(session, cases, 20, "dpmsolver++", 0, paste_back=False)
     assert background_error(cases, plain) < 26
     assert raw_psnr_outside(cases, raws) > 23
     assert background_error(cases, held) <= background_error(cases, plain)
@@ -101,7 +105,8 @@ PROBE_FLOOR = {"shape": 0.8, "pattern": 0.8}
 
 @pytest.mark.slow
 def test_the_vision_tower_reads_the_parts_of_new_subjects(embedded):
-    pipe, _, model = embedded
+    session, _, model = embedded
+    pipe = session.pipeline
     enc, ws = pipe.reference_encoder, world.trained_world(model)
 
     def features(split: str, n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -16,11 +16,11 @@ For ``--cases`` held-out toy cases (case k: the k-th held-out identity, ``toy.ma
    and the painting itself.
 
 Prints a markdown report; ``--out FILE.json`` keeps the numbers, with each case's reading. With no ``--model``
-the embedded default is used. About 4.5 minutes for 80 cases on 2 CPU cores.
+the embedded default is used.
 
 ``--compare A.json B.json ...`` paints nothing: it compares saved runs on the same cases, pair by pair, with
-an exact McNemar test (``evaluation.metrics.paired_exact_test``): at 80 cases two rates 7.5 points apart
-were not a significant difference, and only a paired test on the same cases can tell.
+an exact McNemar test (``evaluation.metrics.paired_exact_test``): its discordant cases tell differences apart
+that the two rates' standard errors hide.
 
     python benchmarks/toy/outline_diagnosis.py --cases 80 --out /tmp/outline.json
     python benchmarks/toy/outline_diagnosis.py --compare /tmp/outline.json /tmp/other-model.json
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -48,8 +49,12 @@ from subject_inpainting.pipeline import SubjectInpaintPipeline
 from subject_inpainting.sampling.guidance import InpaintDenoiser, VelocityDenoiser
 from subject_inpainting.sampling.schedule import alphas_cumprod, prediction_type
 from subject_inpainting.toy import world as toy
+from subject_inpainting.toy.bench import machine_summary
 from subject_inpainting.toy.outline import TEMPLATE_ALPHA, read_shape
 from subject_inpainting.weights import default_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/, for bench_common
+from bench_common import git_state
 
 
 def _ints(text: str) -> list[int]:
@@ -62,7 +67,12 @@ def _ints(text: str) -> list[int]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="model folder (default: the embedded toy model)")
-    p.add_argument("--cases", type=int, default=80, help="held-out cases (default 80; a rate's SE is ~0.056 at 80)")
+    p.add_argument(
+        "--cases",
+        type=int,
+        default=80,
+        help="held-out cases (default 80; a rate's standard error is up to 0.5/sqrt(cases))",
+    )
     p.add_argument("--thresholds", type=_ints, default=[32, 48, 64], help="silhouette thresholds (default 32,48,64)")
     p.add_argument("--alphas", type=_ints, default=[64, 128], help="template opacities (default 64,128)")
     p.add_argument("--noised-t", type=_ints, default=[100, 300, 500, 700, 900], help="timesteps for the one-step check")
@@ -89,7 +99,7 @@ def noised_truth_predictions(pipe, case: toy.InpaintCase, ts: Sequence[int], sca
     """The model's clean prediction ``x0`` (decoded, ``(H, W, 3)`` uint8) from the truth's latent noised to each
     timestep in ``ts``, one denoiser call each, with the case's scene, hole and reference as conditioning."""
     hole = Image.fromarray(case.mask.astype(np.uint8) * 255)
-    inputs = pipe.prepare_inputs(Image.fromarray(case.scene), Image.fromarray(case.reference), mask=hole)
+    inputs = pipe.image_processor.prepare(Image.fromarray(case.scene), Image.fromarray(case.reference), mask=hole)
     z_masked, keep = pipe.encode_scene(imaging.rgb_to_tensor(case.scene), imaging.keep_mask_tensor(inputs.mask))
     z_truth, _ = pipe.encode_scene(imaging.rgb_to_tensor(case.truth), torch.ones(1, 1, *case.mask.shape))
     cond, uncond = pipe.encode_reference(inputs.reference)
@@ -233,6 +243,9 @@ def main(args: argparse.Namespace) -> dict:
         # each case's reading, for paired comparisons (--compare): case k is held-out identity k, seed 500 + k
         "case_reads": {"world": world, "shapes": right, "paintings": [str(r) for r in default_reads]},
         "seconds": round(time.perf_counter() - start, 1),
+        "command": "python benchmarks/toy/outline_diagnosis.py " + " ".join(sys.argv[1:]),
+        "machine": {**machine_summary(), "git": git_state()},
+        "date": time.strftime("%Y-%m-%d"),
     }
     print(report(result))
     if args.out:

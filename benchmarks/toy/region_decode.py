@@ -37,6 +37,9 @@ from subject_inpainting.toy.bench import ToyBenchConfig, machine_summary
 from subject_inpainting.utils import write_text_atomic
 from subject_inpainting.weights import default_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/, for bench_common
+from bench_common import git_state
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -137,7 +140,12 @@ def toy_cases(args: argparse.Namespace) -> dict:
 
 def main(args: argparse.Namespace) -> dict:
     result = full_size(args) if args.full_size else toy_cases(args)
-    result = {**result, "machine": machine_summary(), "date": time.strftime("%Y-%m-%d")}
+    result = {
+        **result,
+        "command": "python benchmarks/toy/region_decode.py " + " ".join(sys.argv[1:]),
+        "machine": {**machine_summary(), "git": git_state()},
+        "date": time.strftime("%Y-%m-%d"),
+    }
     print(json.dumps(result, indent=2))
     if args.out:
         write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")

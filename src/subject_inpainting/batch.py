@@ -61,17 +61,21 @@ class Work:
     Attributes:
         id: unique among the jobs; names the job's record (a file name: no path separators).
         outputs: the pictures the job writes; the job is done when all exist.
-        seed: the seed of the job's noise (recorded with the result).
+        payload: whatever the paint function needs (a ``PaintRequest``, or what holds one); its ``seed``,
+            when it has one, is recorded with the result.
         group: jobs of one group run one after the other in a process (e.g. one subject, loaded once), and
             only jobs of one group are painted together (``run_jobs``' ``paint_many``).
-        payload: whatever the paint function needs.
     """
 
     id: str
     outputs: tuple[Path, ...]
-    seed: int
-    group: str = ""
     payload: Any = field(default=None, compare=False, repr=False)
+    group: str = ""
+
+    @property
+    def seed(self) -> int | None:
+        """The payload's seed (None when it has none)."""
+        return getattr(self.payload, "seed", None)
 
     def done(self) -> bool:
         return all(p.is_file() for p in self.outputs)

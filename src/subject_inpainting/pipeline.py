@@ -11,13 +11,16 @@ The computation is Paint-by-Example's (Yang et al., 2022), as its original code 
 4. the latent is decoded, ``(x + 1) / 2`` clamped to [0, 1].
 
 Then, beyond the original, the result is resized back to the input's size and pasted into it inside the
-mask with a feathered seam, so that every pixel outside the mask is exactly the input's.
+mask with a feathered seam, so that every pixel outside the mask is exactly the input's
+(``image_processor``). How to paint is a ``PaintSettings``; the denoiser is assembled from it by
+``sampling.stack.build_denoiser``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,25 +32,21 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import imaging
+from .image_processor import FramedScene, ImageInput, InpaintImageProcessor, PreparedInputs
 from .models.build import move
 from .models.compiled import compile_unet
-from .presets import DECODE_MARGIN, DEFAULT_PRESET
-from .sampling.deepcache import DeepCacheUNet
-from .sampling.guidance import (
-    InpaintDenoiser,
-    KnownRegionDenoiser,
-    ModifiedGuidanceDenoiser,
-    VelocityDenoiser,
-    check_interval,
-)
+from .presets import DECODE_MARGIN
+from .sampling.guidance import check_interval
 from .sampling.samplers import num_denoiser_steps, sample
-from .sampling.schedule import alphas_cumprod, prediction_type
+from .sampling.schedule import prediction_type
+from .sampling.stack import build_denoiser
 from .settings import PaintSettings
 
-ImageInput = str | os.PathLike | Image.Image | np.ndarray
+__all__ = ["InpaintOutput", "PreparedInputs", "SubjectInpaintPipeline"]
 
-
-_IMAGE_TYPES = "a path (str or os.PathLike), a PIL.Image or a numpy array"
+# What ``callback_on_step_end`` may ask for (``callback_on_step_end_tensor_inputs``).
+CALLBACK_TENSOR_INPUTS = ("latents", "pred_x0")
+StepEndCallback = Callable[[Any, int, int, dict[str, Any]], dict[str, Any] | None]
 
 
 @dataclass
@@ -71,27 +70,6 @@ class InpaintOutput:
         return self.work_boxes[0]
 
 
-@dataclass
-class PreparedInputs:
-    """Validated, decoded inputs (see ``SubjectInpaintPipeline.prepare_inputs``)."""
-
-    scene: np.ndarray  # (H, W, 3) uint8
-    alpha: np.ndarray | None  # (H, W) uint8 of an RGBA scene
-    mask: np.ndarray  # (H, W) bool, True = edit
-    reference: torch.Tensor  # (1, 3, S, S) normalised
-
-
-@dataclass
-class _Scene:
-    """One scene of a call, prepared: its inputs, the box the model sees, and that box at the model's
-    resolution (``rgb`` ``(res, res, 3)`` uint8, ``mask`` ``(res, res)`` bool)."""
-
-    inputs: PreparedInputs
-    box: tuple[int, int, int, int]
-    rgb: np.ndarray
-    mask: np.ndarray
-
-
 class SubjectInpaintPipeline:
     """Exemplar-based inpainting with a Paint-by-Example-style model.
 
@@ -110,6 +88,11 @@ class SubjectInpaintPipeline:
         self.scheduler = dict(scheduler)
         self.subject = None
         self._check_components()
+        enc = self.reference_encoder
+        self.image_processor = InpaintImageProcessor(self.resolution, enc.image_size, enc.image_mean, enc.image_std)
+        self._progress_bar_config: dict[str, Any] = {}
+        self._offload_device: torch.device | None = None
+        self._hooked: set[int] = set()  # the modules offloaded layer by layer
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
@@ -159,6 +142,8 @@ class SubjectInpaintPipeline:
         if self.subject.unet is not None:
             move(self.subject.unet, self.device, self.dtype).eval()
         move(self.subject.encoder, self.reference_encoder.device, self.reference_encoder.dtype).eval()
+        if self._hooked and self.subject.unet is not None:
+            self._offload_sequentially(self.subject.unet)
         return self.subject
 
     def unload_subject(self) -> None:
@@ -201,7 +186,59 @@ class SubjectInpaintPipeline:
 
     @property
     def device(self) -> torch.device:
+        """Where the UNet's weights are (the CPU under offloading; ``execution_device`` is where it runs)."""
         return self.unet.device
+
+    @property
+    def execution_device(self) -> torch.device:
+        """Where the models run and the tensors of a call live: the offload device when offloading is on."""
+        return self._offload_device or self.unet.device
+
+    # -- diffusers' habits: progress bar, offloading -----------------------------------------------------
+    def set_progress_bar_config(self, **kwargs: Any) -> None:
+        """Keyword arguments of the sampling progress bar (``tqdm``), e.g. ``disable=True`` or ``leave=True``."""
+        self._progress_bar_config = dict(kwargs)
+
+    def enable_model_cpu_offload(self, device: str | torch.device = "cuda") -> SubjectInpaintPipeline:
+        """Keep every model on the CPU and move each to ``device`` only while it runs: the reference encoder,
+        then the VAE, then the UNet (with a fully fine-tuned subject, its UNet beside it) while sampling, then
+        the VAE again. A GPU then holds the UNets and never the rest with them. Pictures are the same."""
+        self._hooked.clear()
+        self._offload_device = torch.device(device)
+        return self.to("cpu")
+
+    def enable_sequential_cpu_offload(self, device: str | torch.device = "cuda") -> SubjectInpaintPipeline:
+        """Keep the weights of the UNet(s) and the VAE on the CPU and move each layer to ``device`` only for its
+        own forward (accelerate's ``cpu_offload``), the reference encoder as ``enable_model_cpu_offload`` does:
+        the least memory on ``device``, the slowest. Pictures are the same."""
+        self.enable_model_cpu_offload(device)
+        for module in (self.vae, self.unet):
+            self._offload_sequentially(module)
+        if self.subject is not None and self.subject.unet is not None:
+            self._offload_sequentially(self.subject.unet)
+        return self
+
+    def _offload_sequentially(self, module: torch.nn.Module) -> None:
+        from accelerate import cpu_offload
+
+        cpu_offload(module, execution_device=self._offload_device)
+        self._hooked.add(id(module))
+
+    @contextlib.contextmanager
+    def _running(self, *modules: torch.nn.Module | None) -> Iterator[None]:
+        """With offloading, ``modules`` on the execution device for the block and back on the CPU after (those
+        offloaded layer by layer move themselves)."""
+        moving = [m for m in modules if m is not None and id(m) not in self._hooked]
+        if self._offload_device is None:
+            yield
+            return
+        for module in moving:
+            move(module, self._offload_device)
+        try:
+            yield
+        finally:
+            for module in moving:
+                move(module, torch.device("cpu"))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -231,6 +268,7 @@ class SubjectInpaintPipeline:
             )
         prediction_type(self.scheduler)  # a model predicting something else is named here, not mid-sampling
 
+    # -- inputs ------------------------------------------------------------------------------------
     # -- inputs ------------------------------------------------------------------------------------
     def check_inputs(
         self,
@@ -277,105 +315,18 @@ class SubjectInpaintPipeline:
                 raise ValueError("latents hold NaN or infinite values; the initial noise must be finite")
         return chosen
 
-    def prepare_inputs(
-        self,
-        scene: ImageInput,
-        reference: ImageInput | torch.Tensor,
-        mask: ImageInput | None = None,
-        box: Sequence[float] | str | None = None,
-        reference_box: Sequence[float] | str | None = None,
-    ) -> PreparedInputs:
-        """Read and validate the images: scene in any mode, a mask (white = edit) or a box, a reference.
-
-        Images are paths, PIL images or numpy arrays (``uint8`` ``(H, W, 3)``, ``(H, W, 4)`` or ``(H, W)``;
-        a mask array is ``bool`` or ``uint8`` ``(H, W)``, True or >= 128 = edit). The reference may also be
-        its normalised pixels as a tensor. Everything is checked here, before any model runs.
-
-        Raises:
-            TypeError: an input of a type (or array dtype) the pipeline does not take.
-            ValueError: a reference tensor of the wrong shape or holding NaN or infinite values.
-            InputError: one line naming the input and what is wrong with it (unreadable file, array of the
-                wrong shape, empty mask, a box that is not four finite numbers or lies outside its image ...).
-        """
-        scene = _as_image(scene, "scene")
-        mask = None if mask is None else _as_image(mask, "mask", is_mask=True)
-        box = None if box is None else imaging.parse_box(box, "box")
-        reference_box = None if reference_box is None else imaging.parse_box(reference_box, "reference_box")
-        if isinstance(reference, torch.Tensor):
-            if reference_box is not None:
-                raise ValueError(
-                    "reference_box crops a reference picture, but the reference is a tensor of normalised "
-                    "pixels; crop the picture before making the tensor, or give the picture"
-                )
-            ref = self.check_reference_tensor(reference)
-        else:
-            enc = self.reference_encoder
-            ref = imaging.reference_tensor(
-                imaging.open_image(_as_image(reference, "reference", tensor_too=True), "reference"),
-                enc.image_size,
-                enc.image_mean,
-                enc.image_std,
-                reference_box,
-            )
-        rgb, alpha, edit = imaging.load_scene_and_mask(scene, mask, box)
-        return PreparedInputs(rgb, alpha, edit, ref)
-
-    def check_reference_tensor(self, reference: torch.Tensor) -> torch.Tensor:
-        """A reference given as normalised pixels ``(3, S, S)`` or ``(1, 3, S, S)`` → ``(1, 3, S, S)``.
-
-        Checked before any model work, so that a NaN or a stray integer tensor is named here rather than
-        silently painted as noise.
-
-        Raises:
-            TypeError: not a floating-point tensor.
-            ValueError: the wrong shape, or NaN or infinite values.
-        """
-        enc = self.reference_encoder
-        expected = (1, 3, enc.image_size, enc.image_size)
-        if not reference.is_floating_point():
-            raise TypeError(
-                "a reference tensor must be floating point (normalised pixels, e.g. torch.float32), "
-                f"got {reference.dtype}"
-            )
-        ref = reference[None] if reference.ndim == 3 else reference
-        if tuple(ref.shape) != expected:
-            raise ValueError(
-                f"a reference tensor must be normalised pixels of shape {expected}, got {tuple(reference.shape)}"
-            )
-        finite = torch.isfinite(ref)
-        if not finite.all():
-            bad = int((~finite).sum())
-            raise ValueError(
-                f"reference tensor holds NaN or infinite values ({bad} of {ref.numel()}); "
-                "it must be finite normalised pixels"
-            )
-        return ref
-
     def work_box(self, mask: np.ndarray, region: str, context: float) -> tuple[int, int, int, int]:
-        """The part of the scene the model sees: all of it (``"full"``, the original: stretched to the
-        model's square) or a square around the mask whose side is ``context`` × the mask's longer side
-        (``"crop"``: no distortion, more pixels on the subject). A mask that no square inside the image
-        can hold falls back to the full scene."""
-        h, w = mask.shape
-        if region == "full":
-            return 0, 0, w, h
-        x0, y0, x1, y1 = imaging.mask_bbox(mask)
-        need = max(x1 - x0, y1 - y0)
-        side = min(max(round(need * context), 1), min(w, h))
-        if side < need:
-            return 0, 0, w, h
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        left = int(min(max(round(cx - side / 2), 0), w - side))
-        top = int(min(max(round(cy - side / 2), 0), h - side))
-        return left, top, left + side, top + side
+        """The part of the scene the model sees (``InpaintImageProcessor.work_box``)."""
+        return self.image_processor.work_box(mask, region, context)
 
     # -- model steps -------------------------------------------------------------------------------
     @torch.no_grad()
     def encode_reference(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, 3, S, S)`` → (conditional context ``(B, T, C)``, unconditional ``(B, 1, C)``)."""
         enc = self.reference_encoder
-        cond = enc(pixel_values.to(enc.device, enc.dtype))
-        return cond, enc.unconditional(cond.shape[0])
+        with self._running(enc):
+            cond = enc(pixel_values.to(self.execution_device, enc.dtype))
+            return cond, enc.unconditional(cond.shape[0])
 
     @torch.no_grad()
     def encode_subject_reference(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -388,21 +339,25 @@ class SubjectInpaintPipeline:
         outputs pin down.
         """
         enc = self.subject.encoder
-        class_state, patches = enc.tower_states(pixel_values.to(enc.device, enc.dtype))
-        class_ctx = self.reference_encoder.class_proj(enc.class_features(class_state).to(self.reference_encoder.dtype))
-        uncond = enc.unconditional(class_ctx.shape[0])
-        if not enc.has_detail:  # a subject fine-tuned without the detail module
-            return class_ctx, class_ctx, uncond
-        detail_ctx = enc.detail_proj(enc.detail_features(patches))
-        return torch.cat([class_ctx, detail_ctx.to(class_ctx.dtype)], dim=1), class_ctx, uncond
+        with self._running(enc, self.reference_encoder):
+            class_state, patches = enc.tower_states(pixel_values.to(self.execution_device, enc.dtype))
+            class_ctx = self.reference_encoder.class_proj(
+                enc.class_features(class_state).to(self.reference_encoder.dtype)
+            )
+            uncond = enc.unconditional(class_ctx.shape[0])
+            if not enc.has_detail:  # a subject fine-tuned without the detail module
+                return class_ctx, class_ctx, uncond
+            detail_ctx = enc.detail_proj(enc.detail_features(patches))
+            return torch.cat([class_ctx, detail_ctx.to(class_ctx.dtype)], dim=1), class_ctx, uncond
 
     @torch.no_grad()
     def encode_scene(self, scene: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scene ``(B, 3, H, W)`` in [-1, 1] and keep-mask ``(B, 1, H, W)`` → (scaled latent of
         ``scene · keep`` from the posterior mean ``(B, 4, h, w)``, keep-mask at latent size ``(B, 1, h, w)``)."""
         vae = self.vae
-        masked = (scene * keep).to(vae.device, vae.dtype)
-        z = vae.encode(masked).latent_dist.mean * vae.config.scaling_factor
+        masked = (scene * keep).to(self.execution_device, vae.dtype)
+        with self._running(vae):
+            z = vae.encode(masked).latent_dist.mean * vae.config.scaling_factor
         keep_latent = F.interpolate(
             keep.to(z.device, torch.float32), size=z.shape[-2:], mode="bilinear", align_corners=False
         )
@@ -412,7 +367,8 @@ class SubjectInpaintPipeline:
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents ``(B, 4, h, w)`` → images ``(B, 3, H, W)`` in [0, 1]."""
         vae = self.vae
-        x = vae.decode((latents / vae.config.scaling_factor).to(vae.dtype)).sample
+        with self._running(vae):
+            x = vae.decode((latents / vae.config.scaling_factor).to(self.execution_device, vae.dtype)).sample
         return ((x.float() + 1) / 2).clamp(0, 1)
 
     def latent_window(self, mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -436,7 +392,7 @@ class SubjectInpaintPipeline:
             ``B`` pictures ``(H, W, 3)`` uint8: decoded inside the window, the scene outside it. Inside the
             region they differ from the whole decode by a few levels whatever the margin, since the decoder's
             group norms (and its middle attention) see only the window (``benchmarks/toy/region_decode.py``
-            measures it).
+            compares the two).
         """
         f = self.vae_scale_factor
         lx0, ly0, lx1, ly1 = self.latent_window(mask)
@@ -447,15 +403,6 @@ class SubjectInpaintPipeline:
             full[ly0 * f : ly1 * f, lx0 * f : lx1 * f] = part
             pictures.append(full)
         return pictures
-
-    @staticmethod
-    def _unet_for_sampling(unet, chosen: PaintSettings, asked: bool):
-        """``unet``, or a ``DeepCacheUNet`` around it (a fresh cache for this call) when the settings say so.
-        A UNet DeepCache cannot wrap runs every call in full when only the preset chose DeepCache, and is an
-        error when the caller ``asked`` for it."""
-        if chosen.deep_cache == 1 or (not asked and DeepCacheUNet.unsupported(unet)):
-            return unet
-        return DeepCacheUNet(unet, chosen.deep_cache, chosen.deep_cache_branch)
 
     def prepare_latents(
         self,
@@ -476,9 +423,12 @@ class SubjectInpaintPipeline:
         else:
             draws = [(num_images, g) for g in generator]
         noise = torch.cat([torch.randn((k, *shape), generator=g, device=_gen_device(g)) for k, g in draws])
-        return noise.to(self.device, torch.float32)
+        return noise.to(self.execution_device, torch.float32)
 
     # -- the call ----------------------------------------------------------------------------------
+
+    # -- the call ----------------------------------------------------------------------------------
+    @torch.no_grad()
     def __call__(
         self,
         scene: ImageInput | list[ImageInput],
@@ -486,34 +436,39 @@ class SubjectInpaintPipeline:
         mask: ImageInput | list[ImageInput | None] | None = None,
         box: Sequence[float] | str | list[Sequence[float] | str | None] | None = None,
         num_inference_steps: int | None = None,
-        guidance_scale: float = 5.0,
+        guidance_scale: float | None = None,
         sampler: str | None = None,
-        eta: float = 0.0,
-        num_images: int = 1,
+        eta: float | None = None,
+        num_images: int | None = None,
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
-        paste_back: bool = True,
+        paste_back: bool | None = None,
         feather: float | None = None,
-        region: str = "full",
-        context: float = 2.0,
+        region: str | None = None,
+        context: float | None = None,
         reference_box: Sequence[float] | str | list[Sequence[float] | str | None] | None = None,
-        model_weight: float = 0.8,
-        guidance_threshold: int = 1000,
+        model_weight: float | None = None,
+        guidance_threshold: int | None = None,
         latents: torch.Tensor | None = None,
-        progress: bool = True,
-        callback: Callable[[dict[str, Any]], None] | None = None,
-        keep_known: bool = False,
-        preset: str = DEFAULT_PRESET,
+        progress: bool | None = None,
+        keep_known: bool | None = None,
+        preset: str | None = None,
         deep_cache: int | None = None,
         deep_cache_branch: int | None = None,
         guidance_interval: tuple[int, int] | None = None,
         decode: str | None = None,
+        settings: PaintSettings | None = None,
+        callback_on_step_end: StepEndCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> InpaintOutput:
         """Paint the reference's subject into the masked region of the scene.
 
-        A list of scenes paints several at once: ``reference``, and ``mask``, ``box`` and ``reference_box`` when
-        given, are then lists of the same length (an entry may be None), and the scenes are sampled in one
-        UNet batch with the same options. Each scene's pictures are those of a call with that scene alone and
-        its generator, to float rounding in the batched UNet, unless the sampler is stochastic
+        How to paint is ``settings`` (a ``PaintSettings``; default ``PaintSettings()``, the ``fast`` preset);
+        each keyword named after one of its options (``num_inference_steps``, ``guidance_scale``, ``preset``
+        ... ``decode``) sets that option over ``settings`` — None leaves it — and means what the option means
+        (``docs/options.md``). A list of scenes paints several at once: ``reference``, and ``mask``, ``box`` and
+        ``reference_box`` when given, are then lists of the same length (an entry may be None), sampled in
+        one UNet batch with the same settings; each scene's pictures are those of a call with that scene alone
+        and its generator, to float rounding, unless the sampler is stochastic
         (``sampling.catalog.is_stochastic``: its step noise comes from the first generator).
 
         Args:
@@ -524,223 +479,119 @@ class SubjectInpaintPipeline:
             mask: path or PIL image, white (>= 128) = region to edit, or a numpy ``(H, W)`` array (``bool``,
                 or ``uint8`` >= 128 = edit); same aspect ratio as the scene.
             box: instead of a mask, ``(x0, y0, x1, y1)`` in scene pixels (or ``"x0,y0,x1,y1"``).
-            num_inference_steps: sampling steps (the original's rounding for PLMS/DDIM); default: the preset's.
-            guidance_scale: classifier-free guidance scale ``s`` (5 in the paper; 1 = no guidance).
-            sampler: ``plms`` (the original's), ``ddim``, or a diffusers solver (``dpmsolver++`` ...); default:
-                the preset's.
-            eta: DDIM noise (0 = deterministic).
-            num_images: results per scene, sampled as one batch.
             generator: a ``torch.Generator`` for the initial noise, or a list: one per image (one scene) or
                 one per scene (several scenes).
-            paste_back: paste the result into the scene inside the mask (outside pixels exact); if False,
-                return the model's whole output resized to the scene.
-            feather: seam width in pixels (default about 1% of the shorter side; 0 = hard edge).
-            region: ``"full"`` (the original: whole scene stretched to the model's square) or ``"crop"``
-                (a square around the mask, ``context`` × its size).
-            context: crop side over the mask's longer side, for ``region="crop"``.
             reference_box: crop the reference picture to ``(x0, y0, x1, y1)`` first (not for a tensor).
-            model_weight: with a subject loaded (``load_subject``), the weight ``w`` of the fine-tuned model
-                in modified guidance (0.8 in the paper; 0 = the pretrained model alone).
-            guidance_threshold: with a subject, modified guidance applies at timesteps below this ``T``;
-                above, plain guidance with the pretrained model (1000 = every step, the paper's setting).
-            latents: initial noise ``(scenes · num_images, 4, h, w)`` instead of drawing it.
-            progress: show a progress bar.
-            callback: called after every step with ``{"i", "t", "x", "pred_x0"}``.
-            keep_known: at every step, hold the predicted clean latent outside the region to the scene's
-                (``KnownRegionDenoiser``); off by default, as the original. Helps a model that reconstructs
-                the scene poorly.
-            preset: ``"original"`` (the original recipe: PLMS 50, every step in full, full decode) or
-                ``"fast"`` (the default); ``PRESETS`` says what each sets. The five options below, the
-                sampler and the steps, when given, win over the preset's.
-            deep_cache: reuse the UNet's deep features on ``deep_cache - 1`` steps out of ``deep_cache``
-                (``DeepCacheUNet``, Ma et al. 2024); 1 = every step in full.
-            deep_cache_branch: how much of the UNet the reusing steps still run (``DeepCacheUNet``'s branch).
-            guidance_interval: ``(low, high)`` timesteps: guidance only there, the conditional prediction
-                alone elsewhere (Kynkäänniemi et al. 2024; one UNet row fewer on those steps); ``(0, T)``
-                for every step.
-            decode: ``"full"``, or ``"region"``: with ``paste_back``, decode only the latent window around
-                the region (``DECODE_MARGIN`` cells on each side), the rest being the scene's anyway.
+            latents: initial noise ``(scenes · num_images, 4, h, w)``, finite, instead of drawing it.
+            progress: False hides this call's progress bar (``set_progress_bar_config`` for every call).
+            settings: how to paint; the keywords above set its options.
+            callback_on_step_end: ``f(pipe, step, timestep, callback_kwargs) -> dict`` after every step, as in
+                diffusers: ``callback_kwargs`` holds the tensors ``callback_on_step_end_tensor_inputs`` names
+                (``"latents"``, ``"pred_x0"``); a ``"latents"`` it returns replaces the latent. Raising from it
+                stops the call (e.g. a Cancel button).
 
         Returns:
             ``InpaintOutput`` with ``images`` (PIL, the scene's size; RGBA if the scene had alpha).
         """
-        settings = PaintSettings(
-            preset=preset,
-            sampler=sampler,
-            num_inference_steps=num_inference_steps,
-            deep_cache=deep_cache,
-            deep_cache_branch=deep_cache_branch,
-            guidance_interval=guidance_interval,
-            decode=decode,
-            guidance_scale=guidance_scale,
-            eta=eta,
-            num_images=num_images,
-            model_weight=model_weight,
-            guidance_threshold=guidance_threshold,
-            region=region,
-            context=context,
-            feather=feather,
-            paste_back=paste_back,
-            keep_known=keep_known,
-        )
-        requests = self._requests(scene, reference, mask, box, reference_box)
+        # 1. Settings: the given ones with the keywords over them, checked against this model, resolved.
+        options = {k: v for k, v in locals().items() if k in PaintSettings.__dataclass_fields__ and v is not None}
+        settings = self._settings(settings, options)
+        requests = self.image_processor.requests(scene, reference, mask, box, reference_box)
         chosen = self.check_inputs(settings, generator, len(requests), latents)
-        b, n = len(requests), chosen.num_images
-        sampler, num_inference_steps, interval = chosen.sampler, chosen.num_inference_steps, chosen.guidance_interval
-        guidance_scale, feather = chosen.guidance_scale, chosen.feather
-        unet = self._unet_for_sampling(self.unet, chosen, settings.deep_cache is not None)
-        scenes = [self._prepare_scene(self.prepare_inputs(*r), region, context) for r in requests]
-
-        def rows(tensors: list[torch.Tensor]) -> torch.Tensor:
-            """Each scene's tensor ``(1, ...)`` repeated for its ``n`` images, the scenes one after another."""
-            return torch.cat([t.expand(n, *t.shape[1:]) for t in tensors])
-
-        encoded = [self.encode_scene(imaging.rgb_to_tensor(p.rgb), imaging.keep_mask_tensor(p.mask)) for p in scenes]
-        z_masked, keep_latent = rows([z for z, _ in encoded]), rows([k for _, k in encoded])
-        if self.subject is None:
-            refs = [self.encode_reference(p.inputs.reference) for p in scenes]
-            cond, uncond = rows([c for c, _ in refs]), rows([u for _, u in refs])
-            denoiser = InpaintDenoiser(unet, cond, uncond, guidance_scale, z_masked, keep_latent, interval)
-        else:
-            refs = [self.encode_subject_reference(p.inputs.reference) for p in scenes]
-            subject_ctx, class_ctx, uncond = (rows([r[i] for r in refs]) for i in range(3))
-            denoiser = ModifiedGuidanceDenoiser(
-                unet,
-                self._unet_for_sampling(self.subject.unet, chosen, settings.deep_cache is not None)
-                if self.subject.unet is not None
-                else unet,
-                subject_ctx,
-                class_ctx,
-                uncond,
-                guidance_scale,
-                model_weight,
-                guidance_threshold,
-                z_masked,
-                keep_latent,
-                subject_adapter=self.subject.adapter,
-                interval=interval,
+        tensor_inputs = tuple(callback_on_step_end_tensor_inputs)
+        if not set(tensor_inputs) <= set(CALLBACK_TENSOR_INPUTS):
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs must name some of {CALLBACK_TENSOR_INPUTS}, got {tensor_inputs}"
             )
-        alphas = alphas_cumprod(self.scheduler)
-        if prediction_type(self.scheduler) == "v_prediction":
-            denoiser = VelocityDenoiser(denoiser, alphas)
-        if keep_known:
-            known_scene = []
-            for p in scenes:
-                scene_tensor = imaging.rgb_to_tensor(p.rgb)
-                known_scene.append(self.encode_scene(scene_tensor, torch.ones_like(scene_tensor[:, :1]))[0])
-            known = (keep_latent >= 1).float()  # latent cells wholly outside the region
-            denoiser = KnownRegionDenoiser(denoiser, alphas, rows(known_scene), known)
-        x = latents.to(self.device, torch.float32) if latents is not None else self.prepare_latents(n, generator, b)
-        total = num_denoiser_steps(sampler, num_inference_steps, self.scheduler)
+        n = chosen.num_images
+        # 2. The pictures: read and checked, then framed at the model's resolution.
+        processor = self.image_processor
+        scenes = [processor.frame(processor.prepare(*r), chosen.region, chosen.context) for r in requests]
+        # 3. Conditioning: the masked scene's latent and the reference's contexts, each scene's for its n images.
+        z_masked, keep_latent, contexts, known = self._conditioning(scenes, n, chosen.keep_known)
+        # 4. The denoiser: guidance (modified with a subject), DeepCache, the known region.
+        denoiser = build_denoiser(
+            chosen, self.unet, self.scheduler, z_masked, keep_latent, contexts, self.subject, known
+        )
+        # 5. Sampling from the noise.
+        if latents is None:
+            latents = self.prepare_latents(n, generator, len(requests))
         step_generator = generator[0] if isinstance(generator, (list, tuple)) else generator
-        with tqdm(total=total, desc="sampling", unit="step", disable=not progress, leave=False) as bar:
-
-            def on_step(info: dict[str, Any]) -> None:
-                bar.update(1)
-                if callback is not None:
-                    callback(info)
-
-            x = sample(sampler, denoiser, x, self.scheduler, num_inference_steps, eta, step_generator, on_step)
+        with self._running(self.unet, self.subject.unet if self.subject is not None else None):
+            x = latents.to(self.execution_device, torch.float32)
+            x = self._sample(denoiser, x, chosen, step_generator, progress, callback_on_step_end, tensor_inputs)
+        # 6. Decoding and pasting back into each scene.
         images = []
-        for p, x_scene in zip(scenes, x.split(n), strict=True):
-            if chosen.decode == "region" and paste_back:
-                generated = self.decode_window(x_scene, p.mask, p.rgb)
+        for framed, x_scene in zip(scenes, x.split(n), strict=True):
+            if chosen.decode == "region" and chosen.paste_back:
+                generated = self.decode_window(x_scene, framed.mask, framed.rgb)
             else:
                 generated = imaging.tensor_to_rgb(self.decode(x_scene))
-            images += [self._finish(picture, p, paste_back, feather) for picture in generated]
-        return InpaintOutput(images=images, latents=x.cpu(), work_boxes=[p.box for p in scenes])
+            images += [processor.paste_back(g, framed, chosen.paste_back, chosen.feather) for g in generated]
+        return InpaintOutput(images=images, latents=x.cpu(), work_boxes=[f.box for f in scenes])
 
     @staticmethod
-    def _requests(scene, reference, mask, box, reference_box) -> list[tuple[Any, ...]]:
-        """One ``(scene, reference, mask, box, reference_box)`` per scene: the call's values, or for a list of
-        scenes the lists' entries (``mask``, ``box``, ``reference_box`` may be None for all)."""
-        if not isinstance(scene, list):
-            return [(scene, reference, mask, box, reference_box)]
-        if not scene:
-            raise ValueError("scene is an empty list; give a scene or a list of scenes")
-        for i, entry in enumerate(scene):
-            if isinstance(entry, (list, tuple)):
-                raise TypeError(f"scene[{i}] must be {_IMAGE_TYPES}; got {type(entry).__name__}")
-        columns = {"reference": reference, "mask": mask, "box": box, "reference_box": reference_box}
-        for name, value in columns.items():
-            if value is None and name != "reference":
-                columns[name] = [None] * len(scene)
-            elif not isinstance(value, list) or len(value) != len(scene):
-                got = f"a list of {len(value)}" if isinstance(value, list) else type(value).__name__
-                raise ValueError(f"with a list of {len(scene)} scenes, {name} must be a list of as many; got {got}")
-        return list(zip(scene, *columns.values(), strict=True))
+    def _settings(settings: PaintSettings | None, options: dict[str, Any]) -> PaintSettings:
+        """``settings`` (default ``PaintSettings()``) with ``options`` over them, checked."""
+        if settings is None:
+            return PaintSettings(**options)
+        if not isinstance(settings, PaintSettings):
+            raise TypeError(f"settings must be a PaintSettings, got {type(settings).__name__}")
+        return settings.replace(**options)
 
-    def _prepare_scene(self, inputs: PreparedInputs, region: str, context: float) -> _Scene:
-        """The part of the scene the model works on, at the model's resolution."""
-        box = self.work_box(inputs.mask, region, context)
-        x0, y0, x1, y1 = box
-        res = self.resolution
-        rgb = imaging.resize_rgb(inputs.scene[y0:y1, x0:x1], (res, res))
-        return _Scene(inputs, box, rgb, imaging.resize_mask(inputs.mask[y0:y1, x0:x1], (res, res)))
+    def _conditioning(
+        self, scenes: list[FramedScene], n: int, keep_known: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
+        """``(z_masked, keep_latent, contexts, known_scene)`` of the framed scenes, each scene's tensors
+        repeated for its ``n`` images, the scenes one after another (``sampling.stack.build_denoiser``'s
+        inputs)."""
 
-    def _finish(self, generated: np.ndarray, scene: _Scene, paste_back: bool, feather: float | None) -> Image.Image:
-        """A decoded picture ``(res, res, 3)`` back at the scene's size, pasted into it inside the mask."""
-        inputs = scene.inputs
-        x0, y0, x1, y1 = scene.box
-        H, W = inputs.mask.shape
-        radius = imaging.default_feather((W, H)) if feather is None else feather
-        full = inputs.scene.copy()
-        full[y0:y1, x0:x1] = imaging.resize_rgb(generated, (x1 - x0, y1 - y0))
-        if paste_back:
-            full = imaging.composite(inputs.scene, full, inputs.mask, radius)
-        return self._to_image(full, inputs, paste_back, radius)
+        def rows(tensors: list[torch.Tensor]) -> torch.Tensor:
+            return torch.cat([t.expand(n, *t.shape[1:]) for t in tensors])
 
-    @staticmethod
-    def _to_image(rgb: np.ndarray, inputs: PreparedInputs, paste_back: bool, radius: float) -> Image.Image:
-        if inputs.alpha is None:
-            return Image.fromarray(rgb, "RGB")
-        alpha = inputs.alpha.copy()
-        if paste_back:
-            # The painted subject is opaque: raise the alpha inside the mask with the same seam.
-            window, weight = imaging.feather_window(inputs.mask, radius)
-            inside = inputs.mask[window]
-            raised = np.round(alpha[window] * (1 - weight) + 255 * weight).astype(np.uint8)
-            alpha[window][inside] = raised[inside]
-        else:
-            alpha[:] = 255
-        return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+        encoded = [self.encode_scene(imaging.rgb_to_tensor(f.rgb), imaging.keep_mask_tensor(f.mask)) for f in scenes]
+        z_masked, keep_latent = rows([z for z, _ in encoded]), rows([k for _, k in encoded])
+        encode = self.encode_reference if self.subject is None else self.encode_subject_reference
+        refs = [encode(f.inputs.reference) for f in scenes]
+        contexts = tuple(rows([r[i] for r in refs]) for i in range(len(refs[0])))
+        known = None
+        if keep_known:
+            whole = []
+            for f in scenes:
+                scene_tensor = imaging.rgb_to_tensor(f.rgb)
+                whole.append(self.encode_scene(scene_tensor, torch.ones_like(scene_tensor[:, :1]))[0])
+            known = rows(whole)
+        return z_masked, keep_latent, contexts, known
+
+    def _sample(
+        self,
+        denoiser,
+        x: torch.Tensor,
+        chosen: PaintSettings,
+        generator: torch.Generator | None,
+        progress: bool | None,
+        callback_on_step_end: StepEndCallback | None,
+        tensor_inputs: tuple[str, ...],
+    ) -> torch.Tensor:
+        """Run the settings' sampler from ``x`` with a progress bar, calling ``callback_on_step_end`` after
+        every step."""
+        total = num_denoiser_steps(chosen.sampler, chosen.num_inference_steps, self.scheduler)
+        config = {"desc": "sampling", "unit": "step", "leave": False, **self._progress_bar_config}
+        if progress is False:
+            config["disable"] = True
+        with tqdm(total=total, **config) as bar:
+
+            def on_step(info: dict[str, Any]) -> torch.Tensor | None:
+                bar.update(1)
+                if callback_on_step_end is None:
+                    return None
+                given = {"latents": info["x"], "pred_x0": info["pred_x0"]}
+                returned = callback_on_step_end(self, info["i"], info["t"], {k: given[k] for k in tensor_inputs})
+                return (returned or {}).get("latents")
+
+            steps, eta = chosen.num_inference_steps, chosen.eta
+            return sample(chosen.sampler, denoiser, x, self.scheduler, steps, eta, generator, on_step)
 
 
 def _gen_device(generator: torch.Generator | None) -> torch.device:
     return generator.device if generator is not None else torch.device("cpu")
-
-
-def _as_image(
-    value: Any, what: str, is_mask: bool = False, tensor_too: bool = False
-) -> str | os.PathLike | Image.Image:
-    """An image input as ``imaging`` takes it: paths and PIL images unchanged, numpy arrays as PIL images.
-
-    Scene and reference arrays are ``uint8`` ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA or ``(H, W)`` grey;
-    mask arrays are ``bool`` or ``uint8`` ``(H, W)`` (True or >= 128 = edit, as a mask file's white).
-
-    Raises:
-        TypeError: another type, or an array of another dtype.
-        InputError: an array of another shape, or an empty one.
-    """
-    if isinstance(value, (str, os.PathLike, Image.Image)):
-        return value
-    if not isinstance(value, np.ndarray):
-        accepted = _IMAGE_TYPES + (", or a torch.Tensor of normalised pixels" if tensor_too else "")
-        raise TypeError(f"{what} must be {accepted}; got {type(value).__name__}")
-    if is_mask:
-        if value.dtype not in (np.bool_, np.uint8):
-            raise TypeError(f"a {what} array must be bool or uint8 (True or >= 128 = edit), got {value.dtype}")
-        if value.ndim != 2:
-            raise imaging.InputError(f"a {what} array must have shape (H, W), got {value.shape}")
-        if value.dtype == np.bool_:
-            value = value.astype(np.uint8) * 255
-    else:
-        if value.dtype != np.uint8:
-            raise TypeError(f"a {what} array must be uint8 (0-255), got {value.dtype}")
-        if not (value.ndim == 2 or (value.ndim == 3 and value.shape[2] in (3, 4))):
-            raise imaging.InputError(
-                f"a {what} array must have shape (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) grey, got {value.shape}"
-            )
-    if value.shape[0] < 1 or value.shape[1] < 1:
-        raise imaging.InputError(f"{what} array is empty (shape {value.shape})")
-    return Image.fromarray(np.ascontiguousarray(value))

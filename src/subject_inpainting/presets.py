@@ -2,7 +2,7 @@
 command line can show and check them before anything heavy is loaded).
 
 - ``original``: the original recipe, every step in full (the path the recorded reference outputs pin down).
-- ``fast``: the levers that benchmarks/README.md measured to keep the toy benchmark's quality.
+- ``fast``: the speed levers that keep the toy benchmark's quality (benchmarks/README.md has the numbers).
 
 A value given explicitly to the pipeline call (or on the command line) wins over its preset's.
 """

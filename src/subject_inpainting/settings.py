@@ -19,7 +19,6 @@ from typing import Any
 
 from .presets import DECODES, DEFAULT_PRESET, PRESETS, describe
 from .sampling.catalog import SAMPLERS
-from .utils.parse import ParseError, parse_float, parse_int
 
 # The training schedule's length: no sampler takes more steps, and timesteps lie in [0, MAX_TIMESTEP].
 MAX_STEPS = 1000
@@ -36,11 +35,17 @@ KINDS = ("int", "float", "choice", "switch", "interval")
 
 
 class SettingsError(ValueError):
-    """A painting option that cannot be used; ``option`` is its Python name (one sentence)."""
+    """A painting option that cannot be used: ``"<option> <tail>"``, e.g. ``num_inference_steps must be a whole
+    number between 1 and 1,000, got 0``. Every front end says the same ``tail`` after its own name of the
+    option (its flag, its job key, its label: ``named``)."""
 
-    def __init__(self, option: str, message: str):
-        super().__init__(message)
-        self.option = option
+    def __init__(self, option: str, tail: str):
+        super().__init__(f"{option} {tail}")
+        self.option, self.tail = option, tail
+
+    def named(self, name: str) -> str:
+        """The sentence with ``name`` for the option."""
+        return f"{name} {self.tail}"
 
 
 class SettingsTypeError(SettingsError, TypeError):
@@ -67,6 +72,7 @@ class Option:
         aliases: other flags that mean the same (older spellings that keep working).
         none_means: what the value None stands for, where None is allowed (``the preset's``).
         off_help: for a switch that is on by default, the help of the flag that turns it off.
+        label: the option's name where people read it (the web page's control, messages there).
     """
 
     help: str
@@ -82,6 +88,7 @@ class Option:
     aliases: tuple[str, ...] = ()
     none_means: str = ""
     off_help: str = ""
+    label: str = ""
 
     def __post_init__(self):
         assert self.kind in KINDS, self.kind
@@ -110,6 +117,7 @@ class PaintSettings:
         "choice",
         choices=tuple(PRESETS),
         group="speed",
+        label="Preset",
     )
     sampler: str | None = _option(
         None,
@@ -118,6 +126,7 @@ class PaintSettings:
         choices=SAMPLERS,
         group="speed",
         from_preset=True,
+        label="Sampler",
     )
     num_inference_steps: int | None = _option(
         None,
@@ -129,6 +138,7 @@ class PaintSettings:
         key="steps",
         group="speed",
         from_preset=True,
+        label="Steps",
     )
     deep_cache: int | None = _option(
         None,
@@ -139,6 +149,7 @@ class PaintSettings:
         group="speed",
         from_preset=True,
         metavar="N",
+        label="Deep cache",
     )
     deep_cache_branch: int | None = _option(
         None,
@@ -149,6 +160,7 @@ class PaintSettings:
         group="speed",
         from_preset=True,
         metavar="B",
+        label="Deep cache branch",
     )
     guidance_interval: tuple[int, int] | None = _option(
         None,
@@ -159,6 +171,7 @@ class PaintSettings:
         group="speed",
         from_preset=True,
         metavar="LOW,HIGH",
+        label="Guidance interval",
     )
     decode: str | None = _option(
         None,
@@ -168,6 +181,7 @@ class PaintSettings:
         choices=DECODES,
         group="speed",
         from_preset=True,
+        label="Decode",
     )
     guidance_scale: float = _option(
         5.0,
@@ -178,9 +192,12 @@ class PaintSettings:
         flag="--guidance",
         key="guidance",
         aliases=("--guidance-scale",),
+        label="Guidance scale",
     )
-    eta: float = _option(0.0, "DDIM noise (ddim only)", "float", low=0.0, high=1.0)
-    num_images: int = _option(1, "images to generate in one batch", "int", low=1, high=MAX_NUM_IMAGES)
+    eta: float = _option(0.0, "DDIM noise (ddim only)", "float", low=0.0, high=1.0, label="Eta")
+    num_images: int = _option(
+        1, "images to generate in one batch", "int", low=1, high=MAX_NUM_IMAGES, label="Images per reference"
+    )
     model_weight: float = _option(
         0.8,
         "with a fine-tuned subject: weight w of the fine-tuned model against the pretrained one",
@@ -188,6 +205,7 @@ class PaintSettings:
         low=0.0,
         high=1.0,
         group="subject",
+        label="Model weight",
     )
     guidance_threshold: int = _option(
         1000,
@@ -197,6 +215,7 @@ class PaintSettings:
         low=0,
         high=MAX_TIMESTEP,
         group="subject",
+        label="Guidance threshold",
     )
     region: str = _option(
         "full",
@@ -204,9 +223,15 @@ class PaintSettings:
         "the mask (better for large photos and small masks)",
         "choice",
         choices=REGIONS,
+        label="Region",
     )
     context: float = _option(
-        2.0, "with region crop: the crop's side over the mask's longer side", "float", low=1.0, high=MAX_CONTEXT
+        2.0,
+        "with region crop: the crop's side over the mask's longer side",
+        "float",
+        low=1.0,
+        high=MAX_CONTEXT,
+        label="Context",
     )
     feather: float | None = _option(
         None,
@@ -215,6 +240,7 @@ class PaintSettings:
         low=0.0,
         high=MAX_FEATHER,
         none_means="about 1% of the scene's shorter side",
+        label="Feather",
     )
     paste_back: bool = _option(
         True,
@@ -222,12 +248,14 @@ class PaintSettings:
         "switch",
         flag="--no-paste-back",
         off_help="return the model's whole output instead of pasting it into the scene inside the mask",
+        label="Paste back",
     )
     keep_known: bool = _option(
         False,
         "hold the model's prediction outside the region to the scene at every step (not in the original; helps "
         "models that shift the scene's colours)",
         "switch",
+        label="Keep the scene outside the region",
     )
 
     def __post_init__(self):
@@ -238,7 +266,7 @@ class PaintSettings:
             object.__setattr__(self, name, check_value(name, option, value))
         sampler = self.sampler or PRESETS[self.preset]["sampler"]
         if self.eta and sampler != "ddim":
-            raise SettingsError("eta", f"eta applies to sampler ddim only (got sampler {sampler}, eta {self.eta:g})")
+            raise SettingsError("eta", f"applies to sampler ddim only (got sampler {sampler}, eta {self.eta:g})")
 
     @classmethod
     def from_preset(cls, preset: str = DEFAULT_PRESET, **overrides: Any) -> PaintSettings:
@@ -332,79 +360,95 @@ def _renamed(message: str, to) -> str:
     return re.sub(rf"(?<![\w-])({pattern})(?![\w-])", lambda m: to(m.group(1)), message)
 
 
-def check_value(name: str, option: Option, value: Any) -> Any:
+def check_value(name: str, option: Option, value: Any, shown: str | None = None) -> Any:
     """``value`` as the option holds it (an ``int``, a finite ``float``, one of the choices, a bool, a pair of
     ints), or an error naming the option, the value and what it takes.
+
+    ``shown`` is how the value came (the text of a flag or a form field), for messages.
 
     Raises:
         SettingsTypeError: a value of another type (a string for a number, a bool for a count ...).
         SettingsError: a value outside the bounds, or not finite.
     """
     kind = option.kind
+    got = shown if shown is not None else repr(value)
     if kind == "switch":
         if not isinstance(value, bool):
-            raise SettingsTypeError(name, f"{name} must be True or False, got {value!r}")
+            raise SettingsTypeError(name, f"must be True or False, got {got}")
         return value
     if kind == "choice":
         if not isinstance(value, str) or value not in option.choices:
-            raise SettingsError(name, f"{name} must be {bounds_text(option)}, got {value!r}")
+            raise SettingsError(name, f"must be {bounds_text(option)}, got {got}")
         return value
     if kind == "interval":
         if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-            raise SettingsTypeError(name, f"{name} must be two timesteps (low, high), got {value!r}")
-        low, high = (_whole(name, option, v, f"{name}'s ends must be whole numbers") for v in value)
+            raise SettingsTypeError(name, f"must be two timesteps LOW,HIGH, got {got}")
+        low, high = (_whole(name, option, v, "must have whole timesteps", got) for v in value)
         if low > high:
-            raise SettingsError(name, f"{name} must have low <= high, got {value!r}")
+            raise SettingsError(name, f"must have LOW <= HIGH, got {got}")
         return low, high
     if kind == "int":
-        return _whole(name, option, value, f"{name} must be a whole number")
+        return _whole(name, option, value, "must be a whole number", shown)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise SettingsTypeError(name, f"{name} must be a number, got {value!r}")
+        raise SettingsTypeError(name, f"must be a number, got {got}")
     number = float(value)
     if not math.isfinite(number) or not option.low <= number <= option.high:
-        raise SettingsError(name, f"{name} must be a finite number {bounds_text(option)}, got {value!r}")
+        raise SettingsError(name, f"must be a finite number {bounds_text(option)}, got {got}")
     return number
 
 
-def parse_value(name: str, value: Any, what: str | None = None) -> Any:
-    """The value of option ``name`` from text (a flag's argument, a CSV cell) or from a JSON value (a batch
-    job's): numbers may come as text, a switch as ``true``/``false``/``yes``/``no``/``1``/``0``, an interval
-    as ``LOW,HIGH`` or a list of two. Errors name ``what`` (default: the option's Python name).
+def parse_value(name: str, value: Any) -> Any:
+    """The value of option ``name`` from text (a flag's argument, a CSV cell, a form field) or from a JSON
+    value (a batch job's), checked as ``check_value`` checks it: numbers may come as text, a switch as
+    ``true``/``false``/``yes``/``no``/``1``/``0``, an interval as ``LOW,HIGH`` or a list of two.
 
     Raises:
-        SettingsError: a value the option does not take (the message: ``what: expected ..., got ...``).
+        SettingsError: a value the option does not take (the same sentence as for the value itself).
     """
-    opt, what, raw = option(name), what or name, value
-    try:
-        if opt.kind == "switch" and isinstance(value, str):
-            words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
-            value = words.get(value.strip().lower(), value)
-        elif opt.kind == "interval" and isinstance(value, str):
-            value = tuple(v.strip() for v in value.split(",")) if value.count(",") == 1 else value
-            value = tuple(parse_int(v, what) for v in value) if isinstance(value, tuple) else value
-        elif opt.kind == "int":
-            value = parse_int(value, what, int(opt.low), int(opt.high))
-        elif opt.kind == "float":
-            value = parse_float(value, what, opt.low, opt.high)
-        return check_value(name, opt, value)
-    except ParseError as e:
-        raise SettingsError(name, str(e)) from None
-    except SettingsError:
-        raise SettingsError(name, f"{what}: expected {_expected(opt)}, got {raw!r}") from None
+    opt, shown = option(name), None
+    if isinstance(value, str):
+        text = value.strip()
+        shown = text if opt.kind in ("int", "float", "interval") else None  # a number as it was written
+        value = _from_text(opt, text)
+    elif opt.kind == "interval" and isinstance(value, list):
+        value = tuple(value)
+    return check_value(name, opt, value, shown)
 
 
-def _expected(opt: Option) -> str:
+def _from_text(opt: Option, text: str) -> Any:
+    """``text`` as the option's kind reads it; what does not read stays text, for ``check_value`` to name."""
+    if opt.kind == "switch":
+        words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+        return words.get(text.lower(), text)
     if opt.kind == "interval":
-        return f"LOW,HIGH (two whole timesteps, low <= high, {bounds_text(opt)})"
-    return bounds_text(opt)
+        ends = text.split(",")
+        return tuple(_number(end.strip()) for end in ends) if len(ends) == 2 else text
+    if opt.kind in ("int", "float"):
+        return _number(text)
+    return text
 
 
-def _whole(name: str, option: Option, value: Any, what: str) -> int:
+def _number(text: str) -> Any:
+    """An int for whole-number text, a float for other numbers (``inf``, ``1e400`` included), else the text."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _whole(name: str, option: Option, value: Any, what: str, shown: str | None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise SettingsTypeError(name, f"{what}, got {value!r}")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 20.0 from a JSON file or a form is 20
+        else:
+            raise SettingsTypeError(name, f"{what}, got {shown if shown is not None else repr(value)}")
     number = int(value)
     if not option.low <= number <= option.high:
-        raise SettingsError(name, f"{what} {bounds_text(option)}, got {number:,}")
+        raise SettingsError(name, f"{what} {bounds_text(option)}, got {shown if shown is not None else f'{number:,}'}")
     return number
 
 
@@ -412,9 +456,9 @@ def options_table() -> str:
     """Every option as a Markdown table (``docs/options.md`` holds it): Python name, flag, job key, default,
     what it takes, help."""
     rows = [
-        "| Python (`PaintSettings`, pipeline call) | command line | batch job key | default | accepted "
-        "| what it does |",
-        "|---|---|---|---|---|---|",
+        "| Python (`PaintSettings`, pipeline call) | command line | batch job key | label (page, nodes) | default "
+        "| accepted | what it does |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, opt in options():
         value = default(name)
@@ -424,5 +468,5 @@ def options_table() -> str:
             accepted = range_text(opt).replace("..", " – ") + (" (whole)" if opt.kind == "int" else "")
         flags = ", ".join(f"`{f}`" for f in (flag(name), *opt.aliases))
         text = f"{opt.help}" + (f" (the flag: {opt.off_help})" if opt.off_help else "")
-        rows.append(f"| `{name}` | {flags} | `{key(name)}` | {shown} | {accepted} | {text} |")
+        rows.append(f"| `{name}` | {flags} | `{key(name)}` | {opt.label} | {shown} | {accepted} | {text} |")
     return "\n".join(rows) + "\n"

@@ -12,7 +12,6 @@ error toast), and the server goes on serving.
 from __future__ import annotations
 
 import functools
-import math
 import os
 import re
 import tempfile
@@ -26,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from . import imaging
+from . import settings as settings_lib
 from .presets import DEFAULT_PRESET, PRESETS, describe
 from .settings import PaintSettings
 from .utils import free_path
@@ -43,32 +43,35 @@ class UIError(ValueError):
     """A mistake the person at the page can fix; the message is shown as it is."""
 
 
-@dataclass(frozen=True)
-class Bounds:
-    """The range of one of the page's sliders; ``handle_generate`` holds every request to it, since a call
-    through Gradio's API can send any number."""
+# The painting options the page shows, each as a control derived from its ``PaintSettings`` field (range,
+# default, label, help): the order of ``handle_generate``'s arguments after the region's.
+PAGE_OPTIONS = ("guidance_scale", "model_weight", "num_inference_steps", "sampler", "num_images")
+# The slider steps of the numeric ones.
+SLIDER_STEPS = {"guidance_scale": 0.5, "model_weight": 0.05, "num_inference_steps": 1, "num_images": 1}
 
-    name: str  # as the page labels the field
-    low: float
-    high: float
-    whole: bool = False  # a count: whole numbers only
 
-    def check(self, value: Any) -> float:
-        """``value`` as a number inside the range (and whole when ``whole``); ``UIError`` otherwise."""
+def control_id(name: str) -> str:
+    """The page element of option ``name``: its batch key with dashes (``guidance``, ``model-weight``)."""
+    return settings_lib.key(name).replace("_", "-")
+
+
+def page_settings(values: dict[str, Any]) -> PaintSettings:
+    """The ``PaintSettings`` of the page's controls (``values`` by option name), each value read as a flag's
+    text or a number is (``settings.parse_value``): a call through Gradio's API can send anything.
+
+    Raises:
+        UIError: one sentence: the control's label, then what every front end says of such a value.
+    """
+    parsed = {}
+    for name, value in values.items():
         try:
-            number = math.nan if isinstance(value, bool) else float(value)
-        except (TypeError, ValueError, OverflowError):
-            number = math.nan
-        if not self.low <= number <= self.high or (self.whole and number != int(number)):
-            kind = "a whole number" if self.whole else "a number"
-            raise UIError(f"{self.name} must be {kind} from {self.low:g} to {self.high:g}; got {value!r}.")
-        return number
-
-
-GUIDANCE = Bounds("Guidance scale", 1, 15)
-MODEL_WEIGHT = Bounds("Model weight", 0, 1)
-STEPS = Bounds("Steps", 1, 100, whole=True)
-COUNT = Bounds("Images per reference", 1, 4, whole=True)
+            parsed[name] = settings_lib.parse_value(name, value)
+        except settings_lib.SettingsError as e:
+            raise UIError(f"{e.named(settings_lib.option(name).label)}.") from None
+    try:
+        return PaintSettings(**parsed)
+    except settings_lib.SettingsError as e:
+        raise UIError(f"{e.named(settings_lib.option(e.option).label)}.") from None
 
 
 def unreadable(what: str) -> str:
@@ -89,15 +92,16 @@ class UISettings:
     Attributes:
         model: model folder or hub id (the embedded toy model when the command names none).
         subjects: fine-tuned subject folders offered in the page's subject menu.
-        device, dtype: where and in what precision the pipeline runs (``torch`` objects).
+        device, dtype: where and in what precision the pipeline runs (``Session``'s: names such as ``auto``
+            or torch objects).
         max_pixels: the largest scene accepted.
         out_dir: where results are written for download (a fresh temporary folder by default).
     """
 
     model: str
     subjects: Sequence[str] = ()
-    device: Any = None
-    dtype: Any = None
+    device: Any = "auto"
+    dtype: Any = "auto"
     max_pixels: int = DEFAULT_MAX_PIXELS
     out_dir: Path | None = None
 
@@ -210,7 +214,7 @@ def read_references(files: Sequence[Any] | None, subject: str | None) -> list[tu
         image = _open_reference(path, f"reference {Path(path).name}")
         references.append((Path(path).name, image.convert("RGB")))
     if not references and subject:
-        from .loaders.subject import subject_reference_crops
+        from .loaders.layout import subject_reference_crops
 
         crops = subject_reference_crops(Path(subject))
         if crops:
@@ -259,42 +263,18 @@ def parse_seed(text: Any) -> int:
 # ---------------------------------------------------------------------------------------------------
 # Running the model
 # ---------------------------------------------------------------------------------------------------
-class Painter:
-    """Holds the pipeline (loaded on first use) and runs one request at a time."""
+class PageState:
+    """The page's ``Session`` (the model loaded on first use) and the folder of its pictures; one request at a
+    time."""
 
     def __init__(self, settings: UISettings):
+        from .session import Session
+
         self.settings = settings
-        self._pipe = None
-        self._subject: str | None = None  # the subject loaded into the pipeline
+        self.session = Session(settings.model, device=settings.device, dtype=settings.dtype)
         self._lock = threading.Lock()
         self.out_dir = Path(settings.out_dir or tempfile.mkdtemp(prefix="subject-inpaint-ui-"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
-
-    def pipeline(self):
-        if self._pipe is None:
-            from .pipeline import SubjectInpaintPipeline
-
-            try:
-                self._pipe = SubjectInpaintPipeline.from_pretrained(
-                    self.settings.model, device=self.settings.device, dtype=self.settings.dtype
-                )
-            except (OSError, ValueError) as e:  # CheckpointError is a ValueError
-                raise UIError(f"Could not load the model {self.settings.model}: {e}") from None
-        return self._pipe
-
-    def _use_subject(self, pipe, subject: str | None) -> None:
-        if subject == self._subject:
-            return
-        if subject:
-            from .loaders.checkpoint_io import CheckpointError
-
-            try:
-                pipe.load_subject(subject)
-            except CheckpointError as e:
-                raise UIError(f"Subject {Path(subject).name}: {e}") from None
-        else:
-            pipe.unload_subject()
-        self._subject = subject
 
     def generate(
         self,
@@ -302,70 +282,46 @@ class Painter:
         mask: np.ndarray,
         references: list[tuple[str, Image.Image]],
         subject: str | None,
-        guidance: float,
-        model_weight: float,
-        steps: int,
-        sampler: str,
+        paint: PaintSettings,
         seed: int,
-        num_images: int,
         on_step: Callable[[int, int], None] | None = None,
-        keep_known: bool = False,
-        preset: str = DEFAULT_PRESET,
     ) -> tuple[list[tuple[Image.Image, str]], list[str], int]:
-        """Paint every reference's subject ``num_images`` times (``keep_known``, ``preset``: the pipeline's
-        options; the page's sampler and steps win over the preset's, its other levers apply).
+        """Paint every reference's subject with ``paint`` (reference *k* with seed ``seed + k``; a negative seed:
+        a fresh random one).
 
-        Returns ``(gallery [(image, caption)], written PNG paths, seed used)``."""
+        Returns ``(gallery [(image, caption)], written PNG paths, seed used)``.
+
+        Raises:
+            UIError: the model or the subject does not load, or the model refuses the settings.
+        """
         import secrets
 
-        import torch
+        from .session import ModelLoadError, PaintRequest, SubjectError
 
         if seed < 0:
             seed = secrets.randbelow(2**31)
+        steps = paint.resolved().num_inference_steps
+        total = len(references) * steps
+        gallery, files = [], []
         with self._lock:
-            pipe = self.pipeline()
-            self._use_subject(pipe, subject)
             try:
-                pipe.check_inputs(
-                    PaintSettings(
-                        preset=preset,
-                        sampler=sampler,
-                        num_inference_steps=int(steps),
-                        guidance_scale=float(guidance),
-                        num_images=int(num_images),
-                        model_weight=float(model_weight),
-                        keep_known=keep_known,
-                    )
-                )
-            except (ValueError, TypeError) as e:
+                self.session.pipeline.check_inputs(paint)
+                self.session.use_subject(subject)
+            except (ModelLoadError, SubjectError) as e:
+                raise UIError(f"Could not load the {e}.") from None
+            except ValueError as e:
                 raise UIError(str(e)[:1].upper() + str(e)[1:] + ".") from None
-            gallery, files = [], []
-            total = len(references) * int(steps)
-            scene_image, mask_image = Image.fromarray(scene), Image.fromarray(mask.astype(np.uint8) * 255)
             for k, (name, reference) in enumerate(references):
-                done = k * int(steps)
                 stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).stem)[:40] or "reference"
 
-                def step(info: dict[str, Any], done: int = done) -> None:
+                def step(pipe, i: int, t: int, tensors: dict[str, Any], done: int = k * steps) -> dict[str, Any]:
                     if on_step is not None:
-                        on_step(done + int(info["i"]) + 1, total)
+                        on_step(done + i + 1, total)
+                    return tensors
 
-                result = pipe(
-                    scene_image,
-                    reference,
-                    mask=mask_image,
-                    num_inference_steps=int(steps),
-                    guidance_scale=float(guidance),
-                    sampler=sampler,
-                    num_images=int(num_images),
-                    generator=torch.Generator().manual_seed(seed + k),
-                    model_weight=float(model_weight),
-                    progress=False,
-                    callback=step,
-                    keep_known=keep_known,
-                    preset=preset,
-                )
-                for j, image in enumerate(result.images):
+                request = PaintRequest(scene, reference, mask, subject=subject, seed=seed + k, settings=paint)
+                images = self.session.paint_one(request, callback_on_step_end=step, progress=False)
+                for j, image in enumerate(images):
                     path = imaging.save_image_atomic(image, free_path(self.out_dir / f"seed{seed + k}-{stem}-{j}.png"))
                     gallery.append((image, f"{name} · seed {seed + k} · #{j + 1}"))
                     files.append(str(path))
@@ -374,59 +330,41 @@ class Painter:
 
 def handle_generate(
     settings: UISettings,
-    painter: Painter,
+    painter: PageState,
     editor: dict[str, Any] | None,
     files: Sequence[Any] | None,
     subject: str | None,
     region: str,
     box: str,
-    guidance: float,
-    model_weight: float,
-    steps: float,
-    sampler: str,
+    guidance: Any,
+    model_weight: Any,
+    steps: Any,
+    sampler: Any,
     seed: Any,
-    count: float,
-    keep_known: bool = False,
-    preset: str = DEFAULT_PRESET,
+    count: Any,
+    keep_known: Any = False,
+    preset: Any = DEFAULT_PRESET,
     report: Callable[[int, int], None] | None = None,
 ) -> tuple[list[tuple[Image.Image, str]], list[str], str]:
     """What Generate does: read and check the page's inputs, paint, and return ``(gallery, files, status)``.
+    ``guidance`` ... ``count``, ``keep_known`` and ``preset`` are the controls of ``PAGE_OPTIONS`` and of
+    those two options.
 
     Raises:
         UIError: one sentence for anything the person can fix (also for a model or file that fails to load).
     """
-    from .sampling.samplers import SAMPLERS
-
-    # The numbers first: they are cheap to check, and nothing is read or written for a request they refuse.
-    guidance, model_weight = GUIDANCE.check(guidance), MODEL_WEIGHT.check(model_weight)
-    steps, count = int(STEPS.check(steps)), int(COUNT.check(count))
-    if sampler not in SAMPLERS:
-        raise UIError(f"Sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}.")
-    if preset not in PRESETS:
-        raise UIError(f"Preset must be one of {', '.join(PRESETS)}; got {preset!r}.")
+    # The settings first: they are cheap to check, and nothing is read or written for a request they refuse.
+    values = dict(zip(PAGE_OPTIONS, (guidance, model_weight, steps, sampler, count), strict=True))
+    paint = page_settings({**values, "keep_known": keep_known, "preset": preset})
     seed = parse_seed(seed)
     scene, painted = editor_scene_and_mask(editor, settings.max_pixels)
     mask = region_mask(painted, region, box)
     chosen = None if subject in (None, "", NO_SUBJECT) else subject
     references = read_references(files, chosen)
     if report is not None:
-        report(0, steps)
+        report(0, paint.resolved().num_inference_steps)
     try:
-        gallery, paths, used = painter.generate(
-            scene,
-            mask,
-            references,
-            chosen,
-            guidance,
-            model_weight,
-            steps,
-            sampler,
-            seed,
-            count,
-            report,
-            keep_known=bool(keep_known),
-            preset=preset,
-        )
+        gallery, paths, used = painter.generate(scene, mask, references, chosen, paint, seed, report)
     except (imaging.InputError, OSError) as e:
         raise UIError(f"Could not paint: {e}") from None
     return gallery, paths, f"Done: {len(gallery)} result(s), seed {used}."
@@ -499,7 +437,7 @@ def preset_controls(name: str) -> tuple[str, int]:
 
 def _unchecked(payload: Any) -> Any:
     """Stands in for a slider's ``preprocess``, which refuses a number out of range without naming the field
-    (and lets NaN through): ``handle_generate`` checks it against the field's ``Bounds`` instead."""
+    (and lets NaN through): ``handle_generate`` checks it against the option's bounds instead."""
     return payload
 
 
@@ -520,19 +458,26 @@ def _check_value_count(block_fn: Any, inputs: Sequence[Any]) -> None:
     raise gr.Error(f"The request to {name} sent {sent}; it takes {takes}: {names}{order}.", print_exception=False)
 
 
-def build_app(settings: UISettings, painter: Painter | None = None):
+def build_app(settings: UISettings, painter: PageState | None = None):
     """The Gradio ``Blocks`` of the page (not launched)."""
     import gradio as gr
 
-    from .sampling.samplers import SAMPLERS
-
-    painter = painter or Painter(settings)
+    painter = painter or PageState(settings)
     subjects = [NO_SUBJECT, *[str(s) for s in settings.subjects]]
 
-    # The editor's images and the sliders' numbers reach handle_generate as this module reads them. Per
-    # instance: Gradio writes a type stub next to the module of any subclass of its components.
-    def slider(bounds: Bounds, value: float, step: float, elem_id: str, label: str | None = None):
-        field = gr.Slider(bounds.low, bounds.high, value=value, step=step, label=label or bounds.name, elem_id=elem_id)
+    # The editor's images and the controls' values reach handle_generate as the page sent them, which checks
+    # them against the options' bounds. Per instance: Gradio writes a type stub next to the module of any
+    # subclass of its components.
+    def control(name: str, value: Any = None, label: str | None = None, info: str | None = None):
+        """The page's control of option ``name``: its range, default, label and help from ``PaintSettings``."""
+        option = settings_lib.option(name)
+        value = settings_lib.default(name) if value is None else value
+        common = {"label": label or option.label, "elem_id": control_id(name)}
+        if option.kind == "choice":
+            return gr.Dropdown(list(option.choices), value=value, info=info, **common)
+        if option.kind == "switch":
+            return gr.Checkbox(value=value, info=info or option.help, **common)
+        field = gr.Slider(option.low, option.high, value=value, step=SLIDER_STEPS[name], info=info, **common)
         field.preprocess = _unchecked
         return field
 
@@ -590,28 +535,26 @@ def build_app(settings: UISettings, painter: Painter | None = None):
                 )
                 subject = gr.Dropdown(subjects, value=NO_SUBJECT, label="Fine-tuned subject", elem_id="subject")
                 with gr.Row():
-                    guidance = slider(GUIDANCE, 5, 0.5, "guidance")
-                    weight = slider(MODEL_WEIGHT, 0.8, 0.05, "model-weight", f"{MODEL_WEIGHT.name} (with a subject)")
+                    guidance = control("guidance_scale")
+                    weight = control("model_weight", label="Model weight (with a subject)")
                 default = PRESETS[DEFAULT_PRESET]
                 preset = gr.Radio(
                     list(PRESETS),
                     value=DEFAULT_PRESET,
-                    label="Preset",
+                    label=settings_lib.option("preset").label,
                     info="; ".join(f"{name}: {describe(name)}" for name in PRESETS),
-                    elem_id="preset",
+                    elem_id=control_id("preset"),
                 )
                 with gr.Row():
-                    steps = slider(STEPS, default["num_inference_steps"], 1, "steps")
-                    sampler = gr.Dropdown(list(SAMPLERS), value=default["sampler"], label="Sampler", elem_id="sampler")
+                    steps = control("num_inference_steps", default["num_inference_steps"])
+                    sampler = control("sampler", default["sampler"])
                 with gr.Row():
                     seed = gr.Textbox(value="0", label="Seed (empty = random)", elem_id="seed")
-                    count = slider(COUNT, 1, 1, "count")
-                keep_known = gr.Checkbox(
-                    value=False,
-                    label="Keep the scene outside the region",
+                    count = control("num_images", label="Images per reference")
+                keep_known = control(
+                    "keep_known",
                     info="hold the model's picture outside the region to the scene at every step: steadier "
                     "colours around the subject from a model that shifts them (the original does not)",
-                    elem_id="keep-known",
                 )
                 run = gr.Button("Generate", variant="primary", elem_id="generate")
         status = gr.Markdown(elem_id="status")

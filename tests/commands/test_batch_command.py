@@ -87,7 +87,7 @@ def test_good_jobs_are_painted_and_bad_ones_recorded(job_files, tiny_model_dir, 
     assert "no-such-subject" in failures["stranger"]
     assert failures["7"].startswith("not a JSON object")
     assert failures["typo"].startswith("unknown field 'refrence'")
-    assert failures["steps"].startswith("steps:") and "between 1 and 1,000" in failures["steps"]
+    assert failures["steps"] == "steps must be a whole number between 1 and 1,000, got 0"
     assert all("\n" not in reason for reason in failures.values())
 
 

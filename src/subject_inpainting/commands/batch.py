@@ -22,7 +22,7 @@ from typing import Any
 from .. import settings
 from ..batch import RECORDS
 from ..loaders.layout import check_model
-from ..settings import PaintSettings
+from ..session import PaintRequest
 from ..utils.files import (
     SUBJECT_INDEX,
     OutputError,
@@ -81,7 +81,7 @@ def register(sub) -> None:
         default=1,
         metavar="N",
         help="sample up to N jobs with the same subject and options in one UNet batch: the same pictures to float "
-        "rounding, more per minute (measured in benchmarks/README.md), more memory; a stochastic sampler (ddim "
+        "rounding, more per minute, more memory; a stochastic sampler (ddim "
         f"with eta > 0, dpmsolver++-sde, euler-a) paints one job at a time (1-{MAX_BATCH_SIZE}, default 1)",
     )
     options.add_device(p)
@@ -94,20 +94,18 @@ def register(sub) -> None:
 
 @dataclass
 class Job:
-    """One line of the jobs file, read and checked (``error`` says why it cannot be painted)."""
+    """One line of the jobs file, read and checked: what to paint (``request``), or why it cannot be painted
+    (``error``)."""
 
     number: int
     id: str
-    settings: PaintSettings
-    scene: str | None = None
-    mask: str | None = None
-    box: tuple[int, int, int, int] | None = None
-    reference: str | None = None
-    reference_box: tuple[int, int, int, int] | None = None
-    subject: str | None = None
-    seed: int = 0
+    request: PaintRequest | None = None
     error: str | None = None
     outputs: tuple[Path, ...] = field(default=())
+
+    @property
+    def seed(self) -> int | None:
+        return None if self.request is None else self.request.seed
 
 
 def read_jobs(path: str, args: argparse.Namespace) -> list[Job]:
@@ -151,7 +149,7 @@ def _csv_rows(text: str, path: str) -> list[tuple[int, dict[str, str]]]:
 
 
 def _job(number: int, row: str | dict, folder: Path, args: argparse.Namespace, overrides: dict) -> Job:
-    job = Job(number, str(number), args.settings, seed=args.seed + number)
+    job = Job(number, str(number))
     if isinstance(row, str):
         try:
             row = json.loads(row)
@@ -170,7 +168,7 @@ def _job(number: int, row: str | dict, folder: Path, args: argparse.Namespace, o
     if "id" in row:
         job.id = _job_id(row["id"], number)
     try:
-        _read_fields(job, row, folder, overrides)
+        job.request = _request(job, row, folder, args, overrides)
     except (ParseError, CommandError) as e:
         job.error = str(e)
     return job
@@ -189,29 +187,31 @@ def _job_id(value: Any, number: int) -> str:
     return text
 
 
-def _read_fields(job: Job, row: dict, folder: Path, overrides: dict) -> None:
+def _request(job: Job, row: dict, folder: Path, args: argparse.Namespace, overrides: dict) -> PaintRequest:
+    """The job's ``PaintRequest``: its fields (paths relative to ``folder``), its seed (default ``--seed`` +
+    its number) and the command line's settings with the job's options over them."""
     unknown = sorted(set(row) - set(JOB_FIELDS) - set(overrides))
     if unknown:
         raise CommandError(
             f"unknown field {unknown[0]!r} (expected {', '.join(JOB_FIELDS)} or a painting option: "
             f"{', '.join(sorted(overrides))})"
         )
+    fields: dict[str, Any] = {}
     for name in PATHS:
         value = row.get(name)
         if value is not None:
             if not isinstance(value, str) or not value.strip():
                 raise CommandError(f"{name}: expected a path, got {value!r}")
-            setattr(job, name, str(folder / Path(value).expanduser()))
+            fields[name] = str(folder / Path(value).expanduser())
     for name in ("box", "reference_box"):
         if row.get(name) is not None:
-            setattr(job, name, parse_box(row[name], name))
-    if row.get("seed") is not None:
-        job.seed = parse_seed(row["seed"], "seed")
-    if job.scene is None:
+            fields[name] = parse_box(row[name], name)
+    seed = parse_seed(row["seed"], "seed") if row.get("seed") is not None else args.seed + job.number
+    if "scene" not in fields:
         raise CommandError("scene: missing (every job needs a scene)")
-    if (job.mask is None) == (job.box is None):
+    if ("mask" in fields) == ("box" in fields):
         raise CommandError("give a mask or a box (one of them)")
-    if job.reference is None and job.subject is None:
+    if "reference" not in fields and "subject" not in fields:
         raise CommandError("reference: missing (give a reference photo or a subject)")
     changes = {}
     for field_key, name in overrides.items():
@@ -219,13 +219,14 @@ def _read_fields(job: Job, row: dict, folder: Path, overrides: dict) -> None:
             if name in changes:
                 raise CommandError(f"{field_key}: given twice (as {settings.key(name)} and {name}); give one")
             try:
-                changes[name] = settings.parse_value(name, row[field_key], field_key)
+                changes[name] = settings.parse_value(name, row[field_key])
             except settings.SettingsError as e:
-                raise CommandError(str(e)) from None
+                raise CommandError(e.named(field_key)) from None
     try:
-        job.settings = job.settings.replace(**changes)
+        job_settings = args.settings.replace(**changes)
     except settings.SettingsError as e:
         raise CommandError(settings.with_keys(str(e))) from None
+    return PaintRequest(**fields, seed=seed, settings=job_settings, id=job.id)
 
 
 def batch_model(args: argparse.Namespace, jobs: list[Job]) -> str:
@@ -234,8 +235,9 @@ def batch_model(args: argparse.Namespace, jobs: list[Job]) -> str:
         return args.model
     bases = set()
     for job in jobs:
-        if job.subject and job.error is None and Path(job.subject).is_dir():
-            bases.add((read_index(Path(job.subject) / SUBJECT_INDEX) or {}).get("base"))
+        subject = job.request.subject if job.request is not None else None
+        if subject and Path(subject).is_dir():
+            bases.add((read_index(Path(subject) / SUBJECT_INDEX) or {}).get("base"))
     bases.discard(None)
     return bases.pop() if len(bases) == 1 else options.default_model_or_error()
 
@@ -251,11 +253,13 @@ def check(args: argparse.Namespace) -> None:
     check_output_folder(args.out_dir, flag="--out-dir", kinds=("batch",), inputs=[("JOBS", args.jobs)], resume=True)
     args.job_list = read_jobs(args.jobs, args)
     out = Path(args.out_dir)
+    requests = [(j, j.request) for j in args.job_list if j.request is not None]
     inputs = {
-        Path(getattr(j, n)).resolve(): j for j in args.job_list for n in ("scene", "mask", "reference") if getattr(j, n)
+        Path(getattr(r, n)).resolve(): j for j, r in requests for n in ("scene", "mask", "reference") if getattr(r, n)
     }
     for job in args.job_list:
-        job.outputs = tuple(options.output_paths(str(out / f"{job.id}.png"), job.settings.num_images))
+        count = (job.request.settings if job.request is not None else args.settings).num_images
+        job.outputs = tuple(options.output_paths(str(out / f"{job.id}.png"), count))
         clash = next((p for p in job.outputs if p.resolve() in inputs), None)
         if clash is not None and job.error is None:
             job.error = f"its picture {clash} is an input of job {inputs[clash.resolve()].id}; refusing to overwrite it"
@@ -306,138 +310,36 @@ def run(args: argparse.Namespace) -> int:
     if state.is_main:
         out.mkdir(parents=True, exist_ok=True)
         mark_folder(out, "batch")
-    jobs = [batch.Work(j.id, j.outputs, j.seed, _group(j), j) for j in args.job_list]
-    painter = Painter(args)
+    jobs = [batch.Work(j.id, j.outputs, j, j.request.group() if j.request else f"\n{j.id}") for j in args.job_list]
+    session = options.session(args)
+
+    def paint_many(works: list[batch.Work]) -> list[list | Exception]:
+        """Per job, its pictures or the error that failed it; the jobs (of one group) in one batch."""
+        good = [w.payload.request for w in works if w.payload.error is None]
+        painted = iter(session.paint(good, batch_size=max(len(good), 1)))
+        results = []
+        for work in works:
+            result = next(painted) if work.payload.error is None else None
+            results.append(CommandError(work.payload.error) if result is None else result.images or result.error)
+        return results
+
+    def paint(work: batch.Work) -> list:
+        (pictures,) = paint_many([work])
+        if isinstance(pictures, Exception):
+            raise pictures
+        return pictures
+
     tally = batch.run_jobs(
         jobs,
-        painter,
+        paint,
         out,
         state=state,
         progress=not args.quiet,
         desc="painting jobs",
-        paint_many=painter.many,
+        paint_many=paint_many,
         batch_size=args.batch_size,
     )
     if state.is_main:
         _, failures = batch.write_summaries(out, jobs)
         print(tally.line(failures))
     return 1 if tally.failed else 0
-
-
-def _group(job: Job) -> str:
-    """Jobs of one group share a subject (loaded once) and, unless their sampler is stochastic, every painting
-    option, so that they can be sampled in one batch."""
-    from ..sampling.catalog import is_stochastic
-
-    if job.error:
-        return f"{job.subject or ''}\n{job.id}"
-    chosen = job.settings.resolved()
-    alone = is_stochastic(chosen.sampler, chosen.eta)
-    return f"{job.subject or ''}\n{job.id if alone else repr(job.settings)}"
-
-
-class Painter:
-    """Paints jobs, one at a time or several of a group together (``many``): loads the model at the first job
-    it paints (a run whose jobs are all done or bad loads nothing), and a subject only when the job's differs
-    from the last one's; a subject that failed to load fails its other jobs with the same reason, without
-    loading it again."""
-
-    def __init__(self, args: argparse.Namespace):
-        self.args = args
-        self.pipe = None
-        self.subject: str | None = None
-        self.subject_errors: dict[str, str] = {}
-
-    def __call__(self, work) -> list:
-        pictures = self.many([work])[0]
-        if isinstance(pictures, Exception):
-            raise pictures
-        return pictures
-
-    def many(self, works) -> list[list | Exception]:
-        """Per job of one group (``_group``), its pictures or the error that failed it: the jobs whose inputs
-        read and check are sampled in one batch."""
-        import torch
-
-        jobs: list[Job] = [w.payload for w in works]
-        results: list[list | Exception] = []
-        inputs = {"scene": [], "reference": [], "mask": [], "box": [], "reference_box": []}
-        good: list[Job] = []
-        for job in jobs:
-            try:
-                job_inputs = self._inputs(job)
-            except Exception as e:  # recorded for this job; the others are painted
-                results.append(e)
-                continue
-            results.append([])
-            good.append(job)
-            for name, value in job_inputs.items():
-                inputs[name].append(value)
-        if not good:
-            return results
-        generators = [torch.Generator().manual_seed(job.seed) for job in good]
-        images = self._pipeline()(
-            **inputs,
-            generator=generators if len(generators) > 1 else generators[0],
-            progress=False,
-            **good[0].settings.as_kwargs(),
-        ).images
-        n = good[0].settings.num_images
-        pictures = iter(images[i * n : (i + 1) * n] for i in range(len(good)))
-        return [r if isinstance(r, Exception) else next(pictures) for r in results]
-
-    def _inputs(self, job: Job) -> dict:
-        """The job's images, read, with its boxes, checked by the pipeline (nothing sampled yet)."""
-        from ..imaging import open_image
-
-        if job.error:
-            raise CommandError(job.error)
-        max_pixels = self.args.max_pixels
-        inputs = {
-            "scene": open_image(job.scene, "scene", max_pixels),
-            "reference": open_image(_reference(job), "reference", max_pixels),
-            "mask": None if job.mask is None else open_image(job.mask, "mask", max_pixels),
-            "box": job.box,
-            "reference_box": job.reference_box,
-        }
-        self._use_subject(job.subject)
-        self._pipeline().prepare_inputs(**inputs)
-        return inputs
-
-    def _pipeline(self):
-        if self.pipe is None:
-            from ..pipeline import SubjectInpaintPipeline
-
-            a = self.args
-            device = options.process_device(a.device)
-            dtype = options.resolve_dtype(a.dtype, device)
-            self.pipe = SubjectInpaintPipeline.from_pretrained(
-                a.model, device=device, dtype=dtype, ldm_config=a.ldm_config, vision_config=a.vision_config
-            )
-        return self.pipe
-
-    def _use_subject(self, subject: str | None) -> None:
-        if subject == self.subject:
-            return
-        if subject in self.subject_errors:
-            raise CommandError(self.subject_errors[subject])
-        pipe = self._pipeline()
-        pipe.unload_subject()
-        self.subject = None
-        if subject is not None:
-            try:
-                options.subject_folder(subject, "subject")
-                pipe.load_subject(subject)
-            except ValueError as e:
-                self.subject_errors[subject] = str(e)
-                raise
-            self.subject = subject
-
-
-def _reference(job: Job) -> str:
-    if job.reference is not None:
-        return job.reference
-    reference = inpaint.subject_reference(options.subject_folder(job.subject, "subject"))
-    if reference is None:
-        raise CommandError(f"reference: missing, and the subject {job.subject} has no reference crops")
-    return reference

@@ -152,18 +152,15 @@ def run_cocoee(args: argparse.Namespace) -> int:
     from ..evaluation import features
     from ..evaluation.cocoee import CocoeeSettings, run_cocoee
     from ..evaluation.report import print_summary
+    from ..session import Session
 
     device = str(options.process_device(args.device))
-    pipe = None
-    if not args.score_only:
-        from ..pipeline import SubjectInpaintPipeline
-
-        pipe = SubjectInpaintPipeline.from_pretrained(args.model, device=device)
+    session = None if args.score_only else Session(args.model, device=device, dtype="float32")
     settings = CocoeeSettings(args.data, _generation(args, args.model), args.paste_back, args.limit)
     report = run_cocoee(
         settings,
         args.out,
-        pipe,
+        session,
         args.fid_reference,
         args.gmm,
         args.clip_model or features.DEFAULT_CLIP,

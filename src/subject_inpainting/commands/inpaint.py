@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import secrets
-from pathlib import Path
 
 from ..loaders.layout import check_model
 from ..utils.files import SUBJECT_INDEX, check_output_files, read_index
@@ -82,19 +81,18 @@ def add_painting_options(p: argparse.ArgumentParser, subject) -> list[str]:
 def model_and_reference(args: argparse.Namespace) -> tuple[str, str]:
     """The model (``--model``, else the base a subject folder names, else the embedded one) and the
     reference (``--reference``, else the subject folder's first reference crop)."""
+    from ..session import SubjectError, subject_reference
+
     folder = options.subject_folder(args.subject)
     base = (read_index(folder / SUBJECT_INDEX) or {}).get("base") if folder else None
     model = args.model or base or options.default_model_or_error()
-    reference = args.reference or subject_reference(folder)
+    reference = args.reference
     if reference is None:
-        raise CommandError("--reference is required (a photo of the subject)")
+        try:
+            reference = subject_reference(folder)
+        except SubjectError:
+            raise CommandError("--reference is required (a photo of the subject)") from None
     return str(model), reference
-
-
-def subject_reference(folder: Path | None) -> str | None:
-    """A subject folder's first reference crop (``references/*.png``), the default reference of its pictures."""
-    crops = sorted((folder / "references").glob("*.png")) if folder else []
-    return str(crops[0]) if crops else None
 
 
 def check(args: argparse.Namespace) -> None:
@@ -112,55 +110,48 @@ def check(args: argparse.Namespace) -> None:
     outputs = options.output_paths(args.out, args.num_images)
     for path in outputs:
         options.image_output(path)
-    imaging.load_scene_and_mask(
-        _opened(args.scene, "scene", args.max_pixels),
-        None if args.mask is None else _opened(args.mask, "mask", args.max_pixels),
-        args.box,
-    )
-    reference = _opened(args.reference, "reference", args.max_pixels)
+    # read once: checked now, painted in ``run``
+    images = {name: _opened(getattr(args, name), name, args.max_pixels) for name in ("scene", "mask", "reference")}
+    imaging.load_scene_and_mask(images["scene"], images["mask"], args.box)
     if args.reference_box is not None:
-        imaging.box_to_mask(args.reference_box, reference.size, "--reference-box", "reference")
+        imaging.box_to_mask(args.reference_box, images["reference"].size, "--reference-box", "reference")
+    args.images = images
     inputs = [("--scene", args.scene), ("--mask", args.mask), ("--reference", args.reference)]
     check_output_files(outputs, inputs=inputs, overwrite=args.overwrite)
     check_model(args.model, model_flag)
     args.outputs = outputs
 
 
-def _opened(path: str, what: str, max_pixels: int):
+def _opened(path: str | None, what: str, max_pixels: int):
     from ..imaging import open_image
 
-    return open_image(path, what, max_pixels)
+    return None if path is None else open_image(path, what, max_pixels)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from .. import imaging
-    from ..pipeline import SubjectInpaintPipeline
+    from ..session import PaintRequest
 
-    device = options.resolve_device(args.device)
-    dtype = options.resolve_dtype(args.dtype, device)
-    say(args, f"loading {args.model} on {device} ({str(dtype).removeprefix('torch.')})")
-    pipe = SubjectInpaintPipeline.from_pretrained(
-        args.model, device=device, dtype=dtype, ldm_config=args.ldm_config, vision_config=args.vision_config
-    )
+    session = options.session(args)
+    say(args, f"loading {args.model}")
+    pipe = session.pipeline
+    say(args, f"on {pipe.device} ({str(pipe.dtype).removeprefix('torch.')})")
     if args.subject:
         say(args, f"subject {args.subject} (model weight {args.model_weight:g})")
-        pipe.load_subject(args.subject)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     if args.seed is None:
         say(args, f"seed {seed}")
-    result = pipe(
-        scene=_opened(args.scene, "scene", args.max_pixels),
-        reference=_opened(args.reference, "reference", args.max_pixels),
-        mask=None if args.mask is None else _opened(args.mask, "mask", args.max_pixels),
+    request = PaintRequest(
+        args.images["scene"],
+        args.images["reference"],
+        mask=args.images["mask"],
         box=args.box,
         reference_box=args.reference_box,
-        generator=torch.Generator().manual_seed(seed),
-        progress=not args.quiet,
-        **args.settings.as_kwargs(),
+        subject=args.subject,
+        seed=seed,
+        settings=args.settings,
     )
-    for image, path in zip(result.images, args.outputs, strict=True):
+    for image, path in zip(session.paint_one(request, progress=not args.quiet), args.outputs, strict=True):
         imaging.save_image_atomic(image, path)
         print(path)
     return 0

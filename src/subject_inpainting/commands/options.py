@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 from .. import settings
+from ..devices import DTYPES
 from ..utils import is_hub_id
 from ..utils.files import SUBJECT_INDEX, InputPathError, check_input, folder_kind, read_index
 from ..utils.parse import float_option, seed_option
 
 EXIT_BAD_INPUT = 2
-DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 MAX_CASES = 1000
 
@@ -102,9 +102,9 @@ def setting_type(name: str):
 
     def convert(text: str):
         try:
-            return settings.parse_value(name, text, "value")
+            return settings.parse_value(name, text)
         except settings.SettingsError as e:
-            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
+            raise argparse.ArgumentTypeError(e.tail) from None
 
     return convert
 
@@ -245,35 +245,32 @@ def image_output(path: str | Path, flag: str = "--out") -> None:
 # After the checks: devices, the default model, messages
 # ---------------------------------------------------------------------------------------------------
 def resolve_device(name: str):
-    """``auto`` → CUDA if available, else Apple MPS, else CPU; an explicit device must exist."""
-    import torch
+    """``devices.resolve_device``: the device ``--device`` names."""
+    from ..devices import resolve_device as resolve
 
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise CommandError(f"--device {name!r}: not a device (use auto, cpu, cuda, cuda:N or mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CommandError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise CommandError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise CommandError(f"--device {name}: MPS is not available on this machine")
-    return device
+    return resolve(name, "--device")
 
 
 def process_device(name: str):
-    """The device of this process: under ``accelerate launch`` with ``auto``, the process's own GPU."""
-    if name == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from accelerate import PartialState
+    """``devices.process_device``: this process's device under ``accelerate launch``."""
+    from ..devices import process_device as resolve
 
-        return PartialState().device
-    return resolve_device(name)
+    return resolve(name, "--device")
+
+
+def session(args: argparse.Namespace):
+    """The ``Session`` a painting command's flags describe (``--model``, ``--device``, ``--dtype``, the original
+    checkpoint's configs, ``--max-pixels``)."""
+    from ..session import Session
+
+    return Session(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        ldm_config=args.ldm_config,
+        vision_config=args.vision_config,
+        max_pixels=args.max_pixels,
+    )
 
 
 def check_device_name(name: str) -> None:
@@ -284,24 +281,10 @@ def check_device_name(name: str) -> None:
 
 
 def resolve_dtype(name: str, device):
-    """``auto`` → float16 on CUDA; on a CPU bfloat16 where it computes bfloat16 natively (AVX512-BF16 or AMX,
-    where it runs faster than float32), float32 elsewhere. An explicit bfloat16 on a CPU without it is
-    kept, with a warning of its cost."""
-    import torch
+    """``devices.resolve_dtype``: the precision ``--dtype`` names on ``device``."""
+    from ..devices import resolve_dtype as resolve
 
-    from ..utils import native_bf16
-
-    if name == "auto":
-        if device.type == "cuda":
-            return torch.float16
-        return torch.bfloat16 if device.type == "cpu" and native_bf16() else torch.float32
-    if name == "bfloat16" and device.type == "cpu" and not native_bf16():
-        print(
-            "subject-inpaint: warning: this CPU has no native bfloat16 (no AVX512-BF16 or AMX): bfloat16 runs "
-            "hundreds of times slower than float32 here; --dtype auto chooses float32",
-            file=sys.stderr,
-        )
-    return getattr(torch, name)
+    return resolve(name, device)
 
 
 def default_model_or_error() -> str:

@@ -78,12 +78,11 @@ def run(args: argparse.Namespace) -> int:
         out_dir = Path(args.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         mark_folder(out_dir, "page-results")
-    device = options.resolve_device(args.device)
     settings = UISettings(
         model=str(args.model),
         subjects=args.subject,
-        device=device,
-        dtype=options.resolve_dtype(args.dtype, device),
+        device=args.device,
+        dtype=args.dtype,
         max_pixels=args.max_pixels,
         out_dir=out_dir,
     )

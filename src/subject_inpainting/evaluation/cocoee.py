@@ -35,6 +35,8 @@ from tqdm.auto import tqdm
 
 from .. import batch, imaging
 from ..imaging import IMAGE_SUFFIXES, InputError
+from ..session import PaintRequest, Session
+from ..settings import PaintSettings
 from ..utils import atomic_file
 from ..utils.files import mark_folder
 from . import features as feats
@@ -141,37 +143,33 @@ def result_path(out: Path, case: Case) -> Path:
 
 def generate(
     cases: list[Case],
-    pipe,
+    session: Session,
     out: str | os.PathLike,
-    num_inference_steps: int = 50,
-    sampler: str = "plms",
-    guidance_scale: float = 5.0,
+    settings: PaintSettings,
     seed: int = 0,
-    paste_back: bool = False,
     state: batch.ProcessState | None = None,
     progress: bool = True,
 ) -> int:
-    """Paint this process's share of ``cases`` into ``OUT/results`` (case *k* with seed ``seed + k``);
-    cases whose result exists are skipped, any error ends the run. Returns the number painted now by
-    every process."""
-
-    def paint(work: batch.Work):
-        case = work.payload
-        return pipe(
-            case.scene,
-            case.reference,
-            mask=case.mask,
-            num_inference_steps=num_inference_steps,
-            sampler=sampler,
-            guidance_scale=guidance_scale,
-            paste_back=paste_back,
-            generator=torch.Generator().manual_seed(work.seed),
-            progress=False,
-            preset="original",  # the sampler and steps named, every step in full: the papers' protocol
-        ).images
-
-    jobs = [batch.Work(c.id, (result_path(Path(out), c),), seed + k, payload=c) for k, c in enumerate(cases)]
-    tally = batch.run_jobs(jobs, paint, out, state=state, failures=(), progress=progress, desc="painting COCOEE")
+    """Paint this process's share of ``cases`` into ``OUT/results`` (case *k* with seed ``seed + k``, with
+    ``settings``); cases whose result exists are skipped, any error ends the run. Returns the number painted
+    now by every process."""
+    jobs = [
+        batch.Work(
+            c.id,
+            (result_path(Path(out), c),),
+            PaintRequest(c.scene, c.reference, c.mask, seed=seed + k, settings=settings, id=c.id),
+        )
+        for k, c in enumerate(cases)
+    ]
+    tally = batch.run_jobs(
+        jobs,
+        lambda work: session.paint_one(work.payload),
+        out,
+        state=state,
+        failures=(),
+        progress=progress,
+        desc="painting COCOEE",
+    )
     return tally.painted
 
 
@@ -278,7 +276,7 @@ class CocoeeSettings:
 def run_cocoee(
     settings: CocoeeSettings,
     out: str | os.PathLike,
-    pipe=None,
+    session: Session | None = None,
     fid_reference: str | None = None,
     mixture: str | None = None,
     clip_model: str = feats.DEFAULT_CLIP,
@@ -286,12 +284,12 @@ def run_cocoee(
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Generate (when ``pipe`` is given; in this process's share under ``accelerate launch``), then score
+    """Generate (when ``session`` is given; in this process's share under ``accelerate launch``), then score
     and report on the main process. Returns the report (also ``OUT/report.json`` and ``OUT/report.html``)."""
     out = Path(out)
     cases = read_cocoee(settings.data, settings.limit)
     state = batch.process_state()
-    if pipe is None:  # scoring only: the pictures must be there
+    if session is None:  # scoring only: the pictures must be there
         results_or_error(cases, out)
     else:
         out.mkdir(parents=True, exist_ok=True)
@@ -300,19 +298,10 @@ def run_cocoee(
     loaded = scorers(fid_reference, mixture, clip_model, inception_weights, device) if state.is_main else None
     started = time.perf_counter()
     painted = 0
-    if pipe is not None:
-        painted = generate(
-            cases,
-            pipe,
-            out,
-            settings.generation.steps,
-            settings.generation.sampler,
-            settings.generation.guidance_scale,
-            settings.generation.seed,
-            settings.paste_back,
-            state,
-            progress,
-        )
+    if session is not None:
+        gen = settings.generation
+        paint_settings = gen.settings(paste_back=settings.paste_back)
+        painted = generate(cases, session, out, paint_settings, gen.seed, state, progress)
     state.wait()
     if not state.is_main:
         return {}

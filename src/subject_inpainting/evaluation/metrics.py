@@ -92,8 +92,8 @@ def paired_exact_test(a: Sequence[bool], b: Sequence[bool]) -> tuple[int, int, f
     Only the discordant cases count: ``only_a`` right with ``a`` alone, ``only_b`` with ``b`` alone. Under
     the null hypothesis (neither is better) each discordant case falls either way with probability ½, so the
     two-sided p-value is ``min(1, 2 · P(Binomial(only_a + only_b, ½) ≤ min(only_a, only_b)))``. Pairing is
-    what makes a difference of a few points readable at all: over 80 cases the unpaired standard error of a
-    rate near one half is about 5.5 points.
+    what makes a difference of a few points readable at all: the unpaired standard error of a rate near one
+    half over ``n`` cases is ``0.5 / sqrt(n)``.
 
     Returns ``(only_a, only_b, p_value)``.
     """

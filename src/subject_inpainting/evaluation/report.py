@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..settings import PaintSettings
 from ..utils import write_text_atomic
 
 THUMB = 160  # pixels, longer side
@@ -30,6 +31,17 @@ class Generation:
     steps: int = 50
     guidance_scale: float = 5.0
     seed: int = 0
+
+    def settings(self, **more: Any) -> PaintSettings:
+        """The ``PaintSettings`` of this generation (``more``: other options): the named sampler and steps,
+        every step in full (the ``original`` preset), as the papers' protocol paints."""
+        return PaintSettings(
+            preset="original",
+            sampler=self.sampler,
+            num_inference_steps=self.steps,
+            guidance_scale=self.guidance_scale,
+            **more,
+        )
 
 
 def print_summary(report: dict[str, Any], out: str | os.PathLike) -> None:

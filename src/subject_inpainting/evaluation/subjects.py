@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import batch, imaging
 from ..data.annotations import PHOTO_SUFFIXES, photo_files, read_photo_folder
 from ..imaging import InputError
+from ..session import PaintRequest, Session
 from ..utils import write_text_atomic
 from ..utils.files import mark_folder
 from . import features as feats
@@ -175,8 +175,6 @@ def run_subjects(
     """Fine-tune (if asked), paint every subject into every scene under each setting (this process's share
     under ``accelerate launch``; finished pictures are skipped), then score and report on the main process.
     Returns the report (also ``OUT/report.json`` and ``OUT/report.html``)."""
-    from ..pipeline import SubjectInpaintPipeline
-
     out = Path(out)
     subjects = read_subjects(settings.subjects, settings.train_photos)
     scenes = read_scenes(settings.scenes, settings.scene_limit)
@@ -192,40 +190,23 @@ def run_subjects(
             folders[subject.name] = _finetune(subject, settings, out, device if state.count == 1 else None)
         state.wait()
     gen = settings.generation
-    pipe = SubjectInpaintPipeline.from_pretrained(gen.model, device=device)
+    session = Session(gen.model, device=device or "auto", dtype="float32")
     setting_names = ["pretrained"] + (["finetuned"] if settings.finetune else [])
-    jobs = [(s, subj, sc) for s in setting_names for subj in subjects for sc in scenes]
     references = {subj.name: subj.crop(subj.photos[0]) for subj in subjects}
-    loaded = {"subject": None}  # the fine-tuned subject in the pipeline
-
-    def paint(work: batch.Work):
-        setting, subject, scene = work.payload
-        wanted = subject.name if setting == "finetuned" else None
-        if wanted != loaded["subject"]:
-            pipe.unload_subject()
-            if wanted is not None:
-                pipe.load_subject(folders[wanted])
-            loaded["subject"] = wanted
-        return pipe(
-            scene.image,
-            references[subject.name],
-            mask=scene.mask,
-            num_inference_steps=gen.steps,
-            sampler=gen.sampler,
-            guidance_scale=gen.guidance_scale,
-            model_weight=settings.model_weight,
-            generator=torch.Generator().manual_seed(work.seed),
-            progress=False,
-            preset="original",  # the sampler and steps named, every step in full
-        ).images
-
-    work = [
-        batch.Work(
-            f"{s}-{subj.name}-{sc.name}", (result_path(out, s, subj, sc),), gen.seed + k, subj.name, (s, subj, sc)
+    paint_settings = gen.settings(model_weight=settings.model_weight)
+    work = []
+    for k, (s, subj, sc) in enumerate((s, subj, sc) for s in setting_names for subj in subjects for sc in scenes):
+        request = PaintRequest(
+            sc.image,
+            references[subj.name],
+            sc.mask,
+            subject=folders[subj.name] if s == "finetuned" else None,
+            seed=gen.seed + k,
+            settings=paint_settings,
+            id=f"{s}-{subj.name}-{sc.name}",
         )
-        for k, (s, subj, sc) in enumerate(jobs)
-    ]
-    batch.run_jobs(work, paint, out, state=state, failures=(), progress=progress)
+        work.append(batch.Work(request.id, (result_path(out, s, subj, sc),), request, subj.name))
+    batch.run_jobs(work, lambda job: session.paint_one(job.payload), out, state=state, failures=(), progress=progress)
     if not state.is_main:
         return {}
     return _score_and_report(settings, out, subjects, scenes, setting_names, extractors, started)

@@ -56,6 +56,11 @@ def is_subject_folder(path: Path) -> bool:
     return (Path(path) / SUBJECT_INDEX).is_file()
 
 
+def subject_reference_crops(folder: str | os.PathLike) -> list[Path]:
+    """The reference crops a ``subject-inpaint finetune`` folder keeps (``references/*.png``), in order."""
+    return sorted((Path(folder) / "references").glob("*.png"))
+
+
 def refuse_subject(path: str | os.PathLike, name: str) -> None:
     """Refuse a fine-tuned subject folder where a base model is expected; ``name`` names it."""
     if Path(path).is_dir() and is_subject_folder(Path(path)):

@@ -62,11 +62,6 @@ class Subject:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def subject_reference_crops(folder: Path) -> list[Path]:
-    """The reference crops a ``subject-inpaint finetune`` folder keeps (``references/*.png``), in order."""
-    return sorted((Path(folder) / "references").glob("*.png"))
-
-
 def _identifying_tensors(unet: torch.nn.Module, encoder: ReferenceEncoder) -> list[torch.Tensor]:
     """The weights that identify a base model: the UNet's first and last layers and the encoder's projection
     and unconditional vector, all frozen by subject fine-tuning."""

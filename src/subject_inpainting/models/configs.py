@@ -237,10 +237,10 @@ class ModelSize:
         )
 
 
-# The toy model: small enough to train on a CPU in about an hour, big enough to paint recognisable subjects
+# The toy model: small enough to train on a CPU, big enough to paint recognisable subjects
 # at 64 × 64 pixels. The VAE downsamples by 4 into 8 channels (16 × 16 × 8 latents): fewer channels, or
-# downsampling by 8, lose the subjects' colours and patterns. The UNet is narrow, so that an hour on a CPU
-# buys many training steps: a small model needs steps more than width. It has SD-v1's block order,
+# downsampling by 8, lose the subjects' colours and patterns. The UNet is narrow, so that a CPU's training time
+# buys many steps: a small model needs steps more than width. It has SD-v1's block order,
 # attention at 16 × 16 and 8 × 8 but none at 4 × 4, which draws outlines better than attention at the
 # coarse levels only. The vision tower is a small ViT with 4-pixel patches on 32-pixel references (an
 # 8 × 8 grid of patch tokens, so that the detail module has fine detail to pool). docs/toy.md has the runs

@@ -1,7 +1,8 @@
 """Samplers as pure functions with one signature (k-diffusion style).
 
 Each takes a ``denoiser(x, t) -> eps`` (guidance already applied), the initial noise and the schedule,
-and returns the final latent. ``callback`` receives ``{"i", "t", "x", "pred_x0"}`` after every step.
+and returns the final latent. ``callback`` receives ``{"i", "t", "x", "pred_x0"}`` after every step; a
+tensor it returns replaces ``x`` (a caller may edit the latent between steps; None keeps it).
 
 - ``sample_ddim`` / ``sample_plms``: the original LDM samplers (``ldm/models/diffusion/{ddim,plms}.py``),
   step for step, so that the recorded outputs of the original code are reproduced.
@@ -22,7 +23,13 @@ from .catalog import DIFFUSERS_SOLVERS, ORIGINAL_SAMPLER_NAMES, SAMPLERS
 from .schedule import alphas_cumprod, original_timesteps
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Callback = Callable[[dict[str, Any]], None]
+Callback = Callable[[dict[str, Any]], torch.Tensor | None]
+
+
+def _after_step(callback: Callback | None, info: dict[str, Any]) -> torch.Tensor:
+    """The latent after ``callback`` saw the step: what it returned, or ``info["x"]``."""
+    replaced = callback(info) if callback is not None else None
+    return info["x"] if replaced is None else replaced
 
 
 def _ddim_tables(schedule: Mapping[str, Any], num_steps: int, eta: float):
@@ -79,8 +86,7 @@ def sample_ddim(
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         a_t, a_prev, sigma = (v[index].to(x.device) for v in (alphas, alphas_prev, sigmas))
         x, pred_x0 = _ddim_update(x, eps, a_t, a_prev, sigma, noise)
-        if callback is not None:
-            callback({"i": i, "t": t, "x": x, "pred_x0": pred_x0})
+        x = _after_step(callback, {"i": i, "t": t, "x": x, "pred_x0": pred_x0})
     return x
 
 
@@ -124,8 +130,7 @@ def sample_plms(
         old_eps.append(eps)
         if len(old_eps) > 3:
             old_eps.pop(0)
-        if callback is not None:
-            callback({"i": i, "t": t, "x": x, "pred_x0": pred_x0})
+        x = _after_step(callback, {"i": i, "t": t, "x": x, "pred_x0": pred_x0})
     return x
 
 
@@ -222,8 +227,7 @@ def sample_diffusers(
         eps = denoiser(scheduler.scale_model_input(x, t), t.expand(x.shape[0]))
         out = scheduler.step(eps, t, x, **extra)
         x = out.prev_sample
-        if callback is not None:
-            callback({"i": i, "t": int(t), "x": x, "pred_x0": getattr(out, "pred_original_sample", None)})
+        x = _after_step(callback, {"i": i, "t": int(t), "x": x, "pred_x0": getattr(out, "pred_original_sample", None)})
     return x
 
 

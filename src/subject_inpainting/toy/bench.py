@@ -86,7 +86,7 @@ class ToyBenchConfig:
     guidance_intervals: tuple[tuple[int, int], ...] = ((100, 800), (0, 600))
     fast_steps: tuple[int, ...] = (20, 12)  # the fast preset at other step counts (``lever_settings``)
     # rows of the fast preset in bfloat16 (what --dtype auto picks on a CPU that computes it natively); None: only
-    # on such a CPU, since elsewhere PyTorch emulates bfloat16 hundreds of times slower
+    # on such a CPU, since elsewhere PyTorch emulates bfloat16, far slower than float32
     bfloat16: bool | None = None
     seed: int = 0
     only: str | None = None  # a regular expression: only the settings whose name it finds are run

@@ -11,16 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .. import imaging
 from ..presets import DEFAULT_PRESET
+from ..session import PaintRequest, Session
+from ..settings import PaintSettings
 from . import world
 
 
 def run_cases(
-    pipe,
+    session: Session,
     cases: list[world.InpaintCase],
     steps: int | None,
     sampler: str | None,
@@ -29,24 +30,17 @@ def run_cases(
     paste_back: bool = True,
     preset: str = "original",
 ) -> list[np.ndarray]:
-    """Paint every case (``keep_known``, ``paste_back``, ``preset``: the pipeline's options of those names;
-    ``steps`` and ``sampler`` None: the preset's); returns the results ``(H, W, 3)`` uint8."""
-    results = []
-    for k, case in enumerate(cases):
-        out = pipe(
-            Image.fromarray(case.scene),
-            Image.fromarray(case.reference),
-            mask=Image.fromarray(case.mask.astype(np.uint8) * 255),
-            num_inference_steps=steps,
-            sampler=sampler,
-            generator=torch.Generator().manual_seed(seed + k),
-            progress=False,
-            keep_known=keep_known,
-            paste_back=paste_back,
-            preset=preset,
-        )
-        results.append(np.asarray(out.images[0]))
-    return results
+    """Paint every case (case *k* with seed ``seed + k``; ``keep_known``, ``paste_back``, ``preset``: the
+    options of those names; ``steps`` and ``sampler`` None: the preset's); returns the results ``(H, W, 3)``
+    uint8."""
+    settings = PaintSettings(
+        preset=preset, num_inference_steps=steps, sampler=sampler, keep_known=keep_known, paste_back=paste_back
+    )
+    requests = [
+        PaintRequest(case.scene, case.reference, case.mask, seed=seed + k, settings=settings)
+        for k, case in enumerate(cases)
+    ]
+    return [np.asarray(session.paint_one(request)[0]) for request in requests]
 
 
 def demo(
@@ -64,16 +58,16 @@ def demo(
     (``outlines``: per case, the shape the painted outline reads as — ``toy.outline`` — and the
     subject's). ``keep_known`` (on by default here: it steadies the colours around the subject a little) and
     ``preset`` are the pipeline's options; ``steps`` and ``sampler`` None are the preset's."""
-    from ..pipeline import SubjectInpaintPipeline
     from ..weights import default_evaluator
     from .evaluator import IdentityEncoder, identity_scores
     from .outline import read_shape
 
-    pipe = SubjectInpaintPipeline.from_pretrained(model, device=device)
+    session = Session(model, device=device or "cpu", dtype="float32")
+    resolution = session.pipeline.resolution
     ws = world.trained_world(model)
     identities = world.split_identities(ws, "heldout", cases)
-    items = [world.make_case(ident, seed=seed * 1000 + k, size=pipe.resolution) for k, ident in enumerate(identities)]
-    results = run_cases(pipe, items, steps, sampler, seed, keep_known, preset=preset)
+    items = [world.make_case(ident, seed=seed * 1000 + k, size=resolution) for k, ident in enumerate(identities)]
+    results = run_cases(session, items, steps, sampler, seed, keep_known, preset=preset)
     outlines = [(read_shape(r, c.scene, c.mask), c.identity.shape) for r, c in zip(results, items, strict=True)]
     scores = None
     evaluator_dir = default_evaluator()
@@ -91,6 +85,6 @@ def demo(
                 Image.fromarray(case.truth),
             ]
         )
-    grid = imaging.image_grid(rows, cell=3 * pipe.resolution)
+    grid = imaging.image_grid(rows, cell=3 * resolution)
     imaging.save_image_atomic(grid, out)
     return {"out": out, "scores": scores, "outlines": outlines}

@@ -36,7 +36,7 @@ def painted_silhouette(image: np.ndarray, scene: np.ndarray, region: np.ndarray,
         image, scene: ``(H, W, 3)`` uint8, the painted picture and the input scene (without the subject).
         region: ``(H, W)`` bool, the hole that was painted.
         threshold: the largest channel difference (0-255) below which a pixel counts as scene. A model's
-            repainted background differs by about 20 on average, a subject by far more: much lower, the
+            repainted background differs from the scene a little, a subject by far more: much lower, the
             background joins the silhouette and a painting reads as a square (the whole region); much
             higher, the darker parts of the subject drop out.
 

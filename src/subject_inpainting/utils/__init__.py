@@ -74,7 +74,7 @@ def human_bytes(n: float) -> str:
 
 def native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX on x86, from ``/proc/cpuinfo``). On a
-    CPU without it, PyTorch emulates bfloat16 and a UNet runs hundreds of times slower than in float32."""
+    CPU without it, PyTorch emulates bfloat16, far slower than float32."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:

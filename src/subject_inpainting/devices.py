@@ -1,0 +1,80 @@
+"""Devices and precisions by name (``auto``, ``cpu``, ``cuda:1``; ``auto``, ``bfloat16`` ...), as every front end
+takes them. Torch is imported by the functions, so that the command line can list ``DTYPES`` without it."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+def resolve_device(name: str | torch.device, what: str = "device") -> torch.device:
+    """``auto`` → CUDA if available, else Apple MPS, else the CPU; a named device must exist here.
+
+    Raises:
+        ValueError: not a device, or one this machine does not have (``what`` names the option).
+    """
+    import torch
+
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{what} {name!r}: not a device (use auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{what} {name}: CUDA is not available on this machine (use cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"{what} {name}: there are only {torch.cuda.device_count()} CUDA devices")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"{what} {name}: MPS is not available on this machine")
+    return device
+
+
+def process_device(name: str | torch.device, what: str = "device") -> torch.device:
+    """The device of this process: under ``accelerate launch`` with ``auto``, the process's own GPU."""
+    if name == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        return PartialState().device
+    return resolve_device(name, what)
+
+
+def resolve_dtype(name: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """``auto`` → float16 on CUDA; on a CPU bfloat16 where it computes bfloat16 natively (AVX512-BF16 or AMX,
+    where it runs faster than float32), float32 elsewhere. An explicit bfloat16 on a CPU without it is kept,
+    with a warning of its cost.
+
+    Raises:
+        ValueError: not one of ``DTYPES``.
+    """
+    import torch
+
+    from .utils import native_bf16
+
+    if isinstance(name, torch.dtype):
+        return name
+    if name not in DTYPES:
+        raise ValueError(f"dtype {name!r}: expected one of {', '.join(DTYPES)}")
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if device.type == "cpu" and native_bf16() else torch.float32
+    if name == "bfloat16" and device.type == "cpu" and not native_bf16():
+        warnings.warn(
+            "this CPU has no native bfloat16 (no AVX512-BF16 or AMX): PyTorch emulates it, far slower than "
+            "float32; dtype auto chooses float32",
+            stacklevel=2,
+        )
+    return getattr(torch, name)

@@ -1,0 +1,131 @@
+"""``Session``: one model loaded once, subjects switched, requests seeded, grouped and painted, errors per request."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from subject_inpainting import PaintRequest, PaintSettings, Session
+from subject_inpainting.pipeline import SubjectInpaintPipeline
+from subject_inpainting.session import ModelLoadError, SubjectError
+
+FAST = PaintSettings(num_inference_steps=3)
+
+
+def request(files, seed=0, settings=FAST, **more):
+    return PaintRequest(files["scene"], files["reference"], mask=files["mask"], seed=seed, settings=settings, **more)
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image).astype(int)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """The pipeline calls made, as the number of scenes in each."""
+    calls = []
+    real = SubjectInpaintPipeline.__call__
+
+    def spy(self, scene, *args, **kwargs):
+        calls.append(len(scene) if isinstance(scene, list) else 1)
+        return real(self, scene, *args, **kwargs)
+
+    monkeypatch.setattr(SubjectInpaintPipeline, "__call__", spy)
+    return calls
+
+
+def test_a_request_paints_what_the_pipeline_paints_with_its_seed(tiny_model_dir, scene_files):
+    session = Session(tiny_model_dir, device="cpu", dtype="float32")
+    (result,) = session.paint([request(scene_files, seed=11)])
+    assert result.ok and len(result.images) == 1
+    pipe = SubjectInpaintPipeline.from_pretrained(tiny_model_dir)
+    direct = pipe(
+        scene_files["scene"],
+        scene_files["reference"],
+        mask=scene_files["mask"],
+        settings=FAST,
+        generator=torch.Generator().manual_seed(11),
+        progress=False,
+    )
+    assert np.array_equal(pixels(result.images[0]), pixels(direct.images[0]))
+    assert np.array_equal(pixels(session.paint_one(request(scene_files, seed=11))[0]), pixels(result.images[0]))
+
+
+def test_requests_of_one_group_are_batched_and_paint_as_alone(tiny_model_dir, scene_files, counted):
+    session = Session(tiny_model_dir, device="cpu", dtype="float32")
+    requests = [request(scene_files, seed=s) for s in (1, 2, 3)]
+    other = request(scene_files, seed=4, settings=PaintSettings(num_inference_steps=3, guidance_scale=2.0))
+    together = session.paint([*requests, other], batch_size=4)
+    assert counted == [3, 1]  # the three of one settings in one call; other settings apart
+    alone = session.paint(requests, batch_size=1)
+    for a, b in zip(together[:3], alone, strict=True):
+        assert np.abs(pixels(a.images[0]) - pixels(b.images[0])).max() <= 1  # float rounding of a batch
+    assert not np.array_equal(pixels(together[0].images[0]), pixels(together[1].images[0]))  # seeds differ
+
+
+def test_a_bad_request_fails_alone(tiny_model_dir, scene_files, tmp_path, counted):
+    session = Session(tiny_model_dir, device="cpu", dtype="float32")
+    missing = PaintRequest(tmp_path / "missing.png", scene_files["reference"], box=(0, 0, 8, 8), settings=FAST)
+    outside = PaintRequest(scene_files["scene"], scene_files["reference"], box=(40, 30, 90, 90), settings=FAST)
+    results = session.paint([request(scene_files), missing, outside, request(scene_files, seed=5)], batch_size=4)
+    assert [r.ok for r in results] == [True, False, False, True]
+    assert "missing.png: no such file" in str(results[1].error) and results[1].images == []
+    assert "outside" in str(results[2].error)
+    assert counted == [2]  # the good two in one call
+
+
+def test_a_batched_call_that_fails_is_painted_again_one_by_one(tiny_model_dir, scene_files, monkeypatch):
+    session = Session(tiny_model_dir, device="cpu", dtype="float32")
+    real = SubjectInpaintPipeline.__call__
+
+    def fails_for_two(self, scene, *args, **kwargs):
+        if isinstance(scene, list):
+            raise RuntimeError("out of memory")
+        return real(self, scene, *args, **kwargs)
+
+    monkeypatch.setattr(SubjectInpaintPipeline, "__call__", fails_for_two)
+    results = session.paint([request(scene_files, seed=1), request(scene_files, seed=2)], batch_size=2)
+    assert all(r.ok and len(r.images) == 1 for r in results)
+
+
+def test_a_subject_loads_once_and_a_failed_one_fails_fast(tiny_model_dir, tiny_lora_subject, scene_files, tmp_path):
+    session = Session(tiny_model_dir, device="cpu", dtype="float32")
+    pipe = session.pipeline
+    loads = []
+    real = pipe.load_subject
+    pipe.load_subject = lambda subject, **kw: (loads.append(subject), real(subject, **kw))[1]
+    with_subject = [request(scene_files, seed=s, subject=tiny_lora_subject) for s in (1, 2)]
+    results = session.paint([*with_subject, request(scene_files, seed=3)])
+    assert all(r.ok for r in results) and loads == [tiny_lora_subject]
+    assert pipe.subject is None  # back to the model alone for the last request
+    by_reference = PaintRequest(
+        scene_files["scene"], mask=scene_files["mask"], subject=tiny_lora_subject, settings=FAST
+    )
+    assert session.paint([by_reference])[0].ok  # the reference: the subject's first reference crop
+    stranger = tmp_path / "not-a-subject"
+    stranger.mkdir()
+    bad = [request(scene_files, subject=stranger), request(scene_files, seed=1, subject=stranger)]
+    first, second = session.paint(bad)
+    assert isinstance(first.error, SubjectError) and second.error is first.error  # not loaded a second time
+    no_crops = PaintRequest(scene_files["scene"], mask=scene_files["mask"], subject=stranger, settings=FAST)
+    assert "has no reference crops" in str(session.paint([no_crops])[0].error)
+
+
+def test_a_model_that_does_not_load_is_one_line_once(tmp_path, scene_files, monkeypatch):
+    session = Session(tmp_path / "nowhere", device="cpu")
+    results = session.paint([request(scene_files), request(scene_files, seed=1)])
+    assert all(isinstance(r.error, ModelLoadError) for r in results)
+    assert str(results[0].error).startswith(f"model {tmp_path / 'nowhere'}:") and "\n" not in str(results[0].error)
+    assert results[1].error is results[0].error
+
+
+def test_seeds_and_settings_are_checked_when_the_request_is_made(scene_files):
+    with pytest.raises(ValueError, match=r"seed: expected a whole number between 0 and"):
+        request(scene_files, seed=-1)
+    with pytest.raises(TypeError, match="settings must be a PaintSettings, got dict"):
+        PaintRequest(scene_files["scene"], settings={"num_inference_steps": 3})
+    g1, g2 = Session.generator(7), Session.generator(7)
+    assert torch.equal(torch.randn(3, generator=g1), torch.randn(3, generator=g2))
+    with pytest.raises(ValueError, match="batch_size must be a whole number >= 1"):
+        Session().paint([], batch_size=0)
