@@ -266,7 +266,9 @@ def test_a_model_that_fails_to_load_is_a_sentence(scene, tmp_path):
     reference = [str(FIXTURES / "reference.png")]
     missing = UISettings(model=str(tmp_path / "nowhere"))
     with pytest.raises(UIError, match="Could not load the model"):
-        handle_generate(missing, PageState(missing), value, reference, None, REGION_MODES[0], "", 5, 0.8, 2, "ddim", 0, 1)
+        handle_generate(
+            missing, PageState(missing), value, reference, None, REGION_MODES[0], "", 5, 0.8, 2, "ddim", 0, 1
+        )
 
 
 # (field, value, its option): values a direct API call could send; the page's sliders allow none of them.
