@@ -129,3 +129,24 @@ def test_seeds_and_settings_are_checked_when_the_request_is_made(scene_files):
     assert torch.equal(torch.randn(3, generator=g1), torch.randn(3, generator=g2))
     with pytest.raises(ValueError, match="batch_size must be a whole number >= 1"):
         Session().paint([], batch_size=0)
+
+
+def test_an_exception_of_the_callers_callback_stops_the_whole_call(tiny_model_dir, scene_files, counted):
+    session = Session(tiny_model_dir, device="cpu", dtype="float32")
+    steps = []
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel_at_the_second_step(pipe, step, timestep, tensors):
+        steps.append(step)
+        if step == 1:
+            raise Cancelled
+        return tensors
+
+    batch = [request(scene_files, seed=s) for s in (1, 2)]
+    with pytest.raises(Cancelled):
+        session.paint(batch, batch_size=2, callback_on_step_end=cancel_at_the_second_step)
+    assert counted == [2] and steps == [0, 1]  # neither recorded as a failure nor painted again one by one
+    with pytest.raises(Cancelled):
+        session.paint(batch[:1], callback_on_step_end=cancel_at_the_second_step)

@@ -239,13 +239,15 @@ class Session:
 
         Returns:
             Per request, a ``PaintResult``: its pictures or the error (any ``Exception``; an interruption such
-            as ``KeyboardInterrupt`` is raised).
+            as ``KeyboardInterrupt`` is raised, and so is an exception raised by ``callback_on_step_end``: the
+            caller's own stop, such as a Cancel button, ends the whole call rather than failing a request).
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        callback = None if callback_on_step_end is None else _CallerCallback(callback_on_step_end)
         results: list[PaintResult] = []
         for chunk in _chunks(list(requests), batch_size):
-            results += self._paint_chunk(chunk, progress, callback_on_step_end)
+            results += self._paint_chunk(chunk, progress, callback)
         return results
 
     def paint_one(self, request: PaintRequest, **kwargs: Any) -> list:
@@ -274,6 +276,8 @@ class Session:
         try:
             images = self._call([r.request for r in good], inputs, progress, callback)
         except Exception as e:
+            if callback is not None and callback.raised is e:
+                raise
             if len(good) == 1:
                 good[0].error = e
                 return results
@@ -298,6 +302,22 @@ class Session:
             progress=progress,
             callback_on_step_end=callback,
         ).images
+
+
+class _CallerCallback:
+    """The caller's ``callback_on_step_end``, remembering an exception it raises: that one is the caller's stop
+    and leaves ``Session.paint`` as it is, rather than being recorded as a request's failure."""
+
+    def __init__(self, function):
+        self.function = function
+        self.raised: BaseException | None = None
+
+    def __call__(self, *args: Any) -> Any:
+        try:
+            return self.function(*args)
+        except BaseException as e:
+            self.raised = e
+            raise
 
 
 def subject_reference(subject: str | os.PathLike | None) -> str:
