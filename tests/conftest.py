@@ -256,5 +256,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             stop=stop,
         )
         item.ihook.pytest_runtest_logreport(report=report)
+    # what the items before it set up (their module's fixtures, say) and the next item does not need goes now,
+    # as pytest's own protocol would do in this item's teardown
+    item.session._setupstate.teardown_exact(nextitem)
     item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return True
