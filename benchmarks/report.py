@@ -729,6 +729,43 @@ def batch_summary(runs: Sequence[Run], arg: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
+# bench_threads.py
+# ---------------------------------------------------------------------------------------------------
+def threads_table(runs: Sequence[Run], arg: str) -> str:
+    d = runs[0].data
+    rows = []
+    for name, r in d["rows"].items():
+        unet, demo = r["unet_call_ms"], r["demo_seconds"]
+        rows.append(
+            [
+                f"`{name}`",
+                num(unet["quiet"]),
+                num(unet["busy"]),
+                f"{times(r['busy_over_quiet'])} ({times(r['busy_over_quiet_best'])})",
+                num(demo["quiet"]),
+                num(demo["busy"]),
+                times(r["demo_busy_over_quiet"]),
+            ]
+        )
+    header = ["threads", "UNet call ms, quiet", "busy", "busy over quiet (over the best quiet)"]
+    header += [f"demo of {d['settings']['cases']} s, quiet", "busy", "busy over quiet"]
+    return table(header, ["---", *["---:"] * 6], rows)
+
+
+def threads_summary(runs: Sequence[Run], arg: str) -> str:
+    d = runs[0].data
+    (default, default_row), (auto, auto_row) = d["rows"].items()
+    return (
+        f"With another process on one of the cores, a UNet call of the {d['model']} on {default} takes "
+        f"{times(default_row['busy_over_quiet'])} as long as on a quiet machine, and the demo "
+        f"{times(default_row['demo_busy_over_quiet'])}; on the threads `Session` chooses for it, {auto}, "
+        f"{times(auto_row['busy_over_quiet_best'])} the best quiet call and "
+        f"{times(auto_row['demo_busy_over_quiet'])} its quiet demo, for a quiet call "
+        f"{times(auto_row['unet_call_ms']['quiet'] / default_row['unet_call_ms']['quiet'])} as long."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
 # subject-inpaint bench toy (benchmarks/toy/results.json and kin)
 # ---------------------------------------------------------------------------------------------------
 def toy_rows_of(run: Run) -> dict[str, dict[str, Any]]:
@@ -1008,6 +1045,9 @@ VIEWS: dict[str, View] = {
     # bench_batch.py
     "batch": View(batch_table, True),
     "batch-summary": View(batch_summary, False),
+    # bench_threads.py
+    "threads": View(threads_table, True),
+    "threads-summary": View(threads_summary, False),
     # bench toy
     "toy": View(toy_table, True),
     "toy-paired": View(toy_paired, True),

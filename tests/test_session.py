@@ -150,3 +150,30 @@ def test_an_exception_of_the_callers_callback_stops_the_whole_call(tiny_model_di
     assert counted == [2] and steps == [0, 1]  # neither recorded as a failure nor painted again one by one
     with pytest.raises(Cancelled):
         session.paint(batch[:1], callback_on_step_end=cancel_at_the_second_step)
+
+
+def test_a_small_model_paints_on_one_thread_and_the_count_is_restored(tiny_model_dir, scene_files):
+    from subject_inpainting.devices import SMALL_UNET, threads_for
+
+    seen = []
+
+    def record(pipe, step, timestep, tensors):
+        seen.append(torch.get_num_threads())
+        return tensors
+
+    before = torch.get_num_threads()
+    session = Session(tiny_model_dir, device="cpu", dtype="float32")
+    session.paint([request(scene_files)], callback_on_step_end=record)
+    assert seen and set(seen) == {1} and torch.get_num_threads() == before
+    seen.clear()
+    Session(tiny_model_dir, device="cpu", dtype="float32", threads=None).paint(
+        [request(scene_files)], callback_on_step_end=record
+    )
+    assert set(seen) == {before}
+    unet = session.pipeline.unet
+    size = sum(p.numel() for p in unet.parameters()) * unet.config.sample_size**2
+    assert size < SMALL_UNET and threads_for(unet) == 1 and threads_for(unet, 3) == 3
+    unet.register_to_config(sample_size=int((SMALL_UNET / size) ** 0.5 + 1) * unet.config.sample_size)
+    assert threads_for(unet) is None  # a big model keeps PyTorch's own (every core)
+    with pytest.raises(ValueError, match="threads must be 'auto', None or a whole number >= 1, got 0"):
+        Session(threads=0)

@@ -78,3 +78,26 @@ def resolve_dtype(name: str | torch.dtype, device: torch.device) -> torch.dtype:
             stacklevel=2,
         )
     return getattr(torch, name)
+
+
+# Below this many UNet parameters × latent positions (about 2 × 10¹⁰: a UNet call of some tens of GFLOP) the
+# calls are too short for a second thread to pay when another process holds a core: OpenMP's threads then wait
+# on each other at every operation. The released model is thousands of times above it; the toy model below.
+SMALL_UNET = 2e10
+
+
+def threads_for(unet, threads: int | str | None = "auto") -> int | None:
+    """The intra-op thread count to paint with ``unet``: ``"auto"`` → 1 for a small UNet (``SMALL_UNET``) on
+    the CPU, else None (PyTorch's own, every core); a number → that number; None → PyTorch's own.
+
+    Raises:
+        ValueError: not ``"auto"``, None or a whole number >= 1.
+    """
+    if threads is None or (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
+        return threads
+    if threads != "auto":
+        raise ValueError(f"threads must be 'auto', None or a whole number >= 1, got {threads!r}")
+    if unet.device.type != "cpu":
+        return None
+    size = sum(p.numel() for p in unet.parameters()) * int(unet.config.sample_size) ** 2
+    return 1 if size < SMALL_UNET else None

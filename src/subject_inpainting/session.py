@@ -15,8 +15,9 @@ error that stopped it.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +103,9 @@ class Session:
         ldm_config, vision_config: for an original checkpoint of another size.
         max_pixels: the largest scene, mask or reference read from a file (``imaging.MAX_PIXELS`` by default).
         pipeline: an already built ``SubjectInpaintPipeline`` to paint with (the model arguments are then unused).
+        threads: PyTorch's intra-op threads while painting: ``"auto"`` (one for a small model on the CPU, whose
+            short operations stall on a second thread whenever another process holds a core; PyTorch's own
+            otherwise: ``devices.threads_for``), a number, or None (PyTorch's own).
 
     The model is loaded at the first request that needs it (``pipeline``), so a session whose requests all fail
     their checks loads nothing.
@@ -117,12 +121,18 @@ class Session:
         vision_config: str | os.PathLike | None = None,
         max_pixels: int | None = None,
         pipeline: Any = None,
+        threads: int | str | None = "auto",
     ):
         self.model = model
         self.device, self.dtype = device, dtype
         self.ldm_config, self.vision_config = ldm_config, vision_config
         self.max_pixels = max_pixels
         self._pipe = pipeline
+        if threads != "auto":
+            from .devices import threads_for
+
+            threads_for(None, threads)  # checked now, applied when painting
+        self.threads = threads
         self._load_error: ModelLoadError | None = None
         self._subject: str | None = None  # the subject loaded into the pipeline
         self._subject_errors: dict[str, SubjectError] = {}
@@ -250,6 +260,23 @@ class Session:
             results += self._paint_chunk(chunk, progress, callback)
         return results
 
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        """PyTorch's thread count set for the block (``threads``), and as it was after."""
+        import torch
+
+        from .devices import threads_for
+
+        wanted = threads_for(self.pipeline.unet, self.threads)
+        before = torch.get_num_threads()
+        if wanted is not None and wanted != before:
+            torch.set_num_threads(wanted)
+        try:
+            yield
+        finally:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+
     def paint_one(self, request: PaintRequest, **kwargs: Any) -> list:
         """The pictures of one request (``paint``'s keyword arguments).
 
@@ -295,13 +322,14 @@ class Session:
         generators = [self.generator(r.seed) for r in requests]
         several = len(requests) > 1
         columns = {name: [i[name] for i in inputs] if several else inputs[0][name] for name in inputs[0]}
-        return self.pipeline(
-            **columns,
-            settings=requests[0].settings,
-            generator=generators if several else generators[0],
-            progress=progress,
-            callback_on_step_end=callback,
-        ).images
+        with self._threads():
+            return self.pipeline(
+                **columns,
+                settings=requests[0].settings,
+                generator=generators if several else generators[0],
+                progress=progress,
+                callback_on_step_end=callback,
+            ).images
 
 
 class _CallerCallback:

@@ -53,16 +53,18 @@ def demo(
     device=None,
     keep_known: bool = True,
     preset: str = DEFAULT_PRESET,
+    threads: int | str | None = "auto",
 ) -> dict[str, Any]:
     """Paint ``cases`` held-out cases and write the grid to ``out``; returns ``{"out", "scores", "outlines"}``
     (``outlines``: per case, the shape the painted outline reads as — ``toy.outline`` — and the
     subject's). ``keep_known`` (on by default here: it steadies the colours around the subject a little) and
-    ``preset`` are the pipeline's options; ``steps`` and ``sampler`` None are the preset's."""
+    ``preset`` are the pipeline's options; ``steps`` and ``sampler`` None are the preset's; ``threads`` is the
+    ``Session``'s."""
     from ..weights import default_evaluator
     from .evaluator import IdentityEncoder, identity_scores
     from .outline import read_shape
 
-    session = Session(model, device=device or "cpu", dtype="float32")
+    session = Session(model, device=device or "cpu", dtype="float32", threads=threads)
     resolution = session.pipeline.resolution
     ws = world.trained_world(model)
     identities = world.split_identities(ws, "heldout", cases)
