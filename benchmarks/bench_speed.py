@@ -142,6 +142,7 @@ ROWS = (
     *COMPILE_DTYPE_ROWS,
     "fast",
     *(f"fast-{d}" for d in EXTRA_DTYPES),
+    "default",
 )
 # The levers' values when the fast preset does not use them (so that the row still measures the lever).
 DEFAULT_DEEP_CACHE = 3
@@ -211,7 +212,19 @@ def make_row(name: str, steps_original: int) -> Row:
         return Row(name, "eager", {"preset": "fast"})
     if name.removeprefix("fast-") in EXTRA_DTYPES:
         return Row(name, name.removeprefix("fast-"), {"preset": "fast"})
+    if name == "default":  # what `subject-inpaint inpaint` runs on this machine with no flags
+        from subject_inpainting.presets import DEFAULT_PRESET
+
+        return Row(name, default_variant(), {"preset": DEFAULT_PRESET})
     raise ValueError(f"unknown row {name!r}")
+
+
+def default_variant() -> str:
+    """The variant of ``--dtype auto`` on this machine's CPU: ``eager`` (float32) or a dtype's name."""
+    from subject_inpainting.devices import resolve_dtype
+
+    name = str(resolve_dtype("auto", torch.device("cpu"))).removeprefix("torch.")
+    return "eager" if name == "float32" else name
 
 
 def default_rows(args: argparse.Namespace) -> list[str]:

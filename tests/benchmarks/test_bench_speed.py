@@ -129,3 +129,12 @@ def test_quick_every_workload_and_diffusers(bench_speed, tmp_path, keep_threads)
     assert set(results["b"]["original"]["unet_batches_per_run"]) == {3}  # LoRA: subject, unconditional, class rows
     assert results["c"]["original"]["unet_calls_per_run"] == 102  # full subject: its UNet and the pretrained one
     assert "`fast` over `diffusers-50`" in report["markdown"]
+
+
+@pytest.mark.parametrize(("native", "variant"), [(True, "bfloat16"), (False, "eager")])
+def test_the_default_row_is_what_inpaint_runs_here(bench_speed, monkeypatch, native, variant):
+    from subject_inpainting import presets, utils
+
+    monkeypatch.setattr(utils, "native_bf16", lambda: native)
+    row = bench_speed.make_row("default", 50)
+    assert row.variant == variant and row.options == {"preset": presets.DEFAULT_PRESET}
