@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from subject_inpainting import cli
@@ -292,3 +293,19 @@ def test_the_preset_and_levers_reach_the_pipeline(inpaint_args, scene_files, mon
     assert seen[1]["guidance_interval"] == (100, 800) and seen[1]["decode"] == "region"
     assert cli.main([*base, "--guidance-interval", "800,100"]) == 2
     assert cli.main([*base, "--preset", "original", "--eta", "0.5"]) == 2  # PLMS has no eta
+
+
+def test_a_warning_is_one_line_and_an_absent_device_names_the_flag(inpaint_args, scene_files, capsys, monkeypatch):
+    from subject_inpainting import utils
+
+    monkeypatch.setattr(utils, "native_bf16", lambda: False)
+    argv = [a for a in with_mask(inpaint_args("--overwrite"), scene_files) if a != "float32"]
+    dtype = argv.index("--dtype")
+    argv[dtype + 1 : dtype + 1] = ["bfloat16"]
+    assert cli.main(argv) == 0
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert line.startswith("subject-inpaint: warning: this CPU has no native bfloat16")
+    if not torch.cuda.is_available():
+        assert cli.main([*with_mask(inpaint_args("--overwrite"), scene_files), "--device", "cuda"]) == 2
+        message = capsys.readouterr().err.strip()
+        assert message.endswith("--device cuda: CUDA is not available on this machine (use --device cpu)")

@@ -633,3 +633,14 @@ def test_offloading_moves_the_models_to_run_them_and_paints_the_same(tiny_pipeli
         for model in ("ReferenceEncoder", "AutoencoderKL", "UNet2DConditionModel"):
             assert names.count(model) >= 2, (model, names)
         assert moves[-1][1:] == (torch.device("cpu"),)
+
+
+def test_a_prepared_scene_paints_as_its_pictures_and_takes_nothing_else(tiny_pipeline, scene_files):
+    prepared = tiny_pipeline.image_processor.prepare(
+        scene_files["scene"], scene_files["reference"], scene_files["mask"]
+    )
+    a = tiny_pipeline(prepared, None, num_inference_steps=3, generator=torch.Generator().manual_seed(2), progress=False)
+    b = run(tiny_pipeline, scene_files, seed=2)
+    assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
+    with pytest.raises(ValueError, match="a prepared scene holds its reference and region"):
+        tiny_pipeline(prepared, scene_files["reference"], num_inference_steps=3, progress=False)

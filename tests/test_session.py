@@ -177,3 +177,14 @@ def test_a_small_model_paints_on_one_thread_and_the_count_is_restored(tiny_model
     assert threads_for(unet) is None  # a big model keeps PyTorch's own (every core)
     with pytest.raises(ValueError, match="threads must be 'auto', None or a whole number >= 1, got 0"):
         Session(threads=0)
+
+
+def test_a_request_is_read_once(tiny_model_dir, scene_files, monkeypatch):
+    from subject_inpainting import image_processor
+
+    reads = []
+    real = image_processor.imaging.load_scene_and_mask
+    monkeypatch.setattr(image_processor.imaging, "load_scene_and_mask", lambda *a: (reads.append(1), real(*a))[1])
+    session = Session(tiny_model_dir, device="cpu", dtype="float32")
+    results = session.paint([request(scene_files, seed=1), request(scene_files, seed=2)], batch_size=2)
+    assert all(r.ok for r in results) and len(reads) == 2  # checked before the batch, not read again in it

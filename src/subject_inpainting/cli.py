@@ -43,6 +43,8 @@ def _quiet_libraries() -> None:
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # What is left (the package's own: a precision this CPU emulates, DeepCache that cannot apply) is one line.
+    warnings.showwarning = lambda message, *_: print(f"subject-inpaint: warning: {message}", file=sys.stderr)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 

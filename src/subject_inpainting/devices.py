@@ -34,7 +34,8 @@ def resolve_device(name: str | torch.device, what: str = "device") -> torch.devi
     except (RuntimeError, ValueError):
         raise ValueError(f"{what} {name!r}: not a device (use auto, cpu, cuda, cuda:N or mps)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{what} {name}: CUDA is not available on this machine (use cpu)")
+        cpu = f"{what} cpu" if what.startswith("--") else "cpu"  # as the user would write it
+        raise ValueError(f"{what} {name}: CUDA is not available on this machine (use {cpu})")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ValueError(f"{what} {name}: there are only {torch.cuda.device_count()} CUDA devices")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -86,6 +87,17 @@ def resolve_dtype(name: str | torch.dtype, device: torch.device) -> torch.dtype:
 SMALL_UNET = 2e10
 
 
+def check_threads(threads: int | str | None) -> None:
+    """``threads`` is ``"auto"``, None or a whole number >= 1 (``threads_for``'s choices).
+
+    Raises:
+        ValueError: anything else.
+    """
+    whole = isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1
+    if not (threads is None or threads == "auto" or whole):
+        raise ValueError(f"threads must be 'auto', None or a whole number >= 1, got {threads!r}")
+
+
 def threads_for(unet, threads: int | str | None = "auto") -> int | None:
     """The intra-op thread count to paint with ``unet``: ``"auto"`` → 1 for a small UNet (``SMALL_UNET``) on
     the CPU, else None (PyTorch's own, every core); a number → that number; None → PyTorch's own.
@@ -93,10 +105,9 @@ def threads_for(unet, threads: int | str | None = "auto") -> int | None:
     Raises:
         ValueError: not ``"auto"``, None or a whole number >= 1.
     """
-    if threads is None or (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
-        return threads
+    check_threads(threads)
     if threads != "auto":
-        raise ValueError(f"threads must be 'auto', None or a whole number >= 1, got {threads!r}")
+        return threads
     if unet.device.type != "cpu":
         return None
     size = sum(p.numel() for p in unet.parameters()) * int(unet.config.sample_size) ** 2

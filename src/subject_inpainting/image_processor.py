@@ -98,13 +98,19 @@ class InpaintImageProcessor:
         reference_box: Sequence[float] | str | None = None,
     ) -> PreparedInputs:
         """Read and check one scene's pictures: a scene in any mode, a mask (white = edit) or a box, and a
-        reference (a picture, or its normalised pixels as a tensor).
+        reference (a picture, or its normalised pixels as a tensor). A scene that is already ``PreparedInputs``
+        (of an earlier call) is returned as it is: it holds its region and reference, so the other arguments
+        must be None.
 
         Raises:
             TypeError: an input of a type (or array dtype) the pipeline does not take.
             ValueError: a reference tensor of the wrong shape or holding NaN or infinite values.
             InputError: one line naming the input and what is wrong with it.
         """
+        if isinstance(scene, PreparedInputs):
+            if any(v is not None for v in (reference, mask, box, reference_box)):
+                raise ValueError("a prepared scene holds its reference and region: give no reference, mask or box")
+            return scene
         scene = as_image(scene, "scene")
         mask = None if mask is None else as_image(mask, "mask", is_mask=True)
         box = None if box is None else imaging.parse_box(box, "box")

@@ -473,7 +473,9 @@ class SubjectInpaintPipeline:
 
         Args:
             scene: path or PIL image, any size and mode (RGB, RGBA, L, P, CMYK, 16-bit; EXIF orientation
-                is honoured), or a numpy ``uint8`` array ``(H, W, 3)``, ``(H, W, 4)`` or ``(H, W)``.
+                is honoured), or a numpy ``uint8`` array ``(H, W, 3)``, ``(H, W, 4)`` or ``(H, W)``; or the
+                ``PreparedInputs`` of ``image_processor.prepare``, which holds the region and the reference
+                (then ``reference`` is None, and so are ``mask``, ``box`` and ``reference_box``).
             reference: path, PIL image or numpy array (as the scene) of the subject, resized (bicubic) to
                 the tower's input; or its normalised pixels, a finite float tensor ``(1, 3, S, S)``.
             mask: path or PIL image, white (>= 128) = region to edit, or a numpy ``(H, W)`` array (``bool``,

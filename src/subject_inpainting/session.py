@@ -128,11 +128,11 @@ class Session:
         self.ldm_config, self.vision_config = ldm_config, vision_config
         self.max_pixels = max_pixels
         self._pipe = pipeline
-        if threads != "auto":
-            from .devices import threads_for
+        from .devices import check_threads
 
-            threads_for(None, threads)  # checked now, applied when painting
+        check_threads(threads)  # applied when painting
         self.threads = threads
+        self._painting_threads: int | None = None  # threads_for of the loaded model, once it is loaded
         self._load_error: ModelLoadError | None = None
         self._subject: str | None = None  # the subject loaded into the pipeline
         self._subject_errors: dict[str, SubjectError] = {}
@@ -169,10 +169,6 @@ class Session:
             self.model = model
         return self._pipe
 
-    @property
-    def loaded(self) -> bool:
-        return self._pipe is not None
-
     def use_subject(self, subject: str | os.PathLike | None) -> None:
         """Load ``subject`` into the pipeline (None: back to the model alone); nothing when it is loaded
         already. A subject that failed to load fails again with the same error, without loading it again.
@@ -206,8 +202,9 @@ class Session:
         return torch.Generator().manual_seed(parse_seed(seed, "seed"))
 
     def read(self, request: PaintRequest) -> dict[str, Any]:
-        """The request's pictures, read (files up to ``max_pixels``) and checked by the pipeline before any
-        model work: the keyword arguments of a pipeline call for one scene.
+        """The request's pictures, read (files up to ``max_pixels``) and prepared by the pipeline's image
+        processor before any model work: the keyword arguments of a pipeline call for one scene (its
+        ``PreparedInputs`` as the scene, so the call does not read them again).
 
         Raises:
             InputError, ValueError, TypeError: one line naming the input.
@@ -223,16 +220,15 @@ class Session:
         reference = request.reference
         if reference is None:
             reference = subject_reference(request.subject)
-        inputs = {
-            "scene": opened(request.scene, "scene"),
-            "reference": opened(reference, "reference"),
-            "mask": opened(request.mask, "mask"),
-            "box": request.box,
-            "reference_box": request.reference_box,
-        }
         self.use_subject(request.subject)
-        self.pipeline.image_processor.prepare(**inputs)
-        return inputs
+        prepared = self.pipeline.image_processor.prepare(
+            opened(request.scene, "scene"),
+            opened(reference, "reference"),
+            opened(request.mask, "mask"),
+            request.box,
+            request.reference_box,
+        )
+        return {"scene": prepared, "reference": None}
 
     def paint(
         self,
@@ -267,7 +263,9 @@ class Session:
 
         from .devices import threads_for
 
-        wanted = threads_for(self.pipeline.unet, self.threads)
+        if self._painting_threads is None:
+            self._painting_threads = threads_for(self.pipeline.unet, self.threads) or 0  # 0: PyTorch's own
+        wanted = self._painting_threads or None
         before = torch.get_num_threads()
         if wanted is not None and wanted != before:
             torch.set_num_threads(wanted)

@@ -282,14 +282,6 @@ class PaintSettings:
         """A copy with ``changes`` (checked like any settings)."""
         return dataclasses.replace(self, **changes)
 
-    def as_kwargs(self) -> dict[str, Any]:
-        """Every option by its Python name: the keyword arguments of ``SubjectInpaintPipeline.__call__``."""
-        return {name: getattr(self, name) for name, _ in options()}
-
-    def given(self) -> dict[str, Any]:
-        """The options that differ from their defaults, by Python name."""
-        return {n: getattr(self, n) for n, f in _fields().items() if getattr(self, n) != f.default}
-
 
 def _fields() -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(PaintSettings)}

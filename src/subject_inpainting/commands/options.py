@@ -265,7 +265,7 @@ def session(args: argparse.Namespace):
 
     return Session(
         args.model,
-        device=args.device,
+        device=process_device(args.device),
         dtype=args.dtype,
         ldm_config=args.ldm_config,
         vision_config=args.vision_config,
@@ -278,13 +278,6 @@ def check_device_name(name: str) -> None:
     kind, _, index = name.partition(":")
     if kind not in ("auto", "cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
         raise CommandError(f"--device {name!r}: not a device (use auto, cpu, cuda, cuda:N or mps)")
-
-
-def resolve_dtype(name: str, device):
-    """``devices.resolve_dtype``: the precision ``--dtype`` names on ``device``."""
-    from ..devices import resolve_dtype as resolve
-
-    return resolve(name, device)
 
 
 def default_model_or_error() -> str:

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     settings = UISettings(
         model=str(args.model),
         subjects=args.subject,
-        device=args.device,
+        device=options.resolve_device(args.device),
         dtype=args.dtype,
         max_pixels=args.max_pixels,
         out_dir=out_dir,
