@@ -221,15 +221,23 @@ def test_ui_refuses_a_folder_that_is_not_a_subject(tmp_path, capsys):
     assert f"--subject {tmp_path}: not a subject folder" in capsys.readouterr().err
 
 
-def test_every_option_has_help():
+def test_every_option_has_help_and_every_help_prints():
     def check(parser, name):
+        text = parser.format_help()  # argparse %-formats every help text here
         for action in parser._actions:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+            if action.option_strings:
+                assert action.option_strings[-1] in text, f"{name}: {action.option_strings} missing from --help"
             if action.__class__.__name__ == "_SubParsersAction":
                 for sub_name, sub in action.choices.items():
                     check(sub, f"{name} {sub_name}")
 
     check(cli.build_parser(), "subject-inpaint")
+
+
+def test_inpaint_help_shows_a_percent_sign(capsys):
+    assert cli.main(["inpaint", "--help"]) == 0
+    assert "about 1% of the scene's shorter side" in " ".join(capsys.readouterr().out.split())
 
 
 def test_installed_command(scene_files, tiny_model_dir, tmp_path):

@@ -134,7 +134,7 @@ def add_setting(container, name: str, default=_FIELD_DEFAULT, help: str | None =
     option = settings.option(name)
     value = settings.default(name) if default is _FIELD_DEFAULT else default
     flags = [settings.flag(name), *option.aliases]
-    help = help or setting_help(name, value)
+    help = (help or setting_help(name, value)).replace("%", "%%")  # argparse formats help with %
     if option.kind == "switch":
         return container.add_argument(*flags, dest=name, action="store_false" if value else "store_true", help=help)
     kind = {"choices": option.choices} if option.kind == "choice" else {"type": setting_type(name)}
