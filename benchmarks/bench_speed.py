@@ -23,7 +23,8 @@ The subjects are made in memory as ``bench_inference.py``'s guidance workload ma
   or DPM-Solver++ 20 if that preset keeps the original's), ``deep-cache``
   (DeepCache at the ``fast`` preset's interval and branch, or every 3rd call full if that preset does not use
   it), ``guidance-interval`` (the ``fast`` preset's interval, or timesteps 100-800), ``region-decode`` (only the
-  latent window around the mask decoded), ``compile-inductor`` and ``compile-openvino`` (``pipe.compile`` on a
+  latent window around the mask decoded), ``token-merging`` (the ``fast`` preset's ratio, or 0.5; also
+  ``token-merging-<dtype>`` per extra dtype), ``compile-inductor`` and ``compile-openvino`` (``pipe.compile`` on a
   separate pipeline whose UNet module holds the same tensors; ``--compile``; OpenVINO runs LoRA subjects'
   calls eagerly, see ``subject_inpainting.models.compiled``), and one row per extra dtype of ``--dtypes``
   (bfloat16 by default only on CPUs that compute it natively), with ``--compile`` also compiled in each
@@ -137,8 +138,10 @@ ROWS = (
     "deep-cache",
     "guidance-interval",
     "region-decode",
+    "token-merging",
     *COMPILE_ROWS,
     *EXTRA_DTYPES,
+    *(f"token-merging-{d}" for d in EXTRA_DTYPES),
     *COMPILE_DTYPE_ROWS,
     "fast",
     *(f"fast-{d}" for d in EXTRA_DTYPES),
@@ -148,6 +151,7 @@ ROWS = (
 DEFAULT_DEEP_CACHE = 3
 DEFAULT_INTERVAL = (100, 800)
 DEFAULT_FEW_STEPS = ("dpmsolver++", 20)
+DEFAULT_TOKEN_MERGING = 0.5
 QUICK_REPEATS, FULL_REPEATS = 3, 1
 QUICK_WORKLOADS = ("a",)
 QUICK_THREADS = 1
@@ -183,6 +187,7 @@ def lever_values() -> dict[str, Any]:
         "deep_cache": fast["deep_cache"] if fast["deep_cache"] > 1 else DEFAULT_DEEP_CACHE,
         "deep_cache_branch": fast["deep_cache_branch"],
         "guidance_interval": tuple(interval) if interval is not None else DEFAULT_INTERVAL,
+        "token_merging": fast["token_merging"] or DEFAULT_TOKEN_MERGING,
     }
 
 
@@ -204,6 +209,9 @@ def make_row(name: str, steps_original: int) -> Row:
         return Row(name, "eager", {**original, "guidance_interval": levers["guidance_interval"]})
     if name == "region-decode":
         return Row(name, "eager", {**original, "decode": "region"})
+    head, _, dtype = name.partition("-merging")
+    if head == "token" and dtype in ("", *(f"-{d}" for d in EXTRA_DTYPES)):
+        return Row(name, dtype.removeprefix("-") or "eager", {**original, "token_merging": levers["token_merging"]})
     if name in COMPILE_ROWS or name in COMPILE_DTYPE_ROWS:
         return Row(name, name.removeprefix("compile-"), original)
     if name in EXTRA_DTYPES:
@@ -232,7 +240,8 @@ def default_rows(args: argparse.Namespace) -> list[str]:
     one per extra dtype, the fast preset (and per extra dtype)."""
     extra = [d for d in args.dtypes if d != "float32"]
     names = ["original", "diffusers-50", "few-steps", "deep-cache", "guidance-interval", "region-decode"]
-    names += list(COMPILE_ROWS) * args.compile + extra
+    names += ["token-merging", *list(COMPILE_ROWS) * args.compile, *extra]
+    names += [f"token-merging-{d}" for d in extra]
     names += [f"compile-{b}-{d}" for b in BACKENDS for d in extra] * args.compile
     names += ["fast"] + [f"fast-{d}" for d in extra]
     return names
@@ -257,6 +266,8 @@ def describe_options(options: dict[str, Any]) -> str:
     if s["guidance_interval"] is not None:
         low, high = s["guidance_interval"]
         parts.append(f"guidance at t {low}-{high}")
+    if s["token_merging"]:
+        parts.append(f"token merging {s['token_merging']:g}")
     if s["decode"] != "full":
         parts.append(f"{s['decode']} decode")
     return ", ".join(parts)

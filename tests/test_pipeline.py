@@ -488,6 +488,7 @@ def test_presets_set_the_sampler_and_explicit_values_win(tiny_pipeline, scene_fi
         num_inference_steps=50,
         deep_cache=1,
         guidance_interval=(0, 1000),
+        token_merging=0.0,
         decode="full",
     )
     run(tiny_pipeline, scene_files, num_inference_steps=None)
@@ -499,17 +500,24 @@ def test_presets_set_the_sampler_and_explicit_values_win(tiny_pipeline, scene_fi
         run(tiny_pipeline, scene_files, preset="quick")
 
 
-def test_deep_cache_reuses_the_deep_features_between_steps(tiny_pipeline, scene_files, monkeypatch):
-    from subject_inpainting.sampling import stack as stack_module
-
+def instances_made(monkeypatch, module, name: str) -> list:
+    """The instances of ``module.name`` (a class) made while the test runs, in order."""
     made = []
+    base = getattr(module, name)
 
-    class Spy(stack_module.DeepCacheUNet):
+    class Spy(base):
         def __init__(self, *args):
             super().__init__(*args)
             made.append(self)
 
-    monkeypatch.setattr(stack_module, "DeepCacheUNet", Spy)
+    monkeypatch.setattr(module, name, Spy)
+    return made
+
+
+def test_deep_cache_reuses_the_deep_features_between_steps(tiny_pipeline, scene_files, monkeypatch):
+    from subject_inpainting.sampling import stack as stack_module
+
+    made = instances_made(monkeypatch, stack_module, "DeepCacheUNet")
     plain = run(tiny_pipeline, scene_files, preset="original", num_inference_steps=12)
     assert made == []  # the original preset runs every step in full
     cached = run(tiny_pipeline, scene_files, preset="original", num_inference_steps=12, deep_cache=3)
@@ -524,14 +532,7 @@ def test_deep_cache_reuses_the_deep_features_between_steps(tiny_pipeline, scene_
 def test_deep_cache_and_guidance_interval_with_a_fine_tuned_subject(reference_dir, scene_files, monkeypatch):
     from subject_inpainting.sampling import stack as stack_module
 
-    made = []
-
-    class Spy(stack_module.DeepCacheUNet):
-        def __init__(self, *args):
-            super().__init__(*args)
-            made.append(self)
-
-    monkeypatch.setattr(stack_module, "DeepCacheUNet", Spy)
+    made = instances_made(monkeypatch, stack_module, "DeepCacheUNet")
     pipe = SubjectInpaintPipeline.from_pretrained(reference_dir / "pbe-tiny")
     pipe.load_subject(reference_dir / "subject-tiny")
     out = run(pipe, scene_files, preset="original", num_inference_steps=6, deep_cache=2, guidance_interval=(0, 600))
@@ -540,6 +541,29 @@ def test_deep_cache_and_guidance_interval_with_a_fine_tuned_subject(reference_di
     mask = scene_files["mask_array"]
     scene = np.asarray(Image.open(scene_files["scene"]))
     assert np.array_equal(np.asarray(out.images[0])[~mask], scene[~mask])
+
+
+def test_token_merging_with_deep_cache_and_a_fine_tuned_subject(reference_dir, scene_files, monkeypatch):
+    from subject_inpainting.models import token_merging
+
+    made = instances_made(monkeypatch, token_merging, "TokenMergingProcessor")
+    pipe = SubjectInpaintPipeline.from_pretrained(reference_dir / "pbe-tiny")
+    pipe.load_subject(reference_dir / "subject-tiny")
+    before = [a.processor for u in (pipe.unet, pipe.subject.unet) for a in token_merging.self_attentions(u)]
+    kwargs = {"preset": "original", "num_inference_steps": 6, "deep_cache": 2}
+    plain = run(pipe, scene_files, **kwargs)
+    assert made == []  # the presets leave tokens unmerged
+    merged = run(pipe, scene_files, token_merging=0.5, **kwargs)
+    assert len(made) == len(before)  # every self-attention of both UNets
+    assert sum(p.merged_calls for p in made) > 0  # the whole calls and DeepCache's shallow ones merge
+    again = run(pipe, scene_files, token_merging=0.5, **kwargs)
+    assert [a.processor for u in (pipe.unet, pipe.subject.unet) for a in token_merging.self_attentions(u)] == before
+    mask = scene_files["mask_array"]
+    a, b, c = (np.asarray(out.images[0]).astype(int) for out in (plain, merged, again))
+    assert np.array_equal(b, c)  # every run draws the same tiles
+    assert np.array_equal(a[~mask], b[~mask]) and 0 < np.abs(a - b)[mask].mean() < 40
+    with pytest.raises(ValueError, match=r"token_merging must be a finite number between 0 and 0\.75, got 0\.8"):
+        run(pipe, scene_files, token_merging=0.8, **kwargs)
 
 
 def test_region_decode_decodes_a_window_and_matches_inside_the_region(tiny_pipeline, scene_files, monkeypatch):

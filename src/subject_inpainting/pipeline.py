@@ -35,6 +35,7 @@ from . import imaging
 from .image_processor import FramedScene, ImageInput, InpaintImageProcessor, PreparedInputs
 from .models.build import move
 from .models.compiled import compile_unet
+from .models.token_merging import TokenMergingConfig, merged_tokens
 from .presets import DECODE_MARGIN
 from .sampling.guidance import check_interval
 from .sampling.samplers import num_denoiser_steps, sample
@@ -455,6 +456,7 @@ class SubjectInpaintPipeline:
         deep_cache: int | None = None,
         deep_cache_branch: int | None = None,
         guidance_interval: tuple[int, int] | None = None,
+        token_merging: float | None = None,
         decode: str | None = None,
         settings: PaintSettings | None = None,
         callback_on_step_end: StepEndCallback | None = None,
@@ -519,7 +521,10 @@ class SubjectInpaintPipeline:
         if latents is None:
             latents = self.prepare_latents(n, generator, len(requests))
         step_generator = generator[0] if isinstance(generator, (list, tuple)) else generator
-        with self._running(self.unet, self.subject.unet if self.subject is not None else None):
+        unets = (self.unet, self.subject.unet if self.subject is not None else None)
+        merging = TokenMergingConfig(chosen.token_merging)
+        pattern = merging.pattern_generator()
+        with self._running(*unets), merged_tokens(unets, merging, latents.shape[-2:], pattern):
             x = latents.to(self.execution_device, torch.float32)
             x = self._sample(denoiser, x, chosen, step_generator, progress, callback_on_step_end, tensor_inputs)
         # 6. Decoding and pasting back into each scene.

@@ -23,6 +23,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "deep_cache": 1,
         "deep_cache_branch": 0,
         "guidance_interval": None,
+        "token_merging": 0.0,
         "decode": "full",
     },
     "fast": {
@@ -31,6 +32,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "deep_cache": 4,
         "deep_cache_branch": 0,
         "guidance_interval": (100, 800),
+        "token_merging": 0.5,
         "decode": "full",
     },
 }
@@ -42,7 +44,8 @@ def describe(preset: str) -> str:
     cache = f"deep cache every {p['deep_cache']} calls" if p["deep_cache"] > 1 else "no deep cache"
     interval = p["guidance_interval"]
     guided = "guidance at every step" if interval is None else f"guidance at timesteps {interval[0]}-{interval[1]}"
-    return f"{p['sampler']} {p['num_inference_steps']} steps, {cache}, {guided}, {p['decode']} decode"
+    merging = f", token merging {p['token_merging']:g}" if p["token_merging"] else ""
+    return f"{p['sampler']} {p['num_inference_steps']} steps, {cache}, {guided}{merging}, {p['decode']} decode"
 
 
 def preset_settings(preset: str, **given: Any) -> dict[str, Any]:

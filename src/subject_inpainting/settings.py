@@ -29,6 +29,8 @@ MAX_NUM_IMAGES = 16  # one batch through the UNet; more pictures: paint again wi
 MAX_CONTEXT = 100.0
 MAX_FEATHER = 10_000.0
 MAX_DEEP_CACHE_BRANCH = 8
+# Token merging keeps one destination token of each 2×2 tile, so at most 3 tokens in 4 can merge away.
+MAX_TOKEN_MERGING = 0.75
 REGIONS = ("full", "crop")
 
 KINDS = ("int", "float", "choice", "switch", "interval")
@@ -172,6 +174,18 @@ class PaintSettings:
         from_preset=True,
         metavar="LOW,HIGH",
         label="Guidance interval",
+    )
+    token_merging: float | None = _option(
+        None,
+        "merge this fraction of the tokens in the UNet's top-resolution self-attention (ToMe; 0 = off): faster "
+        "sampling, slightly different pictures",
+        "float",
+        low=0.0,
+        high=MAX_TOKEN_MERGING,
+        group="speed",
+        from_preset=True,
+        metavar="RATIO",
+        label="Token merging",
     )
     decode: str | None = _option(
         None,

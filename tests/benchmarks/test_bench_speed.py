@@ -81,14 +81,29 @@ def test_lever_rows_follow_the_fast_preset(bench_speed, monkeypatch):
     from subject_inpainting import presets
 
     fast = presets.PRESETS["fast"]
-    turned_on = {"deep_cache": 5, "guidance_interval": (200, 700), "sampler": "unipc", "num_inference_steps": 9}
+    turned_on = {
+        "deep_cache": 5,
+        "guidance_interval": (200, 700),
+        "sampler": "unipc",
+        "num_inference_steps": 9,
+        "token_merging": 0.25,
+    }
     monkeypatch.setitem(presets.PRESETS, "fast", {**fast, **turned_on})
     assert bench_speed.make_row("deep-cache", 50).options["deep_cache"] == 5
+    assert bench_speed.make_row("token-merging", 50).options["token_merging"] == 0.25
     assert bench_speed.make_row("guidance-interval", 50).options["guidance_interval"] == (200, 700)
     few = bench_speed.make_row("few-steps", 50).options
     assert (few["sampler"], few["num_inference_steps"]) == ("unipc", 9)
-    turned_off = {"deep_cache": 1, "guidance_interval": None, "sampler": "plms", "num_inference_steps": 50}
+    turned_off = {
+        "deep_cache": 1,
+        "guidance_interval": None,
+        "sampler": "plms",
+        "num_inference_steps": 50,
+        "token_merging": 0.0,
+    }
     monkeypatch.setitem(presets.PRESETS, "fast", {**fast, **turned_off})
+    merging = bench_speed.make_row("token-merging-bfloat16", 50)
+    assert merging.variant == "bfloat16" and merging.options["token_merging"] == bench_speed.DEFAULT_TOKEN_MERGING
     assert bench_speed.make_row("deep-cache", 50).options["deep_cache"] == bench_speed.DEFAULT_DEEP_CACHE
     assert bench_speed.make_row("guidance-interval", 50).options["guidance_interval"] == bench_speed.DEFAULT_INTERVAL
     few = bench_speed.make_row("few-steps", 50).options
@@ -97,6 +112,8 @@ def test_lever_rows_follow_the_fast_preset(bench_speed, monkeypatch):
     original = bench_speed.make_row("original", 12).options
     assert original == {"preset": "original", "num_inference_steps": 12}
     assert bench_speed.make_row("region-decode", 12).options == {**original, "decode": "region"}
+    assert bench_speed.make_row("bfloat16", 12).options == original
+    assert bench_speed.make_row("token-merging", 12).options == {**original, "token_merging": 0.5}
     assert bench_speed.make_row("fast", 12).options == {"preset": "fast"}
 
 

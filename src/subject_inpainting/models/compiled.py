@@ -8,7 +8,8 @@
   subject's weights copied in) converts it again. Calls the converted model cannot express run the eager
   ``forward`` unchanged: an attention mask over the context (references of different lengths), a UNet carrying
   PEFT adapters (LoRA subjects switch them per row), hooks on its layers (DeepCache keeps a feature through
-  one, so under DeepCache every call is eager), extra keyword arguments, or a device other than the CPU.
+  one, so under DeepCache every call is eager), token merging (random per call), extra keyword arguments, or a
+  device other than the CPU.
   OpenVINO computes in float32 for a float32 UNet (``INFERENCE_PRECISION_HINT`` ``f32``; its default on CPUs
   with native bfloat16 is bf16) and in bfloat16 for a bfloat16 one.
 
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .token_merging import TokenMergingProcessor
 
 COMPILE_BACKENDS = ("inductor", "openvino")
 OPENVINO_PRECISION = {torch.float32: "f32", torch.bfloat16: "bf16"}
@@ -109,6 +112,8 @@ class OpenVINOForward:
             return "PEFT adapters on the UNet (a LoRA subject)"
         if any(m._forward_hooks or m._forward_pre_hooks for m in self.unet.modules() if m is not self.unet):
             return "hooks on the UNet's layers (DeepCache)"
+        if any(isinstance(getattr(m, "processor", None), TokenMergingProcessor) for m in self.unet.modules()):
+            return "token merging"
         if sample.device.type != "cpu":
             return f"inputs on {sample.device}"
         if self.unet.dtype not in OPENVINO_PRECISION:

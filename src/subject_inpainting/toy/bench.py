@@ -85,6 +85,8 @@ class ToyBenchConfig:
     deep_cache: tuple[int, ...] = (2, 3, 5)  # the speed levers' rows (``lever_settings``)
     guidance_intervals: tuple[tuple[int, int], ...] = ((100, 800), (0, 600))
     fast_steps: tuple[int, ...] = (20, 12)  # the fast preset at other step counts (``lever_settings``)
+    # the fast preset with tokens merged at these ratios (its own ratio's row is the preset's)
+    token_merging: tuple[float, ...] = (0.0, 0.5, 0.75)
     # rows of the fast preset in bfloat16 (what --dtype auto picks on a CPU that computes it natively); None: only
     # on such a CPU, since elsewhere PyTorch emulates bfloat16, far slower than float32
     bfloat16: bool | None = None
@@ -111,6 +113,7 @@ class ToyBenchConfig:
             deep_cache=(3,),
             guidance_intervals=((100, 800),),
             fast_steps=(3,),
+            token_merging=(0.0,),
         )
 
 
@@ -184,11 +187,28 @@ def settings(config: ToyBenchConfig) -> list[Setting]:
         Setting(f"fine-tuned + detail (1 token), w=0.8, fast preset, {n} steps", "detail", None, preset="fast", steps=n)
         for n in other_fast_steps(config)
     ]
+    fast_rows = (("base", None), ("fine-tuned + detail (1 token), w=0.8", "detail"))
+    dtypes = ["float32"]
     if config.bfloat16 if config.bfloat16 is not None else native_bf16():
+        dtypes.append("bfloat16")
         s += [
             Setting(f"{prefix}, fast preset, bfloat16", subject, None, preset="fast", dtype="bfloat16")
-            for prefix, subject in (("base", None), ("fine-tuned + detail (1 token), w=0.8", "detail"))
+            for prefix, subject in fast_rows
         ]
+    s += [
+        Setting(
+            f"{prefix}, fast preset{'' if dtype == 'float32' else ', ' + dtype}, token merging {ratio:g}",
+            subject,
+            None,
+            preset="fast",
+            dtype=dtype,
+            levers={"token_merging": ratio},
+        )
+        for ratio in config.token_merging
+        if ratio != PRESETS["fast"]["token_merging"]
+        for dtype in dtypes
+        for prefix, subject in fast_rows
+    ]
     s += [
         Setting(f"fine-tuned + detail (1 token), w={w:g}", "detail", "plms", weight=w)
         for w in config.weights
