@@ -173,8 +173,9 @@ class SubjectInpaintPipeline:
         Args:
             backend: ``"inductor"`` (``torch.compile``, PyTorch's own; needs a C++ compiler on the CPU) or
                 ``"openvino"`` (OpenVINO's CPU engine, ``pip install 'subject-inpainting[openvino]'``). Calls it
-                cannot express run eager, with a warning: under DeepCache (the ``fast`` preset; pass
-                ``deep_cache=1`` to use OpenVINO), with a LoRA subject loaded, or with an attention mask; see
+                cannot express run eager, with a warning: under DeepCache or token merging (the ``fast`` preset;
+                pass ``deep_cache=1, token_merging=0`` to use OpenVINO), with a LoRA subject loaded, or with an
+                attention mask; see
                 ``subject_inpainting.models.compiled``.
             cache_dir: where inductor keeps compiled artefacts between runs (default
                 ``~/.cache/subject-inpainting/inductor``), so a second run skips most of the compilation.

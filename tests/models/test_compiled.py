@@ -12,6 +12,7 @@ import torch
 
 from conftest import tiny_components
 from subject_inpainting.models.compiled import OpenVINOForward, compile_unet
+from subject_inpainting.models.token_merging import TokenMergingConfig, merged_tokens
 from subject_inpainting.pipeline import SubjectInpaintPipeline
 
 # OpenVINO's runtime stays loaded once imported; these tests keep it out of the test session's process.
@@ -91,6 +92,17 @@ def test_openvino_runs_eager_what_it_cannot_express(ov_unet):
         warnings.simplefilter("error")
         ov_unet(sample, t, encoder_hidden_states=context, encoder_attention_mask=mask)
     assert ov_unet.forward.eager_calls == 3
+    # token merging draws its tiles on every call: a traced graph would freeze one draw
+    config, size = TokenMergingConfig(0.5), tuple(sample.shape[-2:])
+
+    def merged_call():
+        with torch.no_grad(), merged_tokens([ov_unet], config, size, config.pattern_generator()):
+            return ov_unet(sample, t, encoder_hidden_states=context[:, :1]).sample
+
+    with pytest.warns(UserWarning, match="runs eager the UNet calls with token merging"):
+        first = merged_call()
+    assert torch.equal(merged_call(), first)  # the same tiles on every run
+    assert ov_unet.forward.eager_calls == 5 and ov_unet.forward.converted == 0
 
 
 def test_openvino_refuses_what_it_cannot_run():

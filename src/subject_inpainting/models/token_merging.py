@@ -3,12 +3,12 @@ CVPR Workshops 2023).
 
 Self-attention at the UNet's top resolution (4,096 tokens for a 64×64 latent) costs time in proportion to the
 square of its token count. Before it runs, the most similar tokens are merged: the latent grid is cut into
-``stride × stride`` tiles, one token of each tile (drawn at random) is a
-*destination*, every other token a *source*; each source finds its most similar destination (cosine
-similarity), and the ``ratio · N`` sources with the most similar destinations are averaged into them. The
-attention runs on the ``N - ratio · N`` tokens left; its output is copied back, a merged source taking its
-destination's value (unmerging), so the block's residual path keeps every token. As in the paper's
-recommended setting, only the self-attention (``attn1``) of the transformer blocks at the top resolution
+``stride × stride`` tiles, one token of each tile (drawn from a fixed pseudo-random sequence,
+``TokenMergingConfig.seed``) is a *destination*, every other token a *source*; each source finds its most
+similar destination (cosine similarity), and the ``ratio · N`` sources with the most similar destinations are
+averaged into them. The attention runs on the ``N - ratio · N`` tokens left; its output is copied back, a merged
+source taking its destination's value (unmerging), so the block's residual path keeps every token. As in the
+paper's recommended setting, only the self-attention (``attn1``) of the transformer blocks at the top resolution
 (``max_downsample`` 1) merges; cross-attention and the feed-forward layers see every token.
 
 ``merge_plan``, ``merge`` and ``unmerge`` are pure functions on ``(B, N, C)`` tokens; ``merged_tokens``
