@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from subject_inpainting import cli
+from subject_inpainting.presets import PRESETS
 from subject_inpainting.toy import world
 from subject_inpainting.toy.bench import (
     CHANGED_PARTS,
@@ -37,13 +38,19 @@ def test_quick_benchmark_reports_every_setting(tmp_path, capsys):
     plain_samplers = [r for r in rows.values() if r["setting"].startswith("base,") and r["preset"] == "original"]
     plain_samplers = [r for r in plain_samplers if not r["levers_named"]]
     assert len(plain_samplers) == 3
-    levers = [r for r in rows.values() if r["levers_named"]]
+    levers = [r for r in rows.values() if r["levers_named"] and r["preset"] == "original"]
     assert {r["sampler"] for r in levers} == {"plms", "dpmsolver++"} and len(levers) == 4
+    # the fast preset with its tokens merged otherwise (quick: not at all), base and fine-tuned
+    merging = [r for r in rows.values() if r["levers_named"] == ["token_merging"]]
+    assert {r["setting"] for r in merging} >= {
+        "base, fast preset, token merging 0",
+        "fine-tuned + detail (1 token), w=0.8, fast preset, token merging 0",
+    }
+    assert all(r["preset"] == "fast" and r["levers"]["token_merging"] == 0.0 for r in merging)
+    assert rows["base, fast preset"]["levers"]["token_merging"] == PRESETS["fast"]["token_merging"]
     assert all(r["levers"]["deep_cache"] == 3 for r in levers if "deep cache" in r["setting"])
     assert all(r["levers"]["guidance_interval"] == [100, 800] for r in levers if "guidance at" in r["setting"])
     fast = rows["base, fast preset"]
-    from subject_inpainting.presets import PRESETS
-
     assert (fast["sampler"], fast["steps"]) == (PRESETS["fast"]["sampler"], PRESETS["fast"]["num_inference_steps"])
     for prefix in ("base", "fine-tuned + detail (1 token), w=0.8"):  # the fast preset at fewer steps
         fewer = rows[f"{prefix}, fast preset, 3 steps"]
