@@ -130,6 +130,8 @@ EXTRA_DTYPES = ("bfloat16", "float16")
 BACKENDS = ("inductor", "openvino")
 COMPILE_ROWS = tuple(f"compile-{b}" for b in BACKENDS)
 COMPILE_DTYPE_ROWS = tuple(f"compile-{b}-{d}" for b in BACKENDS for d in EXTRA_DTYPES)
+# The token-merging rows and the variant each runs in.
+TOKEN_MERGING_ROWS = {"token-merging": "eager", **{f"token-merging-{d}": d for d in EXTRA_DTYPES}}
 # Every row, in the table's order; dtype rows exist only for the dtypes run.
 ROWS = (
     "original",
@@ -141,7 +143,7 @@ ROWS = (
     "token-merging",
     *COMPILE_ROWS,
     *EXTRA_DTYPES,
-    *(f"token-merging-{d}" for d in EXTRA_DTYPES),
+    *(name for name in TOKEN_MERGING_ROWS if name != "token-merging"),
     *COMPILE_DTYPE_ROWS,
     "fast",
     *(f"fast-{d}" for d in EXTRA_DTYPES),
@@ -209,9 +211,8 @@ def make_row(name: str, steps_original: int) -> Row:
         return Row(name, "eager", {**original, "guidance_interval": levers["guidance_interval"]})
     if name == "region-decode":
         return Row(name, "eager", {**original, "decode": "region"})
-    head, _, dtype = name.partition("-merging")
-    if head == "token" and dtype in ("", *(f"-{d}" for d in EXTRA_DTYPES)):
-        return Row(name, dtype.removeprefix("-") or "eager", {**original, "token_merging": levers["token_merging"]})
+    if name in TOKEN_MERGING_ROWS:
+        return Row(name, TOKEN_MERGING_ROWS[name], {**original, "token_merging": levers["token_merging"]})
     if name in COMPILE_ROWS or name in COMPILE_DTYPE_ROWS:
         return Row(name, name.removeprefix("compile-"), original)
     if name in EXTRA_DTYPES:

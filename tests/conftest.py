@@ -49,6 +49,20 @@ def tiny_components(seed: int = 0, detail_layers: int = 0, detail_grid: int = 1)
 
 
 @pytest.fixture
+def scenes_per_call(monkeypatch) -> list[int]:
+    """The pipeline calls made while the test runs, as the number of scenes in each."""
+    calls = []
+    real = SubjectInpaintPipeline.__call__
+
+    def spy(self, scene, *args, **kwargs):
+        calls.append(len(scene) if isinstance(scene, list) else 1)
+        return real(self, scene, *args, **kwargs)
+
+    monkeypatch.setattr(SubjectInpaintPipeline, "__call__", spy)
+    return calls
+
+
+@pytest.fixture
 def tiny_pipeline() -> SubjectInpaintPipeline:
     return SubjectInpaintPipeline(**tiny_components())
 

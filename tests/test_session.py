@@ -21,20 +21,6 @@ def pixels(image) -> np.ndarray:
     return np.asarray(image).astype(int)
 
 
-@pytest.fixture
-def counted(monkeypatch):
-    """The pipeline calls made, as the number of scenes in each."""
-    calls = []
-    real = SubjectInpaintPipeline.__call__
-
-    def spy(self, scene, *args, **kwargs):
-        calls.append(len(scene) if isinstance(scene, list) else 1)
-        return real(self, scene, *args, **kwargs)
-
-    monkeypatch.setattr(SubjectInpaintPipeline, "__call__", spy)
-    return calls
-
-
 def test_a_request_paints_what_the_pipeline_paints_with_its_seed(tiny_model_dir, scene_files):
     session = Session(tiny_model_dir, device="cpu", dtype="float32")
     (result,) = session.paint([request(scene_files, seed=11)])
@@ -53,19 +39,19 @@ def test_a_request_paints_what_the_pipeline_paints_with_its_seed(tiny_model_dir,
     assert np.array_equal(pixels(session.paint_one(request(scene_files, seed=11))[0]), pixels(result.images[0]))
 
 
-def test_requests_of_one_group_are_batched_and_paint_as_alone(tiny_model_dir, scene_files, counted):
+def test_requests_of_one_group_are_batched_and_paint_as_alone(tiny_model_dir, scene_files, scenes_per_call):
     session = Session(tiny_model_dir, device="cpu", dtype="float32")
     requests = [request(scene_files, seed=s) for s in (1, 2, 3)]
     other = request(scene_files, seed=4, settings=PaintSettings(num_inference_steps=3, guidance_scale=2.0))
     together = session.paint([*requests, other], batch_size=4)
-    assert counted == [3, 1]  # the three of one settings in one call; other settings apart
+    assert scenes_per_call == [3, 1]  # the three of one settings in one call; other settings apart
     alone = session.paint(requests, batch_size=1)
     for a, b in zip(together[:3], alone, strict=True):
         assert np.abs(pixels(a.images[0]) - pixels(b.images[0])).max() <= 1  # float rounding of a batch
     assert not np.array_equal(pixels(together[0].images[0]), pixels(together[1].images[0]))  # seeds differ
 
 
-def test_a_bad_request_fails_alone(tiny_model_dir, scene_files, tmp_path, counted):
+def test_a_bad_request_fails_alone(tiny_model_dir, scene_files, tmp_path, scenes_per_call):
     session = Session(tiny_model_dir, device="cpu", dtype="float32")
     missing = PaintRequest(tmp_path / "missing.png", scene_files["reference"], box=(0, 0, 8, 8), settings=FAST)
     outside = PaintRequest(scene_files["scene"], scene_files["reference"], box=(40, 30, 90, 90), settings=FAST)
@@ -73,7 +59,7 @@ def test_a_bad_request_fails_alone(tiny_model_dir, scene_files, tmp_path, counte
     assert [r.ok for r in results] == [True, False, False, True]
     assert "missing.png: no such file" in str(results[1].error) and results[1].images == []
     assert "outside" in str(results[2].error)
-    assert counted == [2]  # the good two in one call
+    assert scenes_per_call == [2]  # the good two in one call
 
 
 def test_a_batched_call_that_fails_is_painted_again_one_by_one(tiny_model_dir, scene_files, monkeypatch):
@@ -132,7 +118,7 @@ def test_seeds_and_settings_are_checked_when_the_request_is_made(scene_files):
         Session().paint([], batch_size=0)
 
 
-def test_an_exception_of_the_callers_callback_stops_the_whole_call(tiny_model_dir, scene_files, counted):
+def test_an_exception_of_the_callers_callback_stops_the_whole_call(tiny_model_dir, scene_files, scenes_per_call):
     session = Session(tiny_model_dir, device="cpu", dtype="float32")
     steps = []
 
@@ -148,7 +134,7 @@ def test_an_exception_of_the_callers_callback_stops_the_whole_call(tiny_model_di
     batch = [request(scene_files, seed=s) for s in (1, 2)]
     with pytest.raises(Cancelled):
         session.paint(batch, batch_size=2, callback_on_step_end=cancel_at_the_second_step)
-    assert counted == [2] and steps == [0, 1]  # neither recorded as a failure nor painted again one by one
+    assert scenes_per_call == [2] and steps == [0, 1]  # neither recorded as a failure nor painted again one by one
     with pytest.raises(Cancelled):
         session.paint(batch[:1], callback_on_step_end=cancel_at_the_second_step)
 

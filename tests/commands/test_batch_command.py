@@ -192,7 +192,9 @@ def test_subject_jobs_load_their_subject_and_paint_as_inpaint(job_files, tiny_lo
     assert not np.array_equal(pixels(out / "bear.png"), pixels(out / "plain-1.png"))
 
 
-def test_batch_size_paints_the_same_pictures_and_failures(job_files, tiny_lora_subject, tmp_path, capsys, monkeypatch):
+def test_batch_size_paints_the_same_pictures_and_failures(
+    job_files, tiny_lora_subject, tmp_path, capsys, scenes_per_call
+):
     boxes = [
         {"id": f"box-{i}", "scene": "scene.png", "box": [2 + i, 5, 30, 30], "reference": "reference.png"}
         for i in range(4)
@@ -204,24 +206,15 @@ def test_batch_size_paints_the_same_pictures_and_failures(job_files, tiny_lora_s
     # runs of 3 jobs of one group: [masked, no-scene, box-0] and [outside, box-1, box-2], each with a bad job
     # that is recorded alone while the other two are painted together; box-3; the subject's jobs
     jobs = write_jobs(job_files, [*GOOD, BAD[0], boxes[0], BAD[1], *boxes[1:], *bears])
-    from subject_inpainting.pipeline import SubjectInpaintPipeline
-
-    paint, scenes = SubjectInpaintPipeline.__call__, []
-
-    def counting(pipe, scene, *args, **kwargs):
-        scenes.append(len(scene) if isinstance(scene, list) else 1)
-        return paint(pipe, scene, *args, **kwargs)
-
-    monkeypatch.setattr(SubjectInpaintPipeline, "__call__", counting)
     runs, calls = {}, {}
     for size in (1, 3):
-        scenes.clear()
+        scenes_per_call.clear()
         out = tmp_path / f"size-{size}"
         assert cli.main(["batch", str(jobs), "--out-dir", str(out), "--batch-size", str(size), *FAST]) == 1
         assert capsys.readouterr().out.startswith("9 painted, 0 already done, 2 failed")
         runs[size] = {p.name: pixels(p).astype(int) for p in sorted(out.glob("*.png"))}
         assert [r["id"] for r in lines_of(out / "failures.jsonl")] == ["no-scene", "outside"]
-        calls[size] = sorted(scenes)
+        calls[size] = sorted(scenes_per_call)
     assert list(runs[1]) == list(runs[3]) and len(runs[1]) == 10
     assert all(np.abs(runs[1][k] - runs[3][k]).max() <= 1 for k in runs[1])
     assert not np.array_equal(runs[3]["box-0.png"], runs[3]["box-1.png"])

@@ -110,9 +110,13 @@ class OpenVINOForward:
             return f"the argument(s) {', '.join(extra)}"
         if getattr(self.unet, "peft_config", None) is not None:
             return "PEFT adapters on the UNet (a LoRA subject)"
-        if any(m._forward_hooks or m._forward_pre_hooks for m in self.unet.modules() if m is not self.unet):
+        hooked = merging = False  # one pass over the layers: this runs on every call
+        for m in self.unet.modules():
+            hooked = hooked or (m is not self.unet and bool(m._forward_hooks or m._forward_pre_hooks))
+            merging = merging or isinstance(getattr(m, "processor", None), TokenMergingProcessor)
+        if hooked:
             return "hooks on the UNet's layers (DeepCache)"
-        if any(isinstance(getattr(m, "processor", None), TokenMergingProcessor) for m in self.unet.modules()):
+        if merging:
             return "token merging"
         if sample.device.type != "cpu":
             return f"inputs on {sample.device}"
