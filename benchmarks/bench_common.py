@@ -588,6 +588,37 @@ def timed_rounds(
     return records, outputs, order
 
 
+def write_results(script: str, out: Path | None, fields: dict[str, Any], started: float) -> dict[str, Any]:
+    """A run's results: the command that ran ``benchmarks/<script>``, ``fields``, the seconds since ``started``
+    (``time.perf_counter``) and the machine; written as JSON to ``out`` (atomically) when given."""
+    result = {
+        "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]),
+        **fields,
+        "duration_s": time.perf_counter() - started,
+        "machine": {**machine_info(torch.device("cpu")), "capability": torch.backends.cpu.get_cpu_capability()},
+    }
+    if out:
+        import json
+
+        from subject_inpainting.utils.files import write_text_atomic
+
+        write_text_atomic(out, json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def cpu_dtypes(names: str | None) -> list[str]:
+    """A ``--dtypes`` value (comma-separated names, ``auto`` among them) → distinct dtype names for the CPU;
+    None → float32, and bfloat16 where the CPU computes it natively.
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    from subject_inpainting.devices import resolve_dtype
+
+    chosen = [resolve_dtype(n.strip(), torch.device("cpu")) for n in (names or "float32,auto").split(",")]
+    return list(dict.fromkeys(str(d).removeprefix("torch.") for d in chosen))
+
+
 # ---------------------------------------------------------------------------------------------------
 # Reporting
 # ---------------------------------------------------------------------------------------------------

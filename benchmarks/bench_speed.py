@@ -36,17 +36,18 @@ For every row: the median wall time of its calls with the range, its ratio to th
 ``fast`` over ``diffusers-50``), the UNet evaluations per image with their batch sizes and how many ran the
 whole UNet (DeepCache's cached calls run only its shallow path), where the time went (UNet, VAE encode and
 decode, reference encoder, the rest), the peak RSS during the call and the peak minus the RSS just before it
-(``bench_common.measure_call``). Compiled rows also give the compile time: a first 1-step call minus a
-second one. Besides the rows: the FLOPs of one guided UNet step at batch 2 (``FlopCounterMode``, a multiply-add
-counting 2; the CPU flash-attention kernel, which it does not know, counted as it counts the other attention
-kernels) over its measured time, against the machine's float32 peak measured in the same process with a 2048³
-matmul and a 3×3 convolution shaped like the UNet's first layers (1×320×64×64 → 320).
+(``bench_common.measure_call``). Compiled rows also give the compile time: a first call minus a second
+one (1 step; 4 under DeepCache, so that both of its graphs are met). Besides the rows: the FLOPs of one
+guided UNet step at batch 2 (``FlopCounterMode``, a multiply-add counting 2; the CPU flash-attention kernel,
+which it does not know, counted as it counts the other attention kernels) over its measured time, against
+the machine's float32 peak measured in the same process with a 2048³ matmul and a 3×3 convolution shaped like
+the UNet's first layers (1×320×64×64 → 320).
 
 How
 ---
 One process builds every pipeline once (all weights stay resident, so ``peak RSS`` counts them all and
 ``peak − before`` is each call's own working memory). Each row gets an untimed 1-step warm-up (``--no-warmup``
-skips it; compiled rows always get their two 1-step calls), then ``--repeats`` rounds in which every row of
+skips it; compiled rows always get their two calls), then ``--repeats`` rounds in which every row of
 every workload runs once, the order reversed every other round (``bench_common.timed_rounds``), so that a
 machine whose speed drifts slows every row alike. UNet evaluations are counted by forward hooks: at the UNet's
 ``conv_in`` (every evaluation, cached or not, with its batch size) and at the UNet module (whole-UNet calls);
@@ -130,6 +131,9 @@ EXTRA_DTYPES = ("bfloat16", "float16")
 BACKENDS = ("inductor", "openvino")
 COMPILE_ROWS = tuple(f"compile-{b}" for b in BACKENDS)
 COMPILE_DTYPE_ROWS = tuple(f"compile-{b}-{d}" for b in BACKENDS for d in EXTRA_DTYPES)
+# The fast preset compiled with OpenVINO, whose graphs keep DeepCache but cannot merge tokens, and the variant
+# each runs in.
+FAST_OPENVINO_ROWS = {"fast-openvino": "openvino", **{f"fast-openvino-{d}": f"openvino-{d}" for d in EXTRA_DTYPES}}
 # The token-merging rows and the variant each runs in.
 TOKEN_MERGING_ROWS = {"token-merging": "eager", **{f"token-merging-{d}": d for d in EXTRA_DTYPES}}
 # Every row, in the table's order; dtype rows exist only for the dtypes run.
@@ -147,6 +151,7 @@ ROWS = (
     *COMPILE_DTYPE_ROWS,
     "fast",
     *(f"fast-{d}" for d in EXTRA_DTYPES),
+    *FAST_OPENVINO_ROWS,
     "default",
 )
 # The levers' values when the fast preset does not use them (so that the row still measures the lever).
@@ -219,6 +224,8 @@ def make_row(name: str, steps_original: int) -> Row:
         return Row(name, name, original)
     if name == "fast":
         return Row(name, "eager", {"preset": "fast"})
+    if name in FAST_OPENVINO_ROWS:
+        return Row(name, FAST_OPENVINO_ROWS[name], {"preset": "fast", "token_merging": 0.0})
     if name.removeprefix("fast-") in EXTRA_DTYPES:
         return Row(name, name.removeprefix("fast-"), {"preset": "fast"})
     if name == "default":  # what `subject-inpaint inpaint` runs on this machine with no flags
@@ -245,6 +252,7 @@ def default_rows(args: argparse.Namespace) -> list[str]:
     names += [f"token-merging-{d}" for d in extra]
     names += [f"compile-{b}-{d}" for b in BACKENDS for d in extra] * args.compile
     names += ["fast"] + [f"fast-{d}" for d in extra]
+    names += ["fast-openvino", *(f"fast-openvino-{d}" for d in extra)] * args.compile
     return names
 
 
@@ -470,8 +478,8 @@ class LeverTimer(StageTimer):
     only the whole-UNet calls. Here every evaluation of an eager UNet is counted (with its batch size) at its
     ``conv_in``, timed from there to the end of its ``conv_out``, and the whole-UNet calls are counted at the
     module (``full_batches``). The layers of a compiled UNet run inside the compiled graph, where no hook should
-    go: a compiled UNet is counted and timed at its module (it has no cached calls). Extra VAEs (other dtypes'
-    copies) are timed too.
+    go: a compiled UNet is counted and timed at its module, and DeepCache's graphs, which run without the module,
+    where they run (``_deep_cache_graphs``). Extra VAEs (other dtypes' copies) are timed too.
     """
 
     def __init__(
@@ -490,6 +498,9 @@ class LeverTimer(StageTimer):
             vae.decode = self._wrap(vae.decode, "vae_decode")
         for unet in compiled_unets:
             unet.register_forward_pre_hook(self._count_full, with_kwargs=True)
+            backend = unet.__dict__.get("forward")
+            if hasattr(backend, "run_graph"):
+                backend.run_graph = self._deep_cache_graphs(backend.run_graph)
         for unet in eager_unets:
             unet.register_forward_pre_hook(self._count_full, with_kwargs=True)
             unet.register_forward_pre_hook(self._mark_whole)
@@ -507,6 +518,27 @@ class LeverTimer(StageTimer):
 
     def _mark_whole(self, module: torch.nn.Module, args: tuple) -> None:
         self._whole_next = True  # the evaluation that starts next, at this eager UNet's conv_in, is a whole one
+
+    def _deep_cache_graphs(self, run_graph: Callable[..., Any]) -> Callable[..., Any]:
+        """``run_graph`` of a compiled UNet, counting and timing DeepCache's graphs, which run without the UNet
+        module (its own graph runs inside the module's call, whose hooks count it)."""
+        from subject_inpainting.sampling.deepcache import SHALLOW_GRAPH, WHOLE_GRAPH
+
+        def timed(name: str, build: Any, inputs: tuple) -> Any:
+            if not name.startswith((WHOLE_GRAPH, SHALLOW_GRAPH)):
+                return run_graph(name, build, inputs)
+            batch, whole = int(inputs[0].shape[0]), name.startswith(WHOLE_GRAPH)
+            if whole:
+                self.full_batches.append(batch)
+            self.unet_batches.append(batch)
+            self.unet_whole.append(whole)
+            self._start("unet")
+            try:
+                return run_graph(name, build, inputs)
+            finally:
+                self._stop("unet")
+
+        return timed
 
     def _evaluation(self, module: torch.nn.Module, args: tuple) -> None:
         self.unet_batches.append(int(args[0].shape[0]))
@@ -591,12 +623,24 @@ def time_once(run: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def measure_compile(key: str, run: Callable[..., Any], device: torch.device) -> dict[str, float]:
-    """Compile time of a compiled row: its first 1-step call (which compiles) minus a second one."""
-    first = time_once(lambda: run(1), device)
-    steady = time_once(lambda: run(1), device)
-    print(f"  [compile] {key}: first 1-step call {first:.1f} s, second {steady:.2f} s", file=sys.stderr, flush=True)
-    return {"first_call_s": first, "steady_call_s": steady, "compile_s": first - steady}
+def measure_compile(key: str, run: Callable[..., Any], device: torch.device, steps: int = 1) -> dict[str, float]:
+    """Compile time of a compiled row: its first ``steps``-step call (which compiles every graph those steps
+    call) minus a second one."""
+    first = time_once(lambda: run(steps), device)
+    steady = time_once(lambda: run(steps), device)
+    print(
+        f"  [compile] {key}: first {steps}-step call {first:.1f} s, second {steady:.2f} s", file=sys.stderr, flush=True
+    )
+    return {"first_call_s": first, "steady_call_s": steady, "compile_s": first - steady, "steps": steps}
+
+
+def compile_steps(row: Row) -> int:
+    """Steps of a call that meets every graph of ``row``: 1, or under DeepCache enough for a shallow call after
+    the guidance interval's change of batch (the interval's first steps run a row fewer)."""
+    from subject_inpainting.presets import preset_settings
+
+    options = {k: v for k, v in row.options.items() if k != "preset"}
+    return 1 if preset_settings(row.options.get("preset", "original"), **options)["deep_cache"] <= 1 else 4
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -709,13 +753,13 @@ def run_rows(args: argparse.Namespace, built: Built, timer: LeverTimer) -> tuple
             warm_already = False
             if split_variant(row.variant)[0] is not None:
                 try:
-                    built.compile_s[(w, row.name)] = measure_compile(key, run, device)
+                    built.compile_s[(w, row.name)] = measure_compile(key, run, device, compile_steps(row))
                 except Exception as e:  # a backend that cannot compile this UNet: reported, the rest goes on
                     reason = (str(e).strip().splitlines() or [""])[-1][:300]
                     built.skipped[row.name] = f"compiling failed ({key}): {type(e).__name__}: {reason}"
                     print(f"  [compile] {key}: failed, row dropped ({type(e).__name__})", file=sys.stderr)
                     continue
-                warm_already = True  # its two 1-step calls above
+                warm_already = True  # its two calls above
             rows[key] = (w, row)
             full_batches[key] = []
 
@@ -867,7 +911,7 @@ def format_compile(results: dict[str, Any], skipped: dict[str, str]) -> str | No
             if "compile" in r:
                 c = r["compile"]
                 lines.append(
-                    f"- compile time, {w} `{name}`: {c['compile_s']:.1f} s (first 1-step call "
+                    f"- compile time, {w} `{name}`: {c['compile_s']:.1f} s (first {c.get('steps', 1)}-step call "
                     f"{c['first_call_s']:.1f} s minus a second one {c['steady_call_s']:.2f} s)"
                 )
     if lines:

@@ -485,7 +485,7 @@ def speed_compile(runs: Sequence[Run], arg: str) -> str:
             c = r.get("compile")
             if c:
                 lines.append(
-                    f"- compile time, {w} `{name}`: {num(c['compile_s'])} s (a first 1-step call, "
+                    f"- compile time, {w} `{name}`: {num(c['compile_s'])} s (a first {c.get('steps', 1)}-step call, "
                     f"{num(c['first_call_s'])} s, minus a second one, {num(c['steady_call_s'])} s)"
                 )
     cache = d["settings"].get("inductor_cache")
@@ -763,6 +763,117 @@ def threads_summary(runs: Sequence[Run], arg: str) -> str:
         f"{times(auto_row['demo_busy_over_quiet'])} its quiet demo, for a quiet call "
         f"{times(auto_row['unet_call_ms']['quiet'] / default_row['unet_call_ms']['quiet'])} as long."
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# bench_profile.py
+# ---------------------------------------------------------------------------------------------------
+def profile_table(runs: Sequence[Run], arg: str) -> str:
+    """``arg``: how many operators each row names (default 5), largest share first."""
+    shown = int(arg) if arg else 5
+    rows = []
+    for r in runs[0].data["rows"].values():
+        ops = sorted(r["operators"].items(), key=lambda kv: kv[1]["share"], reverse=True)[:shown]
+        rows.append(
+            [
+                r["dtype"],
+                str(r["batch"]),
+                f"{r['token_merging']:g}",
+                num(r["seconds"]),
+                f"{r['gflop_per_s']:.0f}",
+                percent(r["share_of_peak"]),
+                ", ".join(f"{name.removeprefix('aten::')} {percent(o['share'])}" for name, o in ops),
+            ]
+        )
+    header = ["dtype", "batch", "token merging", "s", "GFLOP/s", "share of peak", "self time by operator"]
+    return table(header, ["---", "---:", "---:", "---:", "---:", "---:", "---"], rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# bench_layout.py
+# ---------------------------------------------------------------------------------------------------
+def layout_table(runs: Sequence[Run], arg: str) -> str:
+    rows = [
+        [
+            r["operation"],
+            r["dtype"],
+            r["layout"],
+            num(r["seconds"]),
+            times(r["faster_than_contiguous"]),
+            f"{r['largest_difference']:.2g}",
+        ]
+        for r in runs[0].data["rows"].values()
+    ]
+    header = ["operation", "dtype", "layout", "s, median of the rounds' bests", "faster than contiguous"]
+    return table([*header, "largest difference"], ["---", "---", "---", "---:", "---:", "---:"], rows)
+
+
+def layout_summary(runs: Sequence[Run], arg: str) -> str:
+    """``arg``: the layout named (``channels-last input`` …); one clause per operation and dtype."""
+    rows = [r for r in runs[0].data["rows"].values() if r["layout"] == arg]
+    if not rows:
+        raise ReportError(f"{runs[0].name} has no rows of layout {arg!r}")
+    clauses = [
+        f"{r['operation']} in {r['dtype']} {times(r['faster_than_contiguous'])} ({num(r['seconds'])} s)" for r in rows
+    ]
+    return f"With a {arg}, against contiguous: " + "; ".join(clauses) + "."
+
+
+# ---------------------------------------------------------------------------------------------------
+# bench_floor.py
+# ---------------------------------------------------------------------------------------------------
+def floor_table(runs: Sequence[Run], arg: str) -> str:
+    d = runs[0].data
+    rows = []
+    for r in d["rows"].values():
+        g = r["gflop"]
+        best = r.get("highest_ratio_to_original")
+        rows.append(
+            [
+                r["workload"],
+                f"`{r['row']}`",
+                r["dtype"],
+                f"{g['unet']:,.0f}",
+                f"{g['vae_encode'] + g['vae_decode']:,.0f}",
+                f"{g['reference_encoder']:,.0f}",
+                f"{g['total']:,.0f}",
+                num(r["floor_s"]),
+                num(r["measured_s"]),
+                percent(r["share_of_peak"]),
+                "—" if best is None else times(best),
+            ]
+        )
+    header = ["workload", "row", "dtype", "UNet GFLOP", "VAE GFLOP", "reference encoder GFLOP", "total GFLOP"]
+    header += ["floor s", "measured s", "share of peak", "highest ratio to original"]
+    peaks = "; ".join(
+        f"{dtype}: matmul {p['matmul']:.0f}, convolution {p['conv']:.0f} GFLOP/s"
+        for dtype, p in d["peak_gflop_per_s"].items()
+    )
+    body = table(header, ["---", "---", "---", *["---:"] * 8], rows)
+    return f"{body}\n\nPeaks measured in the same process (best call): {peaks}."
+
+
+def floor_summary(runs: Sequence[Run], arg: str) -> str:
+    """``arg``: the row (``default`` …) whose floor is told, in each workload that has it."""
+    d = runs[0].data
+    rows = [r for r in d["rows"].values() if r["row"] == arg]
+    if not rows:
+        raise ReportError(f"{runs[0].name} has no row {arg!r}")
+    clauses = []
+    for r in rows:
+        peak = max(d["peak_gflop_per_s"][r["dtype"]].values())
+        clause = (
+            f"in workload {r['workload']} `{arg}` computes {r['gflop']['total'] / 1000:.1f} TFLOP per image: "
+            f"{num(r['floor_s'])} s at the {r['dtype']} peak of {peak:.0f} GFLOP/s, against {num(r['measured_s'])} s "
+            f"measured ({percent(r['share_of_peak'])} of the peak)"
+        )
+        if r.get("highest_ratio_to_original") is not None:
+            clause += (
+                f"; even at the peak it would be at most {times(r['highest_ratio_to_original'])} faster than the "
+                "original recipe's measured time"
+            )
+        clauses.append(clause)
+    return "On this CPU, " + "; ".join(clauses) + "."
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1048,6 +1159,14 @@ VIEWS: dict[str, View] = {
     # bench_threads.py
     "threads": View(threads_table, True),
     "threads-summary": View(threads_summary, False),
+    # bench_floor.py
+    "floor": View(floor_table, True),
+    "floor-summary": View(floor_summary, False),
+    # bench_profile.py
+    "profile": View(profile_table, True),
+    # bench_layout.py
+    "layout": View(layout_table, True),
+    "layout-summary": View(layout_summary, False),
     # bench toy
     "toy": View(toy_table, True),
     "toy-paired": View(toy_paired, True),

@@ -43,6 +43,21 @@ TINY = MODEL_SIZES["tiny"]
 TINY_UNET, TINY_VAE, TINY_VISION, TINY_SCHEDULE = TINY.unet, TINY.vae, TINY.vision, TINY.schedule
 
 
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def import_benchmark(name: str):
+    """A script of ``benchmarks/`` as a module (the folder is not a package: its scripts import each other by
+    name, so it is on ``sys.path`` while the script loads)."""
+    import importlib
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
 def tiny_components(seed: int = 0, detail_layers: int = 0, detail_grid: int = 1) -> dict:
     """Tiny UNet (9 input channels), VAE and reference encoder with random weights drawn under ``seed``."""
     return random_components(TINY, seed, detail_layers=detail_layers, detail_grid=detail_grid)

@@ -566,6 +566,32 @@ def test_token_merging_with_deep_cache_and_a_fine_tuned_subject(reference_dir, s
         run(pipe, scene_files, token_merging=0.8, **kwargs)
 
 
+def test_the_vae_runs_channels_last_on_the_cpu_and_computes_the_same(tiny_pipeline, monkeypatch):
+    vae = tiny_pipeline.vae
+    seen = []
+
+    def spy(real):
+        def call(x, *args, **kwargs):
+            seen.append(x.is_contiguous(memory_format=torch.channels_last))
+            return real(x, *args, **kwargs)
+
+        return call
+
+    for name in ("encode", "decode"):
+        monkeypatch.setattr(vae, name, spy(getattr(vae, name)))
+    g = torch.Generator().manual_seed(0)
+    scene, keep = torch.rand(1, 3, 64, 64, generator=g) * 2 - 1, (torch.rand(1, 1, 64, 64, generator=g) > 0.5).float()
+    z, _ = tiny_pipeline.encode_scene(scene, keep)
+    images = tiny_pipeline.decode(z)
+    assert seen == [True, True] and z.is_contiguous() and images.is_contiguous()
+    monkeypatch.undo()
+    with torch.no_grad():
+        expected_z = vae.encode(scene * keep).latent_dist.mean * vae.config.scaling_factor
+        expected = ((vae.decode(z / vae.config.scaling_factor).sample + 1) / 2).clamp(0, 1)
+    torch.testing.assert_close(z, expected_z, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(images, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_region_decode_decodes_a_window_and_matches_inside_the_region(tiny_pipeline, scene_files, monkeypatch):
     from subject_inpainting import pipeline as pipeline_module
 

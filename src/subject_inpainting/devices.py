@@ -112,3 +112,14 @@ def threads_for(unet, threads: int | str | None = "auto") -> int | None:
         return None
     size = sum(p.numel() for p in unet.parameters()) * int(unet.config.sample_size) ** 2
     return 1 if size < SMALL_UNET else None
+
+
+def conv_layout(images: torch.Tensor) -> torch.Tensor:
+    """``images`` ``(B, C, H, W)`` in the memory layout the VAE runs fastest in: channels-last on the CPU (in
+    float32 and bfloat16 alike; benchmarks/README.md, "Memory layout"), unchanged elsewhere. Values are the
+    same, only the strides differ; a convolution's output keeps its input's layout, so the whole VAE follows."""
+    import torch
+
+    if images.device.type != "cpu" or images.ndim != 4:
+        return images
+    return images.contiguous(memory_format=torch.channels_last)

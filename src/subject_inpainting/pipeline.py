@@ -32,6 +32,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from . import imaging
+from .devices import conv_layout
 from .image_processor import FramedScene, ImageInput, InpaintImageProcessor, PreparedInputs
 from .models.build import move
 from .models.compiled import compile_unet
@@ -173,10 +174,9 @@ class SubjectInpaintPipeline:
         Args:
             backend: ``"inductor"`` (``torch.compile``, PyTorch's own; needs a C++ compiler on the CPU) or
                 ``"openvino"`` (OpenVINO's CPU engine, ``pip install 'subject-inpainting[openvino]'``). Calls it
-                cannot express run eager, with a warning: under DeepCache or token merging (the ``fast`` preset;
-                pass ``deep_cache=1, token_merging=0`` to use OpenVINO), with a LoRA subject loaded, or with an
-                attention mask; see
-                ``subject_inpainting.models.compiled``.
+                cannot express run eager, with a warning: under token merging (the ``fast`` preset merges; pass
+                ``token_merging=0`` to use OpenVINO; DeepCache's calls run as graphs of their own), with a LoRA
+                subject loaded, or with an attention mask; see ``subject_inpainting.models.compiled``.
             cache_dir: where inductor keeps compiled artefacts between runs (default
                 ``~/.cache/subject-inpainting/inductor``), so a second run skips most of the compilation.
 
@@ -359,7 +359,7 @@ class SubjectInpaintPipeline:
         vae = self.vae
         masked = (scene * keep).to(self.execution_device, vae.dtype)
         with self._running(vae):
-            z = vae.encode(masked).latent_dist.mean * vae.config.scaling_factor
+            z = vae.encode(conv_layout(masked)).latent_dist.mean.contiguous() * vae.config.scaling_factor
         keep_latent = F.interpolate(
             keep.to(z.device, torch.float32), size=z.shape[-2:], mode="bilinear", align_corners=False
         )
@@ -370,7 +370,8 @@ class SubjectInpaintPipeline:
         """Scaled latents ``(B, 4, h, w)`` → images ``(B, 3, H, W)`` in [0, 1]."""
         vae = self.vae
         with self._running(vae):
-            x = vae.decode((latents / vae.config.scaling_factor).to(self.execution_device, vae.dtype)).sample
+            z = (latents / vae.config.scaling_factor).to(self.execution_device, vae.dtype)
+            x = vae.decode(conv_layout(z)).sample.contiguous()
         return ((x.float() + 1) / 2).clamp(0, 1)
 
     def latent_window(self, mask: np.ndarray) -> tuple[int, int, int, int]:

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from conftest import import_benchmark
 
 
 @pytest.mark.slow
 def test_batch_and_the_loop_paint_the_same_pictures(tmp_path, capsys):
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        bench = importlib.import_module("bench_batch")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    bench = import_benchmark("bench_batch")
     out = tmp_path / "result.json"
     argv = ["--jobs", "2", "--steps", "2", "--batch-sizes", "1,2", "--out", str(out)]
     result = bench.main(bench.parse_args(argv))

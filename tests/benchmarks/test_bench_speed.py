@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from conftest import import_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench_speed():
     """The script as a module (benchmarks/ is not a package: its scripts import each other by name)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("bench_speed")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return import_benchmark("bench_speed")
 
 
 @pytest.fixture
@@ -127,9 +121,26 @@ def test_options_are_checked(bench_speed, capsys):
     full = bench_speed.parse_args([])
     assert full.workloads == ["a", "b", "c"] and full.repeats == 1 and full.threads == 0
     assert "compile-inductor" not in bench_speed.default_rows(full)
-    assert {"compile-inductor", "compile-openvino"} <= set(
+    assert {"compile-inductor", "compile-openvino", "fast-openvino"} <= set(
         bench_speed.default_rows(bench_speed.parse_args(["--compile"]))
     )
+    assert bench_speed.make_row("fast-openvino-bfloat16", 50).options == {"preset": "fast", "token_merging": 0.0}
+
+
+@pytest.mark.fresh_process  # OpenVINO's runtime stays loaded once imported
+def test_the_fast_preset_under_openvino_keeps_deep_cache_in_graphs(bench_speed, tmp_path, keep_threads):
+    pytest.importorskip("openvino")
+    argv = ["--quick", "--repeats", "1", "--workloads", "a", "--rows", "fast,fast-openvino", "--no-warmup"]
+    results = run(bench_speed, [*argv, "--out", str(tmp_path / "speed.json")])["workloads"]["a"]
+    eager, compiled = results["fast"], results["fast-openvino"]
+    assert compiled["settings"]["token_merging"] == 0 and compiled["settings"]["deep_cache"] > 1
+    # the graphs' calls are counted and timed as the eager UNet's are: the same calls, whole and cached
+    for key in ("unet_calls_per_run", "unet_batches_per_run", "unet_full_calls_per_run"):
+        assert compiled[key] == eager[key]
+    assert set(compiled["unet_evaluation_median_s"]) == set(eager["unet_evaluation_median_s"])
+    assert compiled["compile"]["steps"] == 4 and compiled["compile"]["first_call_s"] > 0
+    call = compiled["calls"][0]
+    assert sum(call["unet_seconds"]) == pytest.approx(call["stages_s"]["unet"])
 
 
 @pytest.mark.slow

@@ -80,10 +80,10 @@ def test_openvino_runs_eager_what_it_cannot_express(ov_unet):
         out = ov_unet(sample, t, encoder_hidden_states=context, encoder_attention_mask=mask).sample
     assert ov_unet.forward.eager_calls == 1 and ov_unet.forward.converted == 0
     assert torch.equal(out, eager(ov_unet, sample, t, context, encoder_attention_mask=mask))
-    # a hook on a layer (DeepCache keeps a feature through one) must see the layer run
+    # a hook on a layer must see the layer run
     seen = []
     handle = ov_unet.conv_out.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape))
-    with torch.no_grad(), pytest.warns(UserWarning, match=r"with hooks on the UNet's layers \(DeepCache\)"):
+    with torch.no_grad(), pytest.warns(UserWarning, match="with hooks on the UNet's layers"):
         ov_unet(sample, t, encoder_hidden_states=context[:, :1])
     handle.remove()
     assert len(seen) == 1 and ov_unet.forward.eager_calls == 2 and ov_unet.forward.converted == 0
@@ -103,6 +103,34 @@ def test_openvino_runs_eager_what_it_cannot_express(ov_unet):
         first = merged_call()
     assert torch.equal(merged_call(), first)  # the same tiles on every run
     assert ov_unet.forward.eager_calls == 5 and ov_unet.forward.converted == 0
+
+
+def test_openvino_runs_deep_cache_as_two_graphs_and_predicts_as_eager(ov_unet):
+    from subject_inpainting.sampling.deepcache import DeepCacheUNet
+
+    twin = tiny_components()["unet"].eval()  # the same weights, eager
+    calls = [unet_inputs(ov_unet, batch, seed=k) for k, batch in enumerate((2, 2, 2, 2, 1, 1))]
+    for branch in (0, 1):
+        compiled, plain = DeepCacheUNet(ov_unet, 3, branch), DeepCacheUNet(twin, 3, branch)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("error")  # no call falls back
+            for sample, t, context in calls:
+                out, expected = (u(sample, t, context).sample for u in (compiled, plain))
+                torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+                torch.testing.assert_close(compiled.kept, plain.kept, rtol=1e-4, atol=1e-4)
+        # whole, shallow, shallow, whole; a new batch size: whole, shallow. Batch sizes share a graph.
+        assert (compiled.full_calls, compiled.cached_calls) == (plain.full_calls, plain.cached_calls) == (3, 3)
+    assert ov_unet.forward.converted == 4 and ov_unet.forward.eager_calls == 0  # two graphs per branch
+    # token merging: both paths eager, counted, and the same as without the backend
+    config = TokenMergingConfig(0.5)
+    outs = []
+    for u, wrapped in ((ov_unet, compiled), (twin, plain)):
+        wrapped.reset()
+        with torch.no_grad(), merged_tokens([u], config, calls[0][0].shape[-2:], config.pattern_generator()):
+            outs.append([wrapped(*c).sample for c in calls[:3]])
+    for out, expected in zip(*outs, strict=True):
+        torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    assert ov_unet.forward.eager_calls == 3 and ov_unet.forward.converted == 4
 
 
 def test_openvino_refuses_what_it_cannot_run():
@@ -125,7 +153,12 @@ def test_openvino_in_bfloat16_is_near_eager():
     assert error < 0.05  # both round to bfloat16 (8 bits of mantissa), at different places
 
 
-def test_a_compiled_pipeline_paints_the_eager_picture(scene_files):
+@pytest.mark.parametrize(
+    "options, graphs",
+    [({"preset": "original", "num_inference_steps": 3}, 1), ({"preset": "fast", "token_merging": 0}, 2)],
+    ids=["original", "fast-deep-cache"],
+)
+def test_a_compiled_pipeline_paints_the_eager_picture(scene_files, options, graphs):
     pytest.importorskip("openvino")
     pictures = []
     for backend in (None, "openvino"):
@@ -136,11 +169,10 @@ def test_a_compiled_pipeline_paints_the_eager_picture(scene_files):
             scene_files["scene"],
             scene_files["reference"],
             mask=scene_files["mask"],
-            preset="original",
-            num_inference_steps=3,
             generator=torch.Generator().manual_seed(0),
             progress=False,
+            **options,
         )
         pictures.append(np.asarray(result.images[0], dtype=np.int16))
-    assert pipe.unet.forward.converted == 1 and pipe.unet.forward.eager_calls == 0
+    assert pipe.unet.forward.converted == graphs and pipe.unet.forward.eager_calls == 0
     assert np.abs(pictures[0] - pictures[1]).max() <= 1

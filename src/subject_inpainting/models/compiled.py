@@ -2,14 +2,14 @@
 
 - ``inductor``: ``torch.compile`` of the UNet's ``forward`` (PyTorch's own compiler; on the CPU it needs a C++
   compiler). Module parameters are graph inputs, so loading a subject or a LoRA later needs no recompiling.
-- ``openvino``: OpenVINO's CPU inference engine (``pip install 'subject-inpainting[openvino]'``). The UNet is
-  traced once per input layout (batch size free) with ``openvino.convert_model`` and compiled for the CPU; the
-  converted model holds the weights it was traced with, so a change to any parameter (a fine-tuning step, a
-  subject's weights copied in) converts it again. Calls the converted model cannot express run the eager
-  ``forward`` unchanged: an attention mask over the context (references of different lengths), a UNet carrying
-  PEFT adapters (LoRA subjects switch them per row), hooks on its layers (DeepCache keeps a feature through
-  one, so under DeepCache every call is eager), token merging (random per call), extra keyword arguments, or a
-  device other than the CPU.
+- ``openvino``: OpenVINO's CPU inference engine (``pip install 'subject-inpainting[openvino]'``). Each graph
+  (the whole UNet; under DeepCache, the whole UNet that also returns the feature it keeps, and the shallow path
+  around a kept feature: ``run_graph``) is traced once per input layout (batch size free) with
+  ``openvino.convert_model`` and compiled for the CPU; a converted graph holds the weights it was traced with,
+  so a change to any parameter (a fine-tuning step, a subject's weights copied in) converts it again. Calls a
+  graph cannot express run the eager ``forward`` unchanged: an attention mask over the context (references of
+  different lengths), a UNet carrying PEFT adapters (LoRA subjects switch them per row), hooks on its layers,
+  token merging (its tiles change from call to call), extra keyword arguments, or a device other than the CPU.
   OpenVINO computes in float32 for a float32 UNet (``INFERENCE_PRECISION_HINT`` ``f32``; its default on CPUs
   with native bfloat16 is bf16) and in bfloat16 for a bfloat16 one.
 
@@ -56,16 +56,31 @@ def compile_unet(unet: torch.nn.Module, backend: str = "inductor", cache_dir: st
     unet.forward = torch.compile(unet.forward, backend=backend, dynamic=False)
 
 
-class _Positional(torch.nn.Module):
-    """The UNet's eager forward with positional tensors in and the predicted noise out, for tracing."""
+class Positional(torch.nn.Module):
+    """The UNet's eager forward with positional tensors in and the predicted noise out, for tracing.
+
+    Args:
+        unet: the UNet whose parameters the graph holds (registered, so that the tracer sees them).
+        forward: its eager forward (the class's, not a compiled replacement on the instance).
+    """
 
     def __init__(self, unet: torch.nn.Module, forward: Callable[..., Any]):
         super().__init__()
-        self.unet = unet  # registered, so the tracer sees its parameters
+        self.unet = unet
         self._forward = forward
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         return self._forward(sample, timestep, encoder_hidden_states=context, return_dict=False)[0]
+
+
+GraphBuilder = Callable[[torch.nn.Module, Callable[..., Any]], torch.nn.Module]
+"""``(unet, its eager forward) → module`` of positional tensors, dimension 0 of each the batch."""
+
+
+def timesteps_for(timestep: torch.Tensor | float | int, sample: torch.Tensor) -> torch.Tensor:
+    """``timestep`` (scalar or ``(B,)``) as the ``(B,)`` tensor a graph takes: int64, or float32 if fractional."""
+    timestep = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(sample.shape[0])
+    return timestep.to(torch.int64) if not timestep.is_floating_point() else timestep.float()
 
 
 class OpenVINOForward:
@@ -74,7 +89,8 @@ class OpenVINOForward:
     Call it as ``UNet2DConditionModel.forward``: ``(sample (B, C, h, w), timestep (B,) or scalar,
     encoder_hidden_states (B, L, D), encoder_attention_mask=None, return_dict=True, **kwargs)``.
     ``converted`` and ``eager_calls`` count conversions and fallbacks; the first fallback of each kind warns
-    (``UserWarning``) with its reason, so that a backend doing nothing is not silent.
+    (``UserWarning``) with its reason, so that a backend doing nothing is not silent. ``run_graph`` runs other
+    graphs of the same UNet (DeepCache's).
     """
 
     def __init__(self, unet: torch.nn.Module):
@@ -114,39 +130,55 @@ class OpenVINOForward:
         for m in self.unet.modules():
             hooked = hooked or (m is not self.unet and bool(m._forward_hooks or m._forward_pre_hooks))
             merging = merging or isinstance(getattr(m, "processor", None), TokenMergingProcessor)
-        if hooked:
-            return "hooks on the UNet's layers (DeepCache)"
         if merging:
             return "token merging"
+        if hooked:
+            return "hooks on the UNet's layers"
         if sample.device.type != "cpu":
             return f"inputs on {sample.device}"
         if self.unet.dtype not in OPENVINO_PRECISION:
             return f"a UNet in {self.unet.dtype}"
         return None
 
-    def _model(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor) -> Any:
+    def graph_reason(
+        self, sample: torch.Tensor, encoder_attention_mask: torch.Tensor | None = None, kwargs: dict | None = None
+    ) -> str | None:
+        """Why a call on ``sample`` must run eager (None: a graph can run it), warning once per reason; a
+        caller that runs it eager counts it in ``eager_calls``."""
+        reason = self._eager_reason(sample, encoder_attention_mask, kwargs or {})
+        if reason is not None and reason not in self._warned:
+            self._warned.add(reason)
+            warnings.warn(f"the openvino backend runs eager the UNet calls with {reason}", stacklevel=3)
+        return reason
+
+    def run_graph(self, name: str, build: GraphBuilder, inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        """The outputs of graph ``name`` on ``inputs``, converting ``build(unet, eager forward)`` on its first
+        use with this layout (every dimension but the batch) and these weights.
+
+        Floating inputs enter in float32 (OpenVINO computes in the UNet's precision, ``INFERENCE_PRECISION_HINT``);
+        the outputs come back in the UNet's dtype.
+        """
         weights = self._weights_state()
         if weights != self._weights:
             self._models.clear()
             self._weights = weights
-        key = (tuple(sample.shape[1:]), tuple(context.shape[1:]), timestep.dtype, self.unet.dtype)
+        key = (name, self.unet.dtype, *((tuple(t.shape[1:]), t.dtype) for t in inputs))
         if key not in self._models:
-            self._models[key] = self._convert(sample, timestep, context)
-        return self._models[key]
+            self._models[key] = self._convert(build, inputs)
+        compiled = self._models[key]
+        arrays = [(t.detach().float() if t.is_floating_point() else t).contiguous().numpy() for t in inputs]
+        out = compiled(arrays)
+        return [torch.from_numpy(out[i].copy()).to(self.unet.dtype) for i in range(len(compiled.outputs))]
 
-    def _convert(self, sample: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor) -> Any:
+    def _convert(self, build: GraphBuilder, inputs: tuple[torch.Tensor, ...]) -> Any:
         ov = self._ov
         dtype = self.unet.dtype
         # The tracer runs the module on float32 example inputs, so a bfloat16 UNet is traced from a float32
         # copy; OpenVINO then computes in the precision the hint names.
         module = self.unet if dtype == torch.float32 else _float_copy(self.unet)
-        traced = _Positional(module, self.eager if module is self.unet else module.forward).eval()
-        shapes = [
-            ov.PartialShape([-1, *sample.shape[1:]]),
-            ov.PartialShape([-1]),
-            ov.PartialShape([-1, *context.shape[1:]]),
-        ]
-        example = (sample.float(), timestep, context.float())
+        traced = build(module, self.eager if module is self.unet else module.forward).eval()
+        shapes = [ov.PartialShape([-1, *t.shape[1:]]) for t in inputs]
+        example = tuple(t.float() if t.is_floating_point() else t for t in inputs)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's warnings about Python branches on shapes
             model = ov.convert_model(traced, example_input=example, input=shapes)
@@ -162,12 +194,8 @@ class OpenVINOForward:
         return_dict: bool = True,
         **kwargs: Any,
     ):
-        reason = self._eager_reason(sample, encoder_attention_mask, kwargs)
-        if reason is not None:
+        if self.graph_reason(sample, encoder_attention_mask, kwargs) is not None:
             self.eager_calls += 1
-            if reason not in self._warned:
-                self._warned.add(reason)
-                warnings.warn(f"the openvino backend runs eager the UNet calls with {reason}", stacklevel=2)
             return self.eager(
                 sample,
                 timestep,
@@ -178,12 +206,8 @@ class OpenVINOForward:
             )
         from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
-        timestep = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(sample.shape[0])
-        timestep = timestep.to(torch.int64) if not timestep.is_floating_point() else timestep.float()
-        compiled = self._model(sample, timestep, encoder_hidden_states)
-        inputs = [t.detach().float().contiguous().numpy() for t in (sample, encoder_hidden_states)]
-        out = compiled([inputs[0], timestep.contiguous().numpy(), inputs[1]])[0]
-        prediction = torch.from_numpy(out.copy()).to(self.unet.dtype)
+        inputs = (sample, timesteps_for(timestep, sample), encoder_hidden_states)
+        (prediction,) = self.run_graph("unet", Positional, inputs)
         return UNet2DConditionOutput(sample=prediction) if return_dict else (prediction,)
 
 

@@ -11,16 +11,23 @@ the kept feature, and ``conv_out``. Every ``interval``-th call is full (DeepCach
 The cache follows the calls of ONE UNet: wrap each UNet of a sampling run once (a full and a pretrained
 model of modified guidance get a wrapper each; a LoRA subject shares the pretrained UNet and so its wrapper,
 whose batch rows carry their own adapters). A call whose rows differ from the kept ones (another batch or
-context shape, as when guidance turns off outside its interval) is full. Written on diffusers'
+context shape, as when guidance turns off outside its interval) is full. Under the OpenVINO backend
+(``pipe.compile("openvino")``) the whole call that keeps the feature and the shallow path each run as a graph of
+their own (``OpenVINOForward.run_graph``), where the backend can run the call at all. Written on diffusers'
 ``UNet2DConditionModel`` blocks, as its ``forward`` runs them, for the inputs this project passes: a sample,
 a timestep, a cross-attention context and its padding mask.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
+
+# Names of DeepCache's graphs under a compiled backend (``OpenVINOForward.run_graph``), before ", branch B".
+WHOLE_GRAPH, SHALLOW_GRAPH = "deep-cache whole", "deep-cache shallow"
 
 
 class DeepCacheUNet:
@@ -98,42 +105,116 @@ class DeepCacheUNet:
             sample=self._shallow(sample, timestep, encoder_hidden_states, encoder_attention_mask)
         )
 
+    def _backend(self):
+        """The UNet's OpenVINO backend (``compile("openvino")``), or None."""
+        from ..models.compiled import OpenVINOForward
+
+        compiled = self.unet.__dict__.get("forward")
+        return compiled if isinstance(compiled, OpenVINOForward) else None
+
     def _full(self, sample, timestep, context, mask):
         """The whole UNet, keeping the input of the last up block's layer ``L - 1 - branch``."""
-        last = self.unet.up_blocks[-1]
-        layer = last.resnets[len(last.resnets) - 1 - self.branch]
+        from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 
-        def keep(module, args):
-            joined = args[0]  # [deep feature, skip connection] along channels
-            self.kept = joined[:, : joined.shape[1] - self.skip_channels].detach()
+        compiled = self._backend()
+        if compiled is not None and compiled.graph_reason(sample, mask) is None:
+            from ..models.compiled import timesteps_for
 
-        handle = layer.register_forward_pre_hook(keep)
-        try:
-            return self.unet(sample, timestep, encoder_hidden_states=context, encoder_attention_mask=mask)
-        finally:
-            handle.remove()
+            branch, skip = self.branch, self.skip_channels
+            noise, self.kept = compiled.run_graph(
+                f"{WHOLE_GRAPH}, branch {branch}",
+                lambda unet, forward: _Keeping(unet, forward, branch, skip),
+                (sample, timesteps_for(timestep, sample), context),
+            )
+            return UNet2DConditionOutput(sample=noise)
+        # A compiled UNet's forward runs this call eager itself (and counts it).
+        with keeping(self.unet, self.branch, self.skip_channels) as kept:
+            out = self.unet(sample, timestep, encoder_hidden_states=context, encoder_attention_mask=mask)
+        self.kept = kept[0]
+        return out
 
     def _shallow(self, sample, timestep, context, mask) -> torch.Tensor:
-        """The shallow path around the kept feature, as ``UNet2DConditionModel.forward`` runs those layers."""
-        unet = self.unet
-        bias = None if mask is None else ((1 - mask.to(sample.dtype)) * -10000.0).unsqueeze(1)
-        emb = unet.time_embedding(unet.get_time_embed(sample=sample, timestep=timestep), None)
-        if unet.time_embed_act is not None:
-            emb = unet.time_embed_act(emb)
-        context = unet.process_encoder_hidden_states(encoder_hidden_states=context, added_cond_kwargs=None)
-        hidden = unet.conv_in(sample)
-        skips = [hidden]
-        first = unet.down_blocks[0]
-        for i in range(self.branch):
-            hidden = _layer(first, i, hidden, emb, context, bias)
-            skips.append(hidden)
-        hidden = self.kept.to(sample.dtype)
-        last = unet.up_blocks[-1]
-        for j in range(len(last.resnets) - 1 - self.branch, len(last.resnets)):
-            hidden = _layer(last, j, torch.cat([hidden, skips.pop()], dim=1), emb, context, bias)
-        if unet.conv_norm_out is not None:
-            hidden = unet.conv_act(unet.conv_norm_out(hidden))
-        return unet.conv_out(hidden)
+        compiled = self._backend()
+        if compiled is not None and compiled.graph_reason(sample, mask) is None:
+            from ..models.compiled import timesteps_for
+
+            branch = self.branch
+            (noise,) = compiled.run_graph(
+                f"{SHALLOW_GRAPH}, branch {branch}",
+                lambda unet, forward: _Shallow(unet, branch),
+                (sample, timesteps_for(timestep, sample), context, self.kept),
+            )
+            return noise
+        if compiled is not None:
+            compiled.eager_calls += 1
+        return shallow_path(self.unet, self.branch, sample, timestep, context, mask, self.kept)
+
+
+@contextmanager
+def keeping(unet: torch.nn.Module, branch: int, skip_channels: int) -> Iterator[list[torch.Tensor]]:
+    """Within the block, a whole ``unet`` call appends to the yielded list the deep feature DeepCache keeps:
+    the input of the last up block's layer ``L - 1 - branch`` without its ``skip_channels`` skip connection."""
+    last = unet.up_blocks[-1]
+    layer = last.resnets[len(last.resnets) - 1 - branch]
+    kept: list[torch.Tensor] = []
+
+    def keep(module, args):
+        joined = args[0]  # [deep feature, skip connection] along channels
+        kept.append(joined[:, : joined.shape[1] - skip_channels].detach())
+
+    handle = layer.register_forward_pre_hook(keep)
+    try:
+        yield kept
+    finally:
+        handle.remove()
+
+
+def shallow_path(unet, branch: int, sample, timestep, context, mask, kept: torch.Tensor) -> torch.Tensor:
+    """DeepCache's shallow path around the ``kept`` feature, as ``UNet2DConditionModel.forward`` runs those
+    layers: ``sample`` ``(B, C, h, w)``, ``timestep`` ``(B,)`` or scalar, ``context`` ``(B, L, D)``, ``mask``
+    ``(B, L)`` or None, ``kept`` ``(B, C_deep, h, w)`` → the predicted noise ``(B, C_out, h, w)``."""
+    bias = None if mask is None else ((1 - mask.to(sample.dtype)) * -10000.0).unsqueeze(1)
+    emb = unet.time_embedding(unet.get_time_embed(sample=sample, timestep=timestep), None)
+    if unet.time_embed_act is not None:
+        emb = unet.time_embed_act(emb)
+    context = unet.process_encoder_hidden_states(encoder_hidden_states=context, added_cond_kwargs=None)
+    hidden = unet.conv_in(sample)
+    skips = [hidden]
+    first = unet.down_blocks[0]
+    for i in range(branch):
+        hidden = _layer(first, i, hidden, emb, context, bias)
+        skips.append(hidden)
+    hidden = kept.to(sample.dtype)
+    last = unet.up_blocks[-1]
+    for j in range(len(last.resnets) - 1 - branch, len(last.resnets)):
+        hidden = _layer(last, j, torch.cat([hidden, skips.pop()], dim=1), emb, context, bias)
+    if unet.conv_norm_out is not None:
+        hidden = unet.conv_act(unet.conv_norm_out(hidden))
+    return unet.conv_out(hidden)
+
+
+class _Keeping(torch.nn.Module):
+    """The whole UNet returning (predicted noise, kept feature), for tracing (``OpenVINOForward.run_graph``)."""
+
+    def __init__(self, unet: torch.nn.Module, forward, branch: int, skip_channels: int):
+        super().__init__()
+        self.unet, self._forward, self.branch, self.skip_channels = unet, forward, branch, skip_channels
+
+    def forward(self, sample, timestep, context):
+        with keeping(self.unet, self.branch, self.skip_channels) as kept:
+            noise = self._forward(sample, timestep, encoder_hidden_states=context, return_dict=False)[0]
+        return noise, kept[0]
+
+
+class _Shallow(torch.nn.Module):
+    """``shallow_path`` with positional tensors, for tracing (``OpenVINOForward.run_graph``)."""
+
+    def __init__(self, unet: torch.nn.Module, branch: int):
+        super().__init__()
+        self.unet, self.branch = unet, branch
+
+    def forward(self, sample, timestep, context, kept):
+        return shallow_path(self.unet, self.branch, sample, timestep, context, None, kept)
 
 
 def _layer(block, i: int, hidden, emb, context, bias) -> torch.Tensor:
