@@ -131,8 +131,7 @@ EXTRA_DTYPES = ("bfloat16", "float16")
 BACKENDS = ("inductor", "openvino")
 COMPILE_ROWS = tuple(f"compile-{b}" for b in BACKENDS)
 COMPILE_DTYPE_ROWS = tuple(f"compile-{b}-{d}" for b in BACKENDS for d in EXTRA_DTYPES)
-# The fast preset compiled with OpenVINO, whose graphs keep DeepCache but cannot merge tokens, and the variant
-# each runs in.
+# The fast preset compiled with OpenVINO (DeepCache's calls in graphs of their own), and the variant each runs in.
 FAST_OPENVINO_ROWS = {"fast-openvino": "openvino", **{f"fast-openvino-{d}": f"openvino-{d}" for d in EXTRA_DTYPES}}
 # The token-merging rows and the variant each runs in.
 TOKEN_MERGING_ROWS = {"token-merging": "eager", **{f"token-merging-{d}": d for d in EXTRA_DTYPES}}
@@ -225,7 +224,7 @@ def make_row(name: str, steps_original: int) -> Row:
     if name == "fast":
         return Row(name, "eager", {"preset": "fast"})
     if name in FAST_OPENVINO_ROWS:
-        return Row(name, FAST_OPENVINO_ROWS[name], {"preset": "fast", "token_merging": 0.0})
+        return Row(name, FAST_OPENVINO_ROWS[name], {"preset": "fast"})
     if name.removeprefix("fast-") in EXTRA_DTYPES:
         return Row(name, name.removeprefix("fast-"), {"preset": "fast"})
     if name == "default":  # what `subject-inpaint inpaint` runs on this machine with no flags

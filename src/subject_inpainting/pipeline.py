@@ -174,9 +174,9 @@ class SubjectInpaintPipeline:
         Args:
             backend: ``"inductor"`` (``torch.compile``, PyTorch's own; needs a C++ compiler on the CPU) or
                 ``"openvino"`` (OpenVINO's CPU engine, ``pip install 'subject-inpainting[openvino]'``). Calls it
-                cannot express run eager, with a warning: under token merging (the ``fast`` preset merges; pass
-                ``token_merging=0`` to use OpenVINO; DeepCache's calls run as graphs of their own), with a LoRA
-                subject loaded, or with an attention mask; see ``subject_inpainting.models.compiled``.
+                cannot express run eager, with a warning: with a LoRA subject loaded or with an attention mask;
+                DeepCache's calls and token merging run inside graphs of their own; see
+                ``subject_inpainting.models.compiled``.
             cache_dir: where inductor keeps compiled artefacts between runs (default
                 ``~/.cache/subject-inpainting/inductor``), so a second run skips most of the compilation.
 

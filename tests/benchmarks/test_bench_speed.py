@@ -124,7 +124,7 @@ def test_options_are_checked(bench_speed, capsys):
     assert {"compile-inductor", "compile-openvino", "fast-openvino"} <= set(
         bench_speed.default_rows(bench_speed.parse_args(["--compile"]))
     )
-    assert bench_speed.make_row("fast-openvino-bfloat16", 50).options == {"preset": "fast", "token_merging": 0.0}
+    assert bench_speed.make_row("fast-openvino-bfloat16", 50).options == {"preset": "fast"}
 
 
 @pytest.mark.fresh_process  # OpenVINO's runtime stays loaded once imported
@@ -133,7 +133,7 @@ def test_the_fast_preset_under_openvino_keeps_deep_cache_in_graphs(bench_speed, 
     argv = ["--quick", "--repeats", "1", "--workloads", "a", "--rows", "fast,fast-openvino", "--no-warmup"]
     results = run(bench_speed, [*argv, "--out", str(tmp_path / "speed.json")])["workloads"]["a"]
     eager, compiled = results["fast"], results["fast-openvino"]
-    assert compiled["settings"]["token_merging"] == 0 and compiled["settings"]["deep_cache"] > 1
+    assert compiled["settings"] == eager["settings"] and compiled["settings"]["deep_cache"] > 1
     # the graphs' calls are counted and timed as the eager UNet's are: the same calls, whole and cached
     for key in ("unet_calls_per_run", "unet_batches_per_run", "unet_full_calls_per_run"):
         assert compiled[key] == eager[key]

@@ -92,17 +92,38 @@ def test_openvino_runs_eager_what_it_cannot_express(ov_unet):
         warnings.simplefilter("error")
         ov_unet(sample, t, encoder_hidden_states=context, encoder_attention_mask=mask)
     assert ov_unet.forward.eager_calls == 3
-    # token merging draws its tiles on every call: a traced graph would freeze one draw
+    assert ov_unet.forward.eager_calls == 3 and ov_unet.forward.converted == 0
+
+
+def test_openvino_merges_tokens_inside_its_graph_as_eager_does(ov_unet):
+    twin = tiny_components()["unet"].eval()  # the same weights, eager
+    sample, t, context = unet_inputs(ov_unet, 2)
     config, size = TokenMergingConfig(0.5), tuple(sample.shape[-2:])
 
-    def merged_call():
-        with torch.no_grad(), merged_tokens([ov_unet], config, size, config.pattern_generator()):
-            return ov_unet(sample, t, encoder_hidden_states=context[:, :1]).sample
+    def merged_calls(unet, calls=3):
+        with torch.no_grad(), merged_tokens([unet], config, size, config.pattern_generator()) as installed:
+            outs = [unet(sample, t, encoder_hidden_states=context).sample for _ in range(calls)]
+        return outs, installed
 
-    with pytest.warns(UserWarning, match="runs eager the UNet calls with token merging"):
-        first = merged_call()
-    assert torch.equal(merged_call(), first)  # the same tiles on every run
-    assert ov_unet.forward.eager_calls == 5 and ov_unet.forward.converted == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback
+        compiled, _ = merged_calls(ov_unet)
+    expected, installed = merged_calls(twin)
+    assert all(p.merged_calls in (0, 3) for p in installed) and any(p.merged_calls for p in installed)
+    plain = eager(twin, sample, t, context)
+    for out, want in zip(compiled, expected, strict=True):
+        torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-4)  # each call its own tiles, as eager
+        assert (out - plain).abs().max() > 1e-3  # and merging does change the prediction
+    assert not torch.equal(expected[0], expected[1])
+    assert ov_unet.forward.converted == 1 and ov_unet.forward.eager_calls == 0
+    # another ratio is another graph; the unmerged graph stays apart
+    half = TokenMergingConfig(0.25)
+    with torch.no_grad(), merged_tokens([ov_unet], half, size, half.pattern_generator()):
+        ov_unet(sample, t, encoder_hidden_states=context)
+    with torch.no_grad():
+        unmerged = ov_unet(sample, t, encoder_hidden_states=context).sample
+    torch.testing.assert_close(unmerged, plain, rtol=1e-4, atol=1e-4)
+    assert ov_unet.forward.converted == 3
 
 
 def test_openvino_runs_deep_cache_as_two_graphs_and_predicts_as_eager(ov_unet):
@@ -121,16 +142,16 @@ def test_openvino_runs_deep_cache_as_two_graphs_and_predicts_as_eager(ov_unet):
         # whole, shallow, shallow, whole; a new batch size: whole, shallow. Batch sizes share a graph.
         assert (compiled.full_calls, compiled.cached_calls) == (plain.full_calls, plain.cached_calls) == (3, 3)
     assert ov_unet.forward.converted == 4 and ov_unet.forward.eager_calls == 0  # two graphs per branch
-    # token merging: both paths eager, counted, and the same as without the backend
+    # with token merging: two more graphs, the tiles drawn in the eager layers' order
     config = TokenMergingConfig(0.5)
     outs = []
     for u, wrapped in ((ov_unet, compiled), (twin, plain)):
         wrapped.reset()
         with torch.no_grad(), merged_tokens([u], config, calls[0][0].shape[-2:], config.pattern_generator()):
-            outs.append([wrapped(*c).sample for c in calls[:3]])
+            outs.append([wrapped(*c).sample for c in calls])
     for out, expected in zip(*outs, strict=True):
         torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
-    assert ov_unet.forward.eager_calls == 3 and ov_unet.forward.converted == 4
+    assert ov_unet.forward.eager_calls == 0 and ov_unet.forward.converted == 6
 
 
 def test_openvino_refuses_what_it_cannot_run():
@@ -155,8 +176,8 @@ def test_openvino_in_bfloat16_is_near_eager():
 
 @pytest.mark.parametrize(
     "options, graphs",
-    [({"preset": "original", "num_inference_steps": 3}, 1), ({"preset": "fast", "token_merging": 0}, 2)],
-    ids=["original", "fast-deep-cache"],
+    [({"preset": "original", "num_inference_steps": 3}, 1), ({"preset": "fast"}, 2)],
+    ids=["original", "fast"],
 )
 def test_a_compiled_pipeline_paints_the_eager_picture(scene_files, options, graphs):
     pytest.importorskip("openvino")

@@ -10,12 +10,13 @@ from conftest import TINY_UNET, tiny_components
 from subject_inpainting.models.token_merging import (
     TokenMergingConfig,
     TokenMergingProcessor,
-    destinations,
+    draw_picks,
     level_grids,
     merge,
     merge_plan,
     merged_tokens,
     self_attentions,
+    tile_indices,
     unmerge,
 )
 
@@ -24,26 +25,36 @@ def _tokens(batch=2, h=8, w=6, c=5, seed=0):
     return torch.randn(batch, h * w, c, generator=torch.Generator().manual_seed(seed))
 
 
+def _picks(h, w, stride=2, seed=0):
+    return draw_picks(h // stride, w // stride, stride, torch.Generator().manual_seed(seed))
+
+
 @pytest.mark.parametrize(("h", "w", "stride"), [(8, 6, 2), (7, 5, 2), (9, 9, 3), (1, 1, 2)])
-def test_one_destination_per_whole_tile(h, w, stride):
-    dst = destinations(h, w, stride, torch.Generator().manual_seed(1)).view(h, w)
+def test_one_destination_per_whole_tile_and_every_other_token_a_source(h, w, stride):
+    src, dst = tile_indices(_picks(h, w, stride, seed=1), h, w, stride)
+    assert sorted(torch.cat([src, dst]).tolist()) == list(range(h * w))  # each token exactly once
+    grid = torch.zeros(h * w, dtype=torch.bool)
+    grid[dst] = True
+    grid = grid.view(h, w)
     rows, cols = h // stride, w // stride
-    assert int(dst.sum()) == rows * cols
-    assert not dst[rows * stride :].any() and not dst[:, cols * stride :].any()  # partial tiles: sources only
+    assert int(grid.sum()) == rows * cols
+    assert not grid[rows * stride :].any() and not grid[:, cols * stride :].any()  # partial tiles: sources only
     for i in range(rows):
         for j in range(cols):
-            assert int(dst[i * stride : (i + 1) * stride, j * stride : (j + 1) * stride].sum()) == 1
+            assert int(grid[i * stride : (i + 1) * stride, j * stride : (j + 1) * stride].sum()) == 1
 
 
-def test_destinations_follow_the_generator():
-    first = destinations(16, 16, 2, torch.Generator().manual_seed(3))
-    assert torch.equal(first, destinations(16, 16, 2, torch.Generator().manual_seed(3)))
-    assert not torch.equal(first, destinations(16, 16, 2, torch.Generator().manual_seed(4)))
+def test_destinations_lie_where_the_picks_say():
+    picks = torch.tensor([[0, 3], [2, 1]])  # row-major within each 2×2 tile
+    _, dst = tile_indices(picks, 4, 4, 2)
+    assert dst.tolist() == [0, 7, 12, 11]
+    first = _picks(16, 16, seed=3)
+    assert torch.equal(first, _picks(16, 16, seed=3)) and not torch.equal(first, _picks(16, 16, seed=4))
 
 
 def test_merge_averages_each_destination_with_its_sources_and_unmerge_copies_back():
     x = _tokens()
-    plan = merge_plan(x, 8, 6, 20, 2, torch.Generator().manual_seed(0))
+    plan = merge_plan(x, 8, 6, 20, 2, _picks(8, 6))
     merged = merge(plan, x)
     assert merged.shape == (2, 48 - 20, 5)
     for b in range(2):
@@ -62,25 +73,25 @@ def test_merge_averages_each_destination_with_its_sources_and_unmerge_copies_bac
 
 def test_the_most_similar_sources_merge_first():
     x = _tokens(batch=1, h=4, w=4, c=8, seed=2)
-    plan0 = merge_plan(x, 4, 4, 0, 2, torch.Generator().manual_seed(5))
+    plan0 = merge_plan(x, 4, 4, 0, 2, _picks(4, 4, seed=5))
     copies = plan0.src[:3]
     x[0, copies] = x[0, plan0.dst[1]] * 2.5  # same direction as destination 1: cosine similarity 1
-    plan = merge_plan(x, 4, 4, 3, 2, torch.Generator().manual_seed(5))
+    plan = merge_plan(x, 4, 4, 3, 2, _picks(4, 4, seed=5))
     assert sorted(plan.src[plan.merged[0]].tolist()) == sorted(copies.tolist())
     assert plan.into[0].tolist() == [1, 1, 1]
 
 
 def test_no_merging_is_the_identity_and_the_count_is_capped():
     x = _tokens()
-    plan = merge_plan(x, 8, 6, 0, 2, None)
+    plan = merge_plan(x, 8, 6, 0, 2, _picks(8, 6))
     assert torch.equal(unmerge(plan, merge(plan, x)), x)
-    everything = merge_plan(x, 8, 6, 10_000, 2, None)
+    everything = merge_plan(x, 8, 6, 10_000, 2, _picks(8, 6))
     assert merge(everything, x).shape[1] == len(everything.dst)  # every source merged, destinations left
 
 
 def test_a_grid_that_is_not_the_token_count_is_refused():
     with pytest.raises(ValueError, match="48 tokens are not a 7×7 grid"):
-        merge_plan(_tokens(), 7, 7, 4, 2, None)
+        merge_plan(_tokens(), 7, 7, 4, 2, _picks(7, 7))
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,10 @@
   so a change to any parameter (a fine-tuning step, a subject's weights copied in) converts it again. Calls a
   graph cannot express run the eager ``forward`` unchanged: an attention mask over the context (references of
   different lengths), a UNet carrying PEFT adapters (LoRA subjects switch them per row), hooks on its layers,
-  token merging (its tiles change from call to call), extra keyword arguments, or a device other than the CPU.
+  extra keyword arguments, or a device other than the CPU. Token merging runs inside the graphs: its ratio and
+  grids are constants of a graph, and the tiles of each merging layer are inputs, drawn before each call from
+  the run's one ``TilePatterns`` in the order the eager layers draw them, so a graph merges as eager PyTorch
+  does.
   OpenVINO computes in float32 for a float32 UNet (``INFERENCE_PRECISION_HINT`` ``f32``; its default on CPUs
   with native bfloat16 is bf16) and in bfloat16 for a bfloat16 one.
 
@@ -27,7 +30,7 @@ from typing import Any
 
 import torch
 
-from .token_merging import TokenMergingProcessor
+from .token_merging import TilePatterns, TokenMergingProcessor
 
 COMPILE_BACKENDS = ("inductor", "openvino")
 OPENVINO_PRECISION = {torch.float32: "f32", torch.bfloat16: "bf16"}
@@ -126,12 +129,13 @@ class OpenVINOForward:
             return f"the argument(s) {', '.join(extra)}"
         if getattr(self.unet, "peft_config", None) is not None:
             return "PEFT adapters on the UNet (a LoRA subject)"
-        hooked = merging = False  # one pass over the layers: this runs on every call
+        hooked, merging = False, []  # one pass over the layers: this runs on every call
         for m in self.unet.modules():
             hooked = hooked or (m is not self.unet and bool(m._forward_hooks or m._forward_pre_hooks))
-            merging = merging or isinstance(getattr(m, "processor", None), TokenMergingProcessor)
-        if merging:
-            return "token merging"
+            if isinstance(getattr(m, "processor", None), TokenMergingProcessor):
+                merging.append(m.processor)
+        if len({id(p.patterns) for p in merging}) > 1:
+            return "token merging from more than one tile sequence"
         if hooked:
             return "hooks on the UNet's layers"
         if sample.device.type != "cpu":
@@ -162,28 +166,47 @@ class OpenVINOForward:
         if weights != self._weights:
             self._models.clear()
             self._weights = weights
-        key = (name, self.unet.dtype, *((tuple(t.shape[1:]), t.dtype) for t in inputs))
+        merging = _merging(self.unet)
+        # The merging's ratio and grids are constants of a graph; its tiles are inputs.
+        plan = (merging[0].config, tuple(sorted(merging[0].grids.items()))) if merging else None
+        key = (name, self.unet.dtype, plan, *((tuple(t.shape[1:]), t.dtype) for t in inputs))
         if key not in self._models:
-            self._models[key] = self._convert(build, inputs)
-        compiled = self._models[key]
+            self._models[key] = self._convert(build, inputs, bool(merging))
+        compiled, tiles = self._models[key]
+        if tiles:  # drawn in the order the eager layers draw them, from the same sequence
+            stride = merging[0].config.stride
+            inputs = (*inputs, *(merging[0].patterns(rows, cols, stride) for rows, cols in tiles))
         arrays = [(t.detach().float() if t.is_floating_point() else t).contiguous().numpy() for t in inputs]
         out = compiled(arrays)
         return [torch.from_numpy(out[i].copy()).to(self.unet.dtype) for i in range(len(compiled.outputs))]
 
-    def _convert(self, build: GraphBuilder, inputs: tuple[torch.Tensor, ...]) -> Any:
+    def _convert(self, build: GraphBuilder, inputs: tuple[torch.Tensor, ...], merging: bool) -> tuple[Any, list]:
+        """The compiled graph, and the shapes ``(rows, cols)`` of the tile patterns it takes after ``inputs``."""
         ov = self._ov
         dtype = self.unet.dtype
         # The tracer runs the module on float32 example inputs, so a bfloat16 UNet is traced from a float32
         # copy; OpenVINO then computes in the precision the hint names.
         module = self.unet if dtype == torch.float32 else _float_copy(self.unet)
         traced = build(module, self.eager if module is self.unet else module.forward).eval()
-        shapes = [ov.PartialShape([-1, *t.shape[1:]]) for t in inputs]
         example = tuple(t.float() if t.is_floating_point() else t for t in inputs)
+        shapes = [ov.PartialShape([-1, *t.shape[1:]]) for t in inputs]
+        tiles: list[tuple[int, int]] = []
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's warnings about Python branches on shapes
+            if merging:
+                patterns = _merging(module)[0].patterns
+                patterns.record = tiles  # one eager run learns which layers merge, in their order
+                try:
+                    traced(*example)
+                finally:
+                    patterns.record = None
+                traced = _Fed(traced, patterns, len(tiles))
+                example += tuple(torch.zeros(shape, dtype=torch.int64) for shape in tiles)
+                shapes += [ov.PartialShape(list(shape)) for shape in tiles]
             model = ov.convert_model(traced, example_input=example, input=shapes)
         self.converted += 1
-        return self._core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[dtype]})
+        options = {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISION[dtype]}
+        return self._core.compile_model(model, "CPU", options), tiles
 
     def __call__(
         self,
@@ -209,6 +232,26 @@ class OpenVINOForward:
         inputs = (sample, timesteps_for(timestep, sample), encoder_hidden_states)
         (prediction,) = self.run_graph("unet", Positional, inputs)
         return UNet2DConditionOutput(sample=prediction) if return_dict else (prediction,)
+
+
+def _merging(module: torch.nn.Module) -> list[TokenMergingProcessor]:
+    """The token-merging processors installed on ``module``'s attention layers."""
+    return [m.processor for m in module.modules() if isinstance(getattr(m, "processor", None), TokenMergingProcessor)]
+
+
+class _Fed(torch.nn.Module):
+    """``inner`` whose last ``count`` positional inputs are the tile patterns its merging layers take, in order."""
+
+    def __init__(self, inner: torch.nn.Module, patterns: TilePatterns, count: int):
+        super().__init__()
+        self.inner, self.patterns, self.count = inner, patterns, count
+
+    def forward(self, *args: torch.Tensor):
+        self.patterns.fed = list(args[len(args) - self.count :])
+        try:
+            return self.inner(*args[: len(args) - self.count])
+        finally:
+            self.patterns.fed = None
 
 
 def _float_copy(unet: torch.nn.Module) -> torch.nn.Module:

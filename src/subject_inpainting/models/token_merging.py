@@ -13,7 +13,8 @@ paper's recommended setting, only the self-attention (``attn1``) of the transfor
 
 ``merge_plan``, ``merge`` and ``unmerge`` are pure functions on ``(B, N, C)`` tokens; ``merged_tokens``
 installs ``TokenMergingProcessor`` on a UNet's self-attention layers for one sampling run and restores the
-processors after it.
+processors after it. The layers of a run draw their tiles from one ``TilePatterns``, which a compiled graph can
+feed instead (``models.compiled``), so that a graph merges as the eager UNet does.
 """
 
 from __future__ import annotations
@@ -78,39 +79,72 @@ class MergePlan:
     num_tokens: int
 
 
-def destinations(height: int, width: int, stride: int, generator: torch.Generator | None) -> torch.Tensor:
-    """``(height * width,)`` bool: True at one random position of each whole ``stride × stride`` tile (tokens
-    of a partial tile at the right or bottom edge are all sources)."""
-    rows, cols = height // stride, width // stride
+def draw_picks(rows: int, cols: int, stride: int, generator: torch.Generator | None) -> torch.Tensor:
+    """``(rows, cols)`` int64 on the CPU: which of its ``stride²`` tokens (row-major within the tile) is each
+    tile's destination, drawn from ``generator``."""
     device = generator.device if generator is not None else torch.device("cpu")
-    pick = torch.randint(stride * stride, (rows, cols), generator=generator, device=device).cpu()
-    tiles = torch.zeros(rows, cols, stride * stride, dtype=torch.bool)
-    tiles.scatter_(2, pick.unsqueeze(-1), True)
-    grid = torch.zeros(height, width, dtype=torch.bool)
-    grid[: rows * stride, : cols * stride] = (
-        tiles.view(rows, cols, stride, stride).permute(0, 2, 1, 3).reshape(rows * stride, cols * stride)
-    )
-    return grid.flatten()
+    return torch.randint(stride * stride, (rows, cols), generator=generator, device=device).cpu()
+
+
+def tile_indices(picks: torch.Tensor, height: int, width: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sources and destinations ``(Ns,)``, ``(Nd,)`` of a ``height × width`` grid (row-major token positions)
+    whose whole ``stride × stride`` tiles have their destination at ``picks`` ``(rows, cols)``: destinations in
+    tile order, then each tile's other tokens, then the tokens of partial tiles at the right or bottom edge (all
+    sources). Arithmetic on ``picks`` only, so that a traced graph takes them as an input."""
+    rows, cols = height // stride, width // stride
+    within = torch.arange(stride * stride)
+    ys = torch.arange(rows).view(-1, 1, 1) * stride + (within // stride).view(1, 1, -1)
+    xs = torch.arange(cols).view(1, -1, 1) * stride + (within % stride).view(1, 1, -1)
+    cells = (ys * width + xs).to(picks.device)  # (rows, cols, stride²)
+    picks = picks.view(rows, cols, 1).to(torch.int64)
+    dst = cells.gather(2, picks).reshape(-1)
+    others = torch.arange(stride * stride - 1, device=picks.device).view(1, 1, -1)
+    src = cells.gather(2, (others + (others >= picks).to(torch.int64)).expand(rows, cols, -1)).reshape(-1)
+    if height % stride == 0 and width % stride == 0:
+        return src, dst
+    y, x = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    edge = ((y >= rows * stride) | (x >= cols * stride)).flatten().nonzero().squeeze(1).to(picks.device)
+    return torch.cat([src, edge]), dst
 
 
 def merge_plan(
-    tokens: torch.Tensor, height: int, width: int, num_merged: int, stride: int, generator: torch.Generator | None
+    tokens: torch.Tensor, height: int, width: int, num_merged: int, stride: int, picks: torch.Tensor
 ) -> MergePlan:
-    """Bipartite soft matching of ``tokens`` ``(B, N, C)``, ``N = height * width`` in row-major order: the
-    ``num_merged`` sources (at most their count) whose best destination is the most similar."""
+    """Bipartite soft matching of ``tokens`` ``(B, N, C)``, ``N = height * width`` in row-major order, with the
+    destinations at ``picks`` (``draw_picks``): the ``num_merged`` sources (at most their count) whose best
+    destination is the most similar."""
     n = tokens.shape[1]
     if n != height * width:
         raise ValueError(f"{n} tokens are not a {height}×{width} grid")
-    is_dst = destinations(height, width, stride, generator).to(tokens.device)
-    src, dst = torch.nonzero(~is_dst).squeeze(1), torch.nonzero(is_dst).squeeze(1)
+    src, dst = tile_indices(picks.to(tokens.device), height, width, stride)
     r = min(num_merged, len(src))
     metric = tokens.float()
     metric = metric / metric.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    scores = metric[:, src] @ metric[:, dst].transpose(1, 2)  # (B, Ns, Nd)
+    scores = metric.index_select(1, src) @ metric.index_select(1, dst).transpose(1, 2)  # (B, Ns, Nd)
     best, best_dst = scores.max(dim=-1)
     order = best.argsort(dim=-1, descending=True, stable=True)
     merged, kept = order[:, :r], order[:, r:]
     return MergePlan(src, dst, kept, merged, best_dst.gather(1, merged), n)
+
+
+class TilePatterns:
+    """Where each tile's destination lies, call after call, for every merging layer of a sampling run (one
+    sequence, shared): drawn from ``generator``; while ``fed`` holds tensors (a traced graph's inputs), taken
+    from them in order; while ``record`` is a list, the shape of each request is appended to it and the first
+    token of each tile returned (nothing drawn: the sequence stays where it was)."""
+
+    def __init__(self, generator: torch.Generator | None):
+        self.generator = generator
+        self.fed: list[torch.Tensor] | None = None
+        self.record: list[tuple[int, int]] | None = None
+
+    def __call__(self, rows: int, cols: int, stride: int) -> torch.Tensor:
+        if self.fed is not None:
+            return self.fed.pop(0)
+        if self.record is not None:
+            self.record.append((rows, cols))
+            return torch.zeros(rows, cols, dtype=torch.int64)
+        return draw_picks(rows, cols, stride, self.generator)
 
 
 def _rows(index: torch.Tensor, channels: int) -> torch.Tensor:
@@ -121,7 +155,7 @@ def merge(plan: MergePlan, x: torch.Tensor) -> torch.Tensor:
     """``(B, N, C)`` → ``(B, N - r, C)``: the kept sources, then each destination averaged with the sources
     merged into it."""
     c = x.shape[-1]
-    sources, targets = x[:, plan.src], x[:, plan.dst]
+    sources, targets = x.index_select(1, plan.src), x.index_select(1, plan.dst)
     kept = sources.gather(1, _rows(plan.kept, c))
     joining = sources.gather(1, _rows(plan.merged, c))
     targets = targets.scatter_reduce(1, _rows(plan.into, c), joining, reduce="mean", include_self=True)
@@ -135,7 +169,8 @@ def unmerge(plan: MergePlan, y: torch.Tensor) -> torch.Tensor:
     num_kept = plan.kept.shape[1]
     kept, targets = y[:, :num_kept], y[:, num_kept:]
     out = y.new_empty(batch, plan.num_tokens, c)
-    out[:, plan.dst] = targets
+    # scatter_ rather than indexed assignment: a traced graph keeps the batch size free
+    out.scatter_(1, _rows(plan.dst.unsqueeze(0).expand(batch, -1), c), targets)
     out.scatter_(1, _rows(plan.src[plan.kept], c), kept)
     out.scatter_(1, _rows(plan.src[plan.merged], c), targets.gather(1, _rows(plan.into, c)))
     return out
@@ -157,8 +192,10 @@ class TokenMergingProcessor:
     a grid of ``grids`` (token count → ``(h, w)``); any other call (cross-attention, an attention mask,
     another token count) is ``inner``'s unchanged."""
 
-    def __init__(self, inner: Any, grids: dict[int, tuple[int, int]], config: TokenMergingConfig, generator):
-        self.inner, self.grids, self.config, self.generator = inner, grids, config, generator
+    def __init__(
+        self, inner: Any, grids: dict[int, tuple[int, int]], config: TokenMergingConfig, patterns: TilePatterns
+    ):
+        self.inner, self.grids, self.config, self.patterns = inner, grids, config, patterns
         self.merged_calls = 0
 
     def __call__(
@@ -170,11 +207,13 @@ class TokenMergingProcessor:
         temb: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
-        grid = self.grids.get(hidden_states.shape[1]) if hidden_states.ndim == 3 else None
+        # int(): a traced graph gives its sizes as tensors, which a dict does not find
+        grid = self.grids.get(int(hidden_states.shape[1])) if hidden_states.ndim == 3 else None
         if grid is None or encoder_hidden_states is not None or attention_mask is not None:
             return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
         c = self.config
-        plan = merge_plan(hidden_states, *grid, int(hidden_states.shape[1] * c.ratio), c.stride, self.generator)
+        picks = self.patterns(grid[0] // c.stride, grid[1] // c.stride, c.stride)
+        plan = merge_plan(hidden_states, *grid, int(hidden_states.shape[1] * c.ratio), c.stride, picks)
         self.merged_calls += 1
         out = self.inner(attn, merge(plan, hidden_states), None, None, temb, **kwargs)
         return unmerge(plan, out)
@@ -204,10 +243,10 @@ def merged_tokens(
     layers = [] if config.ratio == 0 else [a for u in unets if u is not None for a in self_attentions(u)]
     grids = level_grids(*latent_size, config.max_downsample)
     saved = [(layer, layer.processor) for layer in layers]
-    installed = []
+    installed, patterns = [], TilePatterns(generator)
     try:
         for layer, processor in saved:
-            installed.append(TokenMergingProcessor(processor, grids, config, generator))
+            installed.append(TokenMergingProcessor(processor, grids, config, patterns))
             layer.set_processor(installed[-1])
         yield installed
     finally:
