@@ -87,10 +87,11 @@ def draw_picks(rows: int, cols: int, stride: int, generator: torch.Generator | N
 
 
 def tile_indices(picks: torch.Tensor, height: int, width: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The sources and destinations ``(Ns,)``, ``(Nd,)`` of a ``height × width`` grid (row-major token positions)
-    whose whole ``stride × stride`` tiles have their destination at ``picks`` ``(rows, cols)``: destinations in
-    tile order, then each tile's other tokens, then the tokens of partial tiles at the right or bottom edge (all
-    sources). Arithmetic on ``picks`` only, so that a traced graph takes them as an input."""
+    """``(src (Ns,), dst (Nd,))``: token positions (row-major) of the sources and destinations of a ``height ×
+    width`` grid whose whole ``stride × stride`` tiles have their destination at ``picks`` ``(rows, cols)``.
+    ``dst`` holds one token per whole tile, tile by tile; ``src`` each tile's other tokens, tile by tile, then
+    the tokens of partial tiles at the right or bottom edge (all sources). Arithmetic on ``picks`` only, so that
+    a traced graph takes them as an input."""
     rows, cols = height // stride, width // stride
     within = torch.arange(stride * stride)
     ys = torch.arange(rows).view(-1, 1, 1) * stride + (within // stride).view(1, 1, -1)
