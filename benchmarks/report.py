@@ -873,7 +873,7 @@ def floor_summary(runs: Sequence[Run], arg: str) -> str:
                 "original recipe's measured time"
             )
         clauses.append(clause)
-    return "On this CPU, " + "; ".join(clauses) + "."
+    return "On the CPU measured, " + "; ".join(clauses) + "."
 
 
 # ---------------------------------------------------------------------------------------------------
