@@ -134,6 +134,7 @@ class DeepCacheUNet:
         return out
 
     def _shallow(self, sample, timestep, context, mask) -> torch.Tensor:
+        """``shallow_path`` around the kept feature: a graph of its own under the OpenVINO backend."""
         compiled = self._backend()
         if compiled is not None and compiled.graph_reason(sample, mask) is None:
             from ..models.compiled import timesteps_for
