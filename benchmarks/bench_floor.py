@@ -31,7 +31,7 @@ from bench_common import build_ours, model_sizes, write_results
 # isort: split
 import torch
 
-from bench_speed import PEAK_CALLS, PEAK_CONV, PEAK_MATMUL_N, count_flops
+from bench_speed import PEAK_CALLS, count_flops, peak_probes, timed_calls
 from subject_inpainting.models.token_merging import TokenMergingConfig, merged_tokens
 from subject_inpainting.sampling.deepcache import DeepCacheUNet
 
@@ -57,23 +57,12 @@ def gflop(run: Callable[[], Any]) -> float:
 
 def peak_gflop_per_s(dtype: torch.dtype) -> dict[str, float]:
     """Best-call GFLOP/s of ``bench_speed.py``'s matmul and convolution probes in ``dtype``."""
-    g = torch.Generator().manual_seed(0)
-    n, c, s = PEAK_MATMUL_N, PEAK_CONV["channels"], PEAK_CONV["side"]
-    a, b = (torch.randn(n, n, generator=g).to(dtype) for _ in range(2))
-    x, w = torch.randn(1, c, s, s, generator=g).to(dtype), torch.randn(c, c, 3, 3, generator=g).to(dtype)
-    probes = {"matmul": lambda: a @ b, "conv": lambda: torch.nn.functional.conv2d(x, w, padding=1)}
-    rates = {}
+    cpu = torch.device("cpu")
     with torch.no_grad():
-        for name, run in probes.items():
-            work = gflop(run)
-            run()
-            best = float("inf")
-            for _ in range(PEAK_CALLS):
-                start = time.perf_counter()
-                run()
-                best = min(best, time.perf_counter() - start)
-            rates[name] = work / best
-    return rates
+        return {
+            name: gflop(run) / min(timed_calls(run, PEAK_CALLS, cpu))
+            for name, run in peak_probes(cpu, dtype, 0).items()
+        }
 
 
 class Counter:

@@ -670,6 +670,16 @@ def timed_calls(run: Callable[[], Any], calls: int, device: torch.device) -> lis
     return [time_once(run, device) for _ in range(calls)]
 
 
+def peak_probes(device: torch.device, dtype: torch.dtype, seed: int) -> dict[str, Callable[[], Any]]:
+    """The peak's probes in ``dtype``: a ``PEAK_MATMUL_N``³ matmul and a 3×3 convolution shaped like the UNet's
+    first layers (``PEAK_CONV``), on random inputs drawn under ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    n, c, s = PEAK_MATMUL_N, PEAK_CONV["channels"], PEAK_CONV["side"]
+    a, b = (torch.randn(n, n, generator=g).to(device, dtype) for _ in range(2))
+    x, w = (torch.randn(*shape, generator=g).to(device, dtype) for shape in ((1, c, s, s), (c, c, 3, 3)))
+    return {"matmul": lambda: a @ b, "conv": lambda: torch.nn.functional.conv2d(x, w, padding=1)}
+
+
 def flop_rates(pipe: Any, args: argparse.Namespace) -> dict[str, Any]:
     """GFLOP/s of one guided UNet step (batch 2) against a float32 matmul and a 3×3 convolution, same process."""
     device = torch.device(args.device)
@@ -678,10 +688,8 @@ def flop_rates(pipe: Any, args: argparse.Namespace) -> dict[str, Any]:
     inp = step_inputs(
         int(pipe.vae.config.latent_channels), side, pipe.reference_encoder.image_size, num_train, args.seed
     )
-    g = torch.Generator().manual_seed(args.seed + 30)
     n, c, s = PEAK_MATMUL_N, PEAK_CONV["channels"], PEAK_CONV["side"]
-    a, b = (torch.randn(n, n, generator=g).to(device) for _ in range(2))
-    x, w = torch.randn(1, c, s, s, generator=g).to(device), torch.randn(c, c, 3, 3, generator=g).to(device)
+    probes = peak_probes(device, torch.float32, args.seed + 30)
     with torch.no_grad():
         denoiser = guided_denoiser(pipe, inp, device)
         latent, t = inp.x.to(device), step_timestep(inp, device)
@@ -691,12 +699,8 @@ def flop_rates(pipe: Any, args: argparse.Namespace) -> dict[str, Any]:
                 lambda: denoiser(latent, t),
                 STEP_CALLS,
             ),
-            "matmul": (f"matmul {n}×{n} @ {n}×{n}, float32", lambda: a @ b, PEAK_CALLS),
-            "conv": (
-                f"conv 3×3, 1×{c}×{s}×{s} → {c} channels, float32",
-                lambda: torch.nn.functional.conv2d(x, w, padding=1),
-                PEAK_CALLS,
-            ),
+            "matmul": (f"matmul {n}×{n} @ {n}×{n}, float32", probes["matmul"], PEAK_CALLS),
+            "conv": (f"conv 3×3, 1×{c}×{s}×{s} → {c} channels, float32", probes["conv"], PEAK_CALLS),
         }
         out: dict[str, Any] = {}
         for name, (label, run, calls) in work.items():
