@@ -650,7 +650,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": cpu.get("model name") or platform.processor() or platform.machine(),
         "cpu_id": f"{cpu.get('vendor_id', '?')} family {cpu.get('cpu family', '?')} model {cpu.get('model', '?')}",
-        "simd": [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags],
+        "simd": [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_int8") if f in flags],
         "logical_cpus": os.cpu_count(),
         "usable_cpus": USABLE_CPUS,
         "torch_threads": torch.get_num_threads(),

@@ -30,7 +30,11 @@ The subjects are made in memory as ``bench_inference.py``'s guidance workload ma
   (bfloat16 by default only on CPUs that compute it natively), with ``--compile`` also compiled in each
   (``compile-openvino-bfloat16`` ...);
 - ``fast``: ``preset="fast"``, the default (its settings are read from ``PRESETS`` when the script runs), and
-  ``fast-<dtype>`` per extra dtype.
+  ``fast-<dtype>`` per extra dtype;
+- ``default``: what ``subject-inpaint inpaint`` runs here with no flags (its preset, ``--dtype auto``, int8 UNet
+  layers where ``--int8 auto`` turns them on for the benchmark's model), ``default-float`` the same with
+  ``--int8 off`` and ``default-int8`` with ``--int8 on`` (``enable_int8`` on a twin over the same tensors). None
+  runs without ``--rows``.
 
 For every row: the median wall time of its calls with the range, its ratio to the workload's ``original`` (and
 ``fast`` over ``diffusers-50``), the UNet evaluations per image with their batch sizes and how many ran the
@@ -87,7 +91,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -129,6 +133,10 @@ WORKLOADS = {
 PIPELINE_OF_WORKLOAD = {"a": "plain", "b": "lora", "c": "full"}  # guidance_pipelines' keys
 EXTRA_DTYPES = ("bfloat16", "float16")
 BACKENDS = ("inductor", "openvino")
+INT8 = "int8"  # the variant prefix of rows whose UNet layers run in int8
+# What `subject-inpaint inpaint` runs with no flags (int8 layers as `--int8 auto` chooses), and with `--int8 off`
+# and `--int8 on`.
+DEFAULT_ROWS = ("default", "default-float", "default-int8")
 COMPILE_ROWS = tuple(f"compile-{b}" for b in BACKENDS)
 COMPILE_DTYPE_ROWS = tuple(f"compile-{b}-{d}" for b in BACKENDS for d in EXTRA_DTYPES)
 # The fast preset compiled with OpenVINO (DeepCache's calls in graphs of their own), and the variant each runs in.
@@ -151,7 +159,7 @@ ROWS = (
     "fast",
     *(f"fast-{d}" for d in EXTRA_DTYPES),
     *FAST_OPENVINO_ROWS,
-    "default",
+    *DEFAULT_ROWS,
 )
 # The levers' values when the fast preset does not use them (so that the row still measures the lever).
 DEFAULT_DEEP_CACHE = 3
@@ -197,8 +205,9 @@ def lever_values() -> dict[str, Any]:
     }
 
 
-def make_row(name: str, steps_original: int) -> Row:
-    """The row called ``name`` (one of ``ROWS``); ``steps_original`` is the original recipe's step count."""
+def make_row(name: str, steps_original: int, default_int8: bool = False) -> Row:
+    """The row called ``name`` (one of ``ROWS``); ``steps_original`` is the original recipe's step count,
+    ``default_int8`` whether ``--int8 auto`` turns int8 layers on for the benchmark's model (``auto_int8``)."""
     original = {"preset": "original", "num_inference_steps": steps_original}
     levers = lever_values()
     if name == "original":
@@ -227,19 +236,44 @@ def make_row(name: str, steps_original: int) -> Row:
         return Row(name, FAST_OPENVINO_ROWS[name], {"preset": "fast"})
     if name.removeprefix("fast-") in EXTRA_DTYPES:
         return Row(name, name.removeprefix("fast-"), {"preset": "fast"})
-    if name == "default":  # what `subject-inpaint inpaint` runs on this machine with no flags
+    if name in DEFAULT_ROWS:
         from subject_inpainting.presets import DEFAULT_PRESET
 
-        return Row(name, default_variant(), {"preset": DEFAULT_PRESET})
+        int8 = {"default": default_int8, "default-float": False, "default-int8": True}[name]
+        return Row(name, default_variant(int8), {"preset": DEFAULT_PRESET})
     raise ValueError(f"unknown row {name!r}")
 
 
-def default_variant() -> str:
-    """The variant of ``--dtype auto`` on this machine's CPU: ``eager`` (float32) or a dtype's name."""
+def default_variant(int8: bool) -> str:
+    """The variant of ``--dtype auto`` on this machine's CPU (``eager`` for float32, else the dtype's name), with
+    int8 UNet layers (``int8-<dtype>``, ``int8`` in float32) when ``int8``."""
     from subject_inpainting.devices import resolve_dtype
 
     name = str(resolve_dtype("auto", torch.device("cpu"))).removeprefix("torch.")
+    if int8:
+        return INT8 if name == "float32" else f"{INT8}-{name}"
     return "eager" if name == "float32" else name
+
+
+def auto_int8(quick: bool) -> bool:
+    """Whether ``--int8 auto`` turns int8 layers on here for the benchmark's model (``devices.int8_auto`` for its
+    UNet in ``--dtype auto``'s dtype; the UNet is built from its config on the meta device: no weights)."""
+    from subject_inpainting.devices import int8_auto, resolve_dtype, unet_work
+    from subject_inpainting.models.build import build_component
+
+    if quick:
+        from subject_inpainting.weights import default_model
+
+        folder = default_model()
+        if folder is None:
+            return False
+        config = json.loads((Path(folder) / "unet" / "config.json").read_text())
+    else:
+        config = model_sizes(quick=False).unet
+    with torch.device("meta"):
+        unet = build_component("unet", config)
+    cpu = torch.device("cpu")
+    return int8_auto(cpu, resolve_dtype("auto", cpu), unet_work(unet))
 
 
 def default_rows(args: argparse.Namespace) -> list[str]:
@@ -259,7 +293,9 @@ def workload_rows(args: argparse.Namespace, workload: str) -> list[Row]:
     """The rows of ``workload``, in the table's order (diffusers' only for plain Paint-by-Example)."""
     names = args.rows if args.rows is not None else default_rows(args)
     return [
-        make_row(n, args.steps_original) for n in ROWS if n in names and not (n == "diffusers-50" and workload != "a")
+        make_row(n, args.steps_original, args.default_int8)
+        for n in ROWS
+        if n in names and not (n == "diffusers-50" and workload != "a")
     ]
 
 
@@ -291,6 +327,8 @@ def row_label(row: Row, result: dict[str, Any]) -> str:
     backend, dtype = split_variant(row.variant)
     if backend is not None:
         text += ", OpenVINO" if backend == "openvino" else f", torch.compile ({backend})"
+    if int8_variant(row.variant):
+        text += ", int8 UNet layers"
     if dtype != "float32":
         text += f", {dtype}"
     return text
@@ -298,11 +336,19 @@ def row_label(row: Row, result: dict[str, Any]) -> str:
 
 def split_variant(variant: str) -> tuple[str | None, str]:
     """``(backend or None, dtype name)`` of a row's variant: ``"openvino-bfloat16"`` → ``("openvino", "bfloat16")``,
-    ``"bfloat16"`` → ``(None, "bfloat16")``, ``"eager"`` and ``"diffusers"`` → ``(None, "float32")``."""
+    ``"bfloat16"`` and ``"int8-bfloat16"`` → ``(None, "bfloat16")``, ``"eager"``, ``"int8"`` and ``"diffusers"`` →
+    ``(None, "float32")``."""
     head, _, tail = variant.partition("-")
     if head in BACKENDS:
         return head, tail or "float32"
+    if head == INT8:
+        return None, tail or "float32"
     return None, variant if variant in DTYPES else "float32"
+
+
+def int8_variant(variant: str) -> bool:
+    """Whether a row's variant runs the UNet's convolutions and linear layers in int8 (``enable_int8``)."""
+    return variant.partition("-")[0] == INT8
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -368,6 +414,18 @@ def compiled_pipeline(pipe: Any, backend: str) -> Any:
     twin = SubjectInpaintPipeline(**{**pipe.components, "unet": shared_weight_view(pipe.unet)})
     twin.subject = pipe.subject
     return twin.compile(backend)
+
+
+def int8_pipeline(pipe: Any) -> Any:
+    """A pipeline like ``pipe`` whose UNets (its own and a full subject's) are separate modules over the same
+    tensors, with ``enable_int8`` (which sets the layers' forward in place: the float rows keep theirs)."""
+    from subject_inpainting.pipeline import SubjectInpaintPipeline
+
+    twin = SubjectInpaintPipeline(**{**pipe.components, "unet": shared_weight_view(pipe.unet)})
+    if pipe.subject is not None:
+        unet = pipe.subject.unet
+        twin.subject = replace(pipe.subject, unet=None if unet is None else shared_weight_view(unet))
+    return twin.enable_int8()
 
 
 def dtype_pipeline(pipe: Any, dtype: torch.dtype) -> Any:
@@ -438,6 +496,9 @@ def build_all(args: argparse.Namespace) -> Built:
                 pipes[(w, variant)] = compiled_pipeline(pipes[(w, "eager" if dtype == "float32" else dtype)], backend)
             else:
                 skipped[f"compile-{variant}"] = reason
+        for variant in sorted(v for v in variants if int8_variant(v)):
+            dtype = split_variant(variant)[1]
+            pipes[(w, variant)] = int8_pipeline(pipes[(w, "eager" if dtype == "float32" else dtype)])
     if any(split_variant(v)[0] == "inductor" for v in variants):
         # Every compiled twin runs the same code object (the UNet's forward), and dynamo keeps a bounded number
         # of compiled entries per code object before falling back to eager; a user's one compiled pipeline
@@ -738,6 +799,8 @@ def expected_original_calls(pipe: Any, steps: int, workload: str) -> int:
 
 def run_rows(args: argparse.Namespace, built: Built, timer: LeverTimer) -> tuple[dict[str, Any], list[str]]:
     """Warm up, measure compile times, then time alternating rounds of every row of every workload."""
+    from subject_inpainting.models.int8 import int8_layers
+
     device = torch.device(args.device)
     runners: dict[str, Callable[[], Any]] = {}
     warmups: dict[str, Callable[[], Any]] = {}
@@ -797,6 +860,7 @@ def run_rows(args: argparse.Namespace, built: Built, timer: LeverTimer) -> tuple
         if (w, row.name) in built.compile_s:
             r["compile"] = built.compile_s[(w, row.name)]
         r["dtype"] = str(pipe.unet.dtype).removeprefix("torch.")
+        r["int8_layers"] = len(int8_layers(pipe.unet))
         results[w][row.name] = r
     for rs in results.values():
         base = rs.get("original")
@@ -1044,6 +1108,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.threads = QUICK_THREADS if args.quick else 0
     if args.dtypes is None:
         args.dtypes = default_dtypes(args.device)
+    args.default_int8 = auto_int8(args.quick)
     for name in ("repeats", "steps_original", "lora_rank"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")

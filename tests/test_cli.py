@@ -303,6 +303,21 @@ def test_the_preset_and_levers_reach_the_pipeline(inpaint_args, scene_files, mon
     assert cli.main([*base, "--preset", "original", "--eta", "0.5"]) == 2  # PLMS has no eta
 
 
+def test_int8_layers_are_asked_for_by_a_flag(inpaint_args, scene_files, tmp_path, capsys):
+    from subject_inpainting.models.int8 import int8_unavailable
+
+    if int8_unavailable() is None:
+        assert cli.main(with_mask(inpaint_args("--int8", "on"), scene_files)) == 0
+        painted = np.asarray(Image.open(tmp_path / "out" / "result.png")).astype(int)
+        assert cli.main(with_mask(inpaint_args("--int8", "off", "--overwrite"), scene_files)) == 0
+        plain = np.asarray(Image.open(tmp_path / "out" / "result.png")).astype(int)
+        mask = scene_files["mask_array"]
+        assert np.array_equal(painted[~mask], plain[~mask]) and 0 < np.abs(painted - plain)[mask].mean() < 6
+    capsys.readouterr()
+    assert cli.main(with_mask(inpaint_args("--int8", "yes", "--overwrite"), scene_files)) == 2
+    assert "argument --int8: invalid choice: 'yes'" in capsys.readouterr().err
+
+
 def test_a_warning_is_one_line_and_an_absent_device_names_the_flag(inpaint_args, scene_files, capsys, monkeypatch):
     from subject_inpainting import utils
 

@@ -166,6 +166,25 @@ def test_a_small_model_paints_on_one_thread_and_the_count_is_restored(tiny_model
         Session(threads=0)
 
 
+def test_the_session_loads_its_model_with_int8_layers_as_asked(tiny_model_dir, scene_files, monkeypatch):
+    from subject_inpainting.models.int8 import int8_layers, int8_unavailable
+
+    auto = Session(tiny_model_dir, device="cpu", dtype="float32")
+    assert auto.int8 == "auto" and int8_layers(auto.pipeline.unet) == []  # the tiny model is too small to pay
+    if int8_unavailable() is None:
+        on = Session(tiny_model_dir, device="cpu", dtype="float32", int8="on")
+        (result,) = on.paint([request(scene_files)])
+        assert result.ok and all(f.calls > 0 for f in int8_layers(on.pipeline.unet))
+    monkeypatch.setattr("subject_inpainting.models.int8.int8_unavailable", lambda: "no oneDNN here")
+    refused = Session(tiny_model_dir, device="cpu", dtype="float32", int8="on")
+    with pytest.raises(ModelLoadError, match="int8 on: int8 layers cannot run: no oneDNN here"):
+        refused.pipeline  # noqa: B018 (loading is what raises)
+    (result,) = refused.paint([request(scene_files)])
+    assert isinstance(result.error, ModelLoadError)  # reported per request, not raised
+    with pytest.raises(ValueError, match="int8 must be one of auto, on, off, got 'yes'"):
+        Session(int8="yes")
+
+
 def test_a_request_is_read_once(tiny_model_dir, scene_files, monkeypatch):
     from subject_inpainting import image_processor
 

@@ -83,7 +83,8 @@ def resolve_dtype(name: str | torch.dtype, device: torch.device) -> torch.dtype:
 
 # Below this many UNet parameters × latent positions (about 2 × 10¹⁰: a UNet call of some tens of GFLOP) the
 # calls are too short for a second thread to pay when another process holds a core: OpenMP's threads then wait
-# on each other at every operation. The released model is thousands of times above it; the toy model below.
+# on each other at every operation; and its layers are too small for the int8 kernels to pay (``int8_for``). The
+# released model is thousands of times above it; the toy model below.
 SMALL_UNET = 2e10
 
 
@@ -98,6 +99,11 @@ def check_threads(threads: int | str | None) -> None:
         raise ValueError(f"threads must be 'auto', None or a whole number >= 1, got {threads!r}")
 
 
+def unet_work(unet) -> float:
+    """The UNet's parameters × latent positions: how much work one of its calls is, for the size thresholds."""
+    return sum(p.numel() for p in unet.parameters()) * int(unet.config.sample_size) ** 2
+
+
 def threads_for(unet, threads: int | str | None = "auto") -> int | None:
     """The intra-op thread count to paint with ``unet``: ``"auto"`` → 1 for a small UNet (``SMALL_UNET``) on
     the CPU, else None (PyTorch's own, every core); a number → that number; None → PyTorch's own.
@@ -110,8 +116,7 @@ def threads_for(unet, threads: int | str | None = "auto") -> int | None:
         return threads
     if unet.device.type != "cpu":
         return None
-    size = sum(p.numel() for p in unet.parameters()) * int(unet.config.sample_size) ** 2
-    return 1 if size < SMALL_UNET else None
+    return 1 if unet_work(unet) < SMALL_UNET else None
 
 
 def conv_layout(images: torch.Tensor) -> torch.Tensor:
@@ -123,3 +128,49 @@ def conv_layout(images: torch.Tensor) -> torch.Tensor:
     if images.device.type != "cpu" or images.ndim != 4:
         return images
     return images.contiguous(memory_format=torch.channels_last)
+
+
+INT8_CHOICES = ("auto", "on", "off")
+
+
+def check_int8(int8: str) -> None:
+    """``int8`` is one of ``INT8_CHOICES``.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if not isinstance(int8, str) or int8 not in INT8_CHOICES:
+        raise ValueError(f"int8 must be one of {', '.join(INT8_CHOICES)}, got {int8!r}")
+
+
+def int8_for(unet, int8: str = "auto") -> bool:
+    """Whether to run ``unet``'s convolutions and linear layers in int8 (``SubjectInpaintPipeline.enable_int8``):
+    ``"on"`` → yes, ``"off"`` → no, ``"auto"`` → ``int8_auto`` for the UNet's device, dtype and size.
+
+    Raises:
+        ValueError: not one of ``INT8_CHOICES``.
+    """
+    check_int8(int8)
+    if int8 != "auto":
+        return int8 == "on"
+    return int8_auto(unet.device, unet.dtype, unet_work(unet))
+
+
+def int8_auto(device: torch.device, dtype: torch.dtype, work: float) -> bool:
+    """``int8="auto"``: int8 layers for a UNet of ``work`` (``unet_work``) in ``dtype`` on ``device`` when it runs
+    on a CPU with 8-bit dot-product instructions (``utils.native_int8``) whose PyTorch has oneDNN's int8
+    kernels, in float32 or bfloat16, and is at least ``SMALL_UNET``: a smaller one's layers are too small for
+    the int8 kernels to pay (the embedded toy model paints slower in int8; benchmarks/README.md, "8-bit integer
+    layers")."""
+    import torch
+
+    from .models.int8 import int8_unavailable
+    from .utils import native_int8
+
+    return (
+        device.type == "cpu"
+        and dtype in (torch.float32, torch.bfloat16)
+        and work >= SMALL_UNET
+        and native_int8()
+        and int8_unavailable() is None
+    )

@@ -106,6 +106,9 @@ class Session:
         threads: PyTorch's intra-op threads while painting: ``"auto"`` (one for a small model on the CPU, whose
             short operations stall on a second thread whenever another process holds a core; PyTorch's own
             otherwise: ``devices.threads_for``), a number, or None (PyTorch's own).
+        int8: the loaded model's UNet convolutions and linear layers in int8 (``enable_int8``): ``"auto"`` (on a
+            CPU with 8-bit dot-product instructions, for a large model: ``devices.int8_for``), ``"on"`` or
+            ``"off"``.
 
     The model is loaded at the first request that needs it (``pipeline``), so a session whose requests all fail
     their checks loads nothing.
@@ -122,16 +125,18 @@ class Session:
         max_pixels: int | None = None,
         pipeline: Any = None,
         threads: int | str | None = "auto",
+        int8: str = "auto",
     ):
         self.model = model
         self.device, self.dtype = device, dtype
         self.ldm_config, self.vision_config = ldm_config, vision_config
         self.max_pixels = max_pixels
         self._pipe = pipeline
-        from .devices import check_threads
+        from .devices import check_int8, check_threads
 
         check_threads(threads)  # applied when painting
-        self.threads = threads
+        check_int8(int8)  # applied when the model is loaded
+        self.threads, self.int8 = threads, int8
         self._painting_threads: int | None = None  # threads_for of the loaded model, once it is loaded
         self._load_error: ModelLoadError | None = None
         self._subject: str | None = None  # the subject loaded into the pipeline
@@ -147,7 +152,7 @@ class Session:
         if self._load_error is not None:
             raise self._load_error
         if self._pipe is None:
-            from .devices import process_device, resolve_dtype
+            from .devices import int8_for, process_device, resolve_dtype
             from .pipeline import SubjectInpaintPipeline
 
             model = self.model
@@ -160,12 +165,19 @@ class Session:
             device = process_device(self.device)
             dtype = resolve_dtype(self.dtype, device)
             try:
-                self._pipe = SubjectInpaintPipeline.from_pretrained(
+                pipe = SubjectInpaintPipeline.from_pretrained(
                     model, device=device, dtype=dtype, ldm_config=self.ldm_config, vision_config=self.vision_config
                 )
             except (OSError, ValueError) as e:  # CheckpointError is a ValueError
                 self._load_error = ModelLoadError(f"model {model}: {_first_line(e)}")
                 raise self._load_error from None
+            if int8_for(pipe.unet, self.int8):
+                try:
+                    pipe.enable_int8()
+                except ValueError as e:
+                    self._load_error = ModelLoadError(f"int8 {self.int8}: {_first_line(e)}")
+                    raise self._load_error from None
+            self._pipe = pipe
             self.model = model
         return self._pipe
 

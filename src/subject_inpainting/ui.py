@@ -94,6 +94,7 @@ class UISettings:
         subjects: fine-tuned subject folders offered in the page's subject menu.
         device, dtype: where and in what precision the pipeline runs (``Session``'s: names such as ``auto``
             or torch objects).
+        int8: ``Session``'s ``int8`` (``auto``, ``on`` or ``off``).
         max_pixels: the largest scene accepted.
         out_dir: where results are written for download (a fresh temporary folder by default).
     """
@@ -102,6 +103,7 @@ class UISettings:
     subjects: Sequence[str] = ()
     device: Any = "auto"
     dtype: Any = "auto"
+    int8: str = "auto"
     max_pixels: int = DEFAULT_MAX_PIXELS
     out_dir: Path | None = None
 
@@ -271,7 +273,7 @@ class PageState:
         from .session import Session
 
         self.settings = settings
-        self.session = Session(settings.model, device=settings.device, dtype=settings.dtype)
+        self.session = Session(settings.model, device=settings.device, dtype=settings.dtype, int8=settings.int8)
         self._lock = threading.Lock()
         self.out_dir = Path(settings.out_dir or tempfile.mkdtemp(prefix="subject-inpaint-ui-"))
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -111,6 +111,30 @@ def test_lever_rows_follow_the_fast_preset(bench_speed, monkeypatch):
     assert bench_speed.make_row("fast", 12).options == {"preset": "fast"}
 
 
+def test_the_default_rows_follow_int8_auto(bench_speed, monkeypatch, tiny_pipeline):
+    from subject_inpainting import devices
+
+    monkeypatch.setattr(devices, "resolve_dtype", lambda name, device: torch.bfloat16)
+    assert bench_speed.make_row("default", 15, default_int8=True).variant == "int8-bfloat16"
+    assert bench_speed.make_row("default", 15, default_int8=False).variant == "bfloat16"
+    assert bench_speed.make_row("default-float", 15, default_int8=True).variant == "bfloat16"
+    assert bench_speed.make_row("default-int8", 15).variant == "int8-bfloat16"
+    assert bench_speed.split_variant("int8-bfloat16") == (None, "bfloat16") and bench_speed.int8_variant("int8")
+    monkeypatch.setattr(devices, "resolve_dtype", lambda name, device: torch.float32)
+    assert bench_speed.make_row("default-int8", 15).variant == "int8"
+    assert bench_speed.split_variant("int8") == (None, "float32")
+    # --int8 auto as the CLI decides it, for the full-size UNet and the embedded toy one (too small)
+    seen = []
+    monkeypatch.setattr(devices, "int8_auto", lambda device, dtype, work: seen.append(work) or True)
+    assert bench_speed.auto_int8(quick=False) and seen[0] >= devices.SMALL_UNET
+    # an int8 twin leaves the float pipeline's layers as they were
+    from subject_inpainting.models.int8 import int8_layers, int8_unavailable
+
+    if int8_unavailable() is None:
+        twin = bench_speed.int8_pipeline(tiny_pipeline)
+        assert int8_layers(twin.unet) and int8_layers(tiny_pipeline.unet) == []
+
+
 def test_options_are_checked(bench_speed, capsys):
     for argv in (["--rows", "original,warp-speed"], ["--workloads", "a,d"], ["--repeats", "0"], ["--dtypes", "int8"]):
         with pytest.raises(SystemExit):

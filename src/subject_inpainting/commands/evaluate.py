@@ -155,7 +155,7 @@ def run_cocoee(args: argparse.Namespace) -> int:
     from ..session import Session
 
     device = str(options.process_device(args.device))
-    session = None if args.score_only else Session(args.model, device=device, dtype="float32")
+    session = None if args.score_only else Session(args.model, device=device, dtype="float32", int8="off")
     settings = CocoeeSettings(args.data, _generation(args, args.model), args.paste_back, args.limit)
     report = run_cocoee(
         settings,

@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         subjects=args.subject,
         device=options.resolve_device(args.device),
         dtype=args.dtype,
+        int8=args.int8,
         max_pixels=args.max_pixels,
         out_dir=out_dir,
     )

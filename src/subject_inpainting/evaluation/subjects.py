@@ -190,7 +190,7 @@ def run_subjects(
             folders[subject.name] = _finetune(subject, settings, out, device if state.count == 1 else None)
         state.wait()
     gen = settings.generation
-    session = Session(gen.model, device=device or "auto", dtype="float32")
+    session = Session(gen.model, device=device or "auto", dtype="float32", int8="off")
     setting_names = ["pretrained"] + (["finetuned"] if settings.finetune else [])
     references = {subj.name: subj.crop(subj.photos[0]) for subj in subjects}
     paint_settings = gen.settings(model_weight=settings.model_weight)

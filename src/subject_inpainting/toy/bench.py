@@ -90,6 +90,8 @@ class ToyBenchConfig:
     # rows of the fast preset in bfloat16 (what --dtype auto picks on a CPU that computes it natively); None: only
     # on such a CPU, since elsewhere PyTorch emulates bfloat16, far slower than float32
     bfloat16: bool | None = None
+    # rows of the fast preset with int8 convolutions and linear layers in the UNet (``enable_int8``), in each dtype
+    int8: bool = True
     seed: int = 0
     only: str | None = None  # a regular expression: only the settings whose name it finds are run
 
@@ -114,6 +116,7 @@ class ToyBenchConfig:
             guidance_intervals=((100, 800),),
             fast_steps=(3,),
             token_merging=(0.0,),
+            int8=False,
         )
 
 
@@ -129,6 +132,7 @@ class Setting:
     preset: str = "original"  # "fast": the pipeline's default preset, sampler and steps included
     steps: int | None = None  # sampler steps instead of the config's (or the preset's) for this sampler
     dtype: str = "float32"  # the pipeline's weights and activations (a torch dtype's name)
+    int8: bool = False  # the UNet's convolutions and linear layers in int8 (``SubjectInpaintPipeline.enable_int8``)
 
     def num_steps(self, config: ToyBenchConfig) -> int | None:
         """The step count this setting passes to the pipeline (None: its preset's)."""
@@ -209,6 +213,19 @@ def settings(config: ToyBenchConfig) -> list[Setting]:
         for dtype in dtypes
         for prefix, subject in fast_rows
     ]
+    if config.int8:
+        s += [
+            Setting(
+                f"{prefix}, fast preset{'' if dtype == 'float32' else ', ' + dtype}, int8",
+                subject,
+                None,
+                preset="fast",
+                dtype=dtype,
+                int8=True,
+            )
+            for dtype in dtypes
+            for prefix, subject in fast_rows
+        ]
     s += [
         Setting(f"fine-tuned + detail (1 token), w={w:g}", "detail", "plms", weight=w)
         for w in config.weights
@@ -304,9 +321,12 @@ def run_toy_bench(
     out.mkdir(parents=True, exist_ok=True)
     mark_folder(out, "benchmark")
     pipes = {
-        name: SubjectInpaintPipeline.from_pretrained(model, dtype=getattr(torch, name))
-        for name in dict.fromkeys(s.dtype for s in plan)
+        (name, int8): SubjectInpaintPipeline.from_pretrained(model, dtype=getattr(torch, name))
+        for name, int8 in dict.fromkeys((s.dtype, s.int8) for s in plan)
     }
+    for (_, int8), p in pipes.items():
+        if int8:
+            p.enable_int8()
     pipe = next(iter(pipes.values()))  # every copy has the same resolution
     scorer = IdentityEncoder.from_pretrained(evaluator).eval()
     ws = world.trained_world(model)
@@ -340,7 +360,7 @@ def run_toy_bench(
                     other = world.make_case(with_part_changed(ident, part), seed=seed, size=pipe.resolution).truth
                     changed[part].append(float(scorer(crop_pixels(other, box))[0] @ truth))
         for setting in plan:
-            pipe = pipes[setting.dtype]
+            pipe = pipes[setting.dtype, setting.int8]
             if setting.subject:
                 pipe.load_subject(variants[setting.subject])
             else:
@@ -393,6 +413,7 @@ def run_toy_bench(
                 "steps": chosen["num_inference_steps"],
                 "preset": setting.preset,
                 "dtype": setting.dtype,
+                "int8": setting.int8,
                 "levers": {k: v for k, v in chosen.items() if k not in ("sampler", "num_inference_steps")},
                 "levers_named": sorted(setting.levers),
                 "model_weight": setting.weight if setting.subject else None,

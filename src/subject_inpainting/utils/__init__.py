@@ -16,12 +16,14 @@ __all__ = [
     "atomic_file",
     "atomic_folder",
     "available_memory",
+    "cpu_flags",
     "current_umask",
     "free_path",
     "hub_offline",
     "human_bytes",
     "is_hub_id",
     "native_bf16",
+    "native_int8",
     "write_text_atomic",
 ]
 
@@ -72,15 +74,26 @@ def human_bytes(n: float) -> str:
     return f"{int(n)} bytes"
 
 
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX on x86, from ``/proc/cpuinfo``). On a
-    CPU without it, PyTorch emulates bfloat16, far slower than float32."""
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (``avx512_bf16``, ``amx_int8`` ...); empty where there is
+    no such file (not Linux)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return frozenset()
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX on x86, from ``/proc/cpuinfo``). On a
+    CPU without it, PyTorch emulates bfloat16, far slower than float32."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def native_int8() -> bool:
+    """Whether this CPU has 8-bit integer dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX-INT8 on x86,
+    from ``/proc/cpuinfo``), which oneDNN's int8 convolutions and matmuls use."""
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
