@@ -776,7 +776,7 @@ def profile_table(runs: Sequence[Run], arg: str) -> str:
         ops = sorted(r["operators"].items(), key=lambda kv: kv[1]["share"], reverse=True)[:shown]
         rows.append(
             [
-                r["dtype"],
+                r["dtype"] + (", int8 layers" if r.get("int8") else ""),
                 str(r["batch"]),
                 f"{r['token_merging']:g}",
                 num(r["seconds"]),

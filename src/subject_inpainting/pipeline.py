@@ -194,8 +194,10 @@ class SubjectInpaintPipeline:
 
     def enable_int8(self, config: Int8Config | None = None) -> SubjectInpaintPipeline:
         """Run the UNet's convolutions and linear layers with 8-bit integer weights and activations on the CPU
-        (opt-in; ``subject_inpainting.models.int8``), a fully fine-tuned subject's UNet too, now and when one is
-        loaded. Faster on CPUs with 8-bit dot-product instructions; pictures differ slightly from float ones.
+        (``subject_inpainting.models.int8``), a fully fine-tuned subject's UNet too, now and when one is loaded.
+        Faster on CPUs with 8-bit dot-product instructions; pictures differ slightly from float ones. ``Session``
+        and the commands turn it on where it pays (``devices.int8_for``); a pipeline built directly has float
+        layers until this is called.
 
         Args:
             config: which layers (``Int8Config``; default: every convolution and linear layer with at least 32
@@ -204,7 +206,6 @@ class SubjectInpaintPipeline:
         Raises:
             ValueError: the UNet is not on the CPU, is compiled, or this PyTorch lacks oneDNN's int8 kernels.
         """
-
         if "forward" in self.unet.__dict__:
             raise ValueError("the UNet is compiled; int8 layers run in an eager UNet only")
         self._int8 = config or Int8Config()

@@ -109,7 +109,7 @@ def test_changed_weights_are_packed_again():
             p.mul_(2)  # in place: the packed weights are stale
         doubled = model(x)
         model[2].weight = torch.nn.Parameter(model[2].weight * 0.5)  # replaced
-        model[2].bias = torch.nn.Parameter(model[2].bias * 0.5)
+        model[2].bias.data = model[2].bias * 0.5  # new data, same parameter
         halved = model(x)
     dequantize_int8(model)
     with torch.no_grad():

@@ -61,10 +61,11 @@ def int8_unavailable() -> str | None:
 def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``weight`` ``(O, ...)`` → ``(int8 codes (O, ...), float32 scales (O,))``, symmetric per output channel:
     ``weight ≈ codes * scales``. An all-zero channel gets scale 1 (its codes are 0)."""
-    w = weight.detach().float()
-    amax = w.abs().amax(dim=tuple(range(1, w.ndim)))
+    # One float32 copy, changed in place: a model's weights pass through here once, at its first int8 call.
+    w = weight.detach().to(torch.float32, copy=True)
+    amax = torch.linalg.vector_norm(w, ord=math.inf, dim=tuple(range(1, w.ndim)))
     scales = torch.where(amax > 0, amax / INT8_LEVEL, torch.ones_like(amax))
-    codes = torch.round(w / scales.view(-1, *[1] * (w.ndim - 1))).clamp_(-INT8_LEVEL, INT8_LEVEL)
+    codes = w.div_(scales.view(-1, *[1] * (w.ndim - 1))).round_().clamp_(-INT8_LEVEL, INT8_LEVEL)
     return codes.to(torch.int8), scales
 
 
@@ -125,10 +126,13 @@ class Int8Forward:
         return Int8Forward(copy.deepcopy(self.module, memo))
 
     def _weights_state(self) -> tuple:
-        # An in-place change of a parameter bumps its version; a replaced one has another id.
-        return tuple((id(p), p._version) for p in (self.module.weight, self.module.bias) if p is not None)
+        # An in-place change of a parameter bumps its version; a replaced one has another id; new ``.data`` (as
+        # ``Module.to`` sets) another storage.
+        return tuple((id(p), p.data_ptr(), p._version) for p in (self.module.weight, self.module.bias) if p is not None)
 
-    def _pack(self) -> tuple:
+    def pack(self) -> tuple:
+        """The packed weights, packed now if the parameters changed since (or never packed): a model's first int8
+        call packs every layer, which takes seconds for a full-size UNet."""
         m = self.module
         state = self._weights_state()
         if self._packed is not None and self._state == state:
@@ -164,7 +168,7 @@ class Int8Forward:
             return type(m).forward(m, x)
         self.calls += 1
         scale, zero_point = code
-        packed, w_scales, w_zero_points, bias, geometry = self._pack()
+        packed, w_scales, w_zero_points, bias, geometry = self.pack()
         if isinstance(m, torch.nn.Conv2d):
             q = quantize_activation(x, scale, zero_point, torch.channels_last)
             return torch.ops.onednn.qconv2d_pointwise(
