@@ -789,6 +789,23 @@ def profile_table(runs: Sequence[Run], arg: str) -> str:
     return table(header, ["---", "---:", "---:", "---:", "---:", "---:", "---"], rows)
 
 
+def int8_summary(runs: Sequence[Run], arg: str) -> str:
+    """The int8 layers' packing time and the peak probes as int8 layers against the float ones, per dtype."""
+    data = runs[0].data
+    sentences = []
+    for dtype, pack in data["int8_pack_s"].items():
+        floats, ints = data["peak_gflop_per_s"][dtype], data["int8_peak_gflop_per_s"][dtype]
+        probes = [
+            f"the {name} at {ints[name]:.0f} GFLOP/s against {floats[name]:.0f} ({times(ints[name] / floats[name])})"
+            for name in ("matmul", "conv")
+        ]
+        sentences.append(
+            f"Packing the UNet's int8 weights took {num(pack)} s in {dtype}; as int8 layers (quantization "
+            f"included), {listing(probes)}, best calls."
+        )
+    return " ".join(sentences)
+
+
 # ---------------------------------------------------------------------------------------------------
 # bench_layout.py
 # ---------------------------------------------------------------------------------------------------
@@ -1164,6 +1181,7 @@ VIEWS: dict[str, View] = {
     "floor-summary": View(floor_summary, False),
     # bench_profile.py
     "profile": View(profile_table, True),
+    "int8-summary": View(int8_summary, False),
     # bench_layout.py
     "layout": View(layout_table, True),
     "layout-summary": View(layout_summary, False),
