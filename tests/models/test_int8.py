@@ -126,9 +126,10 @@ def test_gradients_nonfinite_inputs_and_other_dtypes_run_the_float_forward():
     assert model[0].weight.grad is not None and first.float_calls == 1 and first.calls == 0
     with torch.no_grad():
         assert torch.isnan(model(torch.full((1, 48, 8, 8), math.nan))).all()
+        assert model(x[0]).shape == (48, 8, 8)  # unbatched
         model.double()
         model(x.double())
-    assert first.float_calls == 3 and first.calls == 0
+    assert first.float_calls == 4 and first.calls == 0
 
 
 def test_a_copy_packs_its_own_weights():

@@ -158,6 +158,7 @@ class Int8Forward:
             or x.dtype not in (torch.float32, torch.bfloat16)
             or (torch.is_grad_enabled() and (x.requires_grad or m.weight.requires_grad))
             or x.numel() == 0
+            or (isinstance(m, torch.nn.Conv2d) and x.ndim != 4)  # an unbatched image (C, H, W)
         )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
