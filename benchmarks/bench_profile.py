@@ -28,7 +28,7 @@ from bench_common import build_ours, cpu_dtypes, model_sizes, write_results
 import torch
 
 from bench_floor import gflop, peak_gflop_per_s
-from bench_speed import PEAK_CALLS, count_flops, peak_probes, timed_calls
+from bench_speed import PEAK_CALLS, PEAK_CONV, PEAK_MATMUL_N, count_flops, peak_probes, timed_calls
 from subject_inpainting.models.int8 import dequantize_int8, int8_layers, int8_unavailable, quantize_int8
 from subject_inpainting.models.token_merging import TokenMergingConfig, merged_tokens
 from subject_inpainting.presets import PRESETS
@@ -97,10 +97,11 @@ def int8_peak_gflop_per_s(dtype: torch.dtype) -> dict[str, float]:
     cpu = torch.device("cpu")
     floats = peak_probes(cpu, dtype, 0)
     g = torch.Generator().manual_seed(0)
-    matmul_in = torch.randn(2048, 2048, generator=g).to(dtype)
-    linear = torch.nn.Linear(2048, 2048, bias=False).to(dtype)
-    conv = torch.nn.Conv2d(320, 320, 3, padding=1, bias=False).to(dtype)
-    conv_in = torch.randn(1, 320, 64, 64, generator=g).to(dtype)
+    n, c, side = PEAK_MATMUL_N, PEAK_CONV["channels"], PEAK_CONV["side"]
+    matmul_in = torch.randn(n, n, generator=g).to(dtype)
+    linear = torch.nn.Linear(n, n, bias=False).to(dtype)
+    conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False).to(dtype)
+    conv_in = torch.randn(1, c, side, side, generator=g).to(dtype)
     quantize_int8(torch.nn.ModuleList([linear, conv]))
     runs = {"matmul": lambda: linear(matmul_in), "conv": lambda: conv(conv_in)}
     with torch.no_grad():
