@@ -606,6 +606,15 @@ def write_results(script: str, out: Path | None, fields: dict[str, Any], started
     return result
 
 
+def run_fields(args: Any) -> dict[str, Any]:
+    """The results' ``settings`` (the script's options but ``--out``) and ``model`` (``--quick``'s tiny
+    architecture or the released one, random weights) for a script that builds its model with ``build_ours``."""
+    return {
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "model": "tiny architecture (--quick)" if args.quick else "released architecture, random weights",
+    }
+
+
 def cpu_dtypes(names: str | None) -> list[str]:
     """A ``--dtypes`` value (comma-separated names, ``auto`` among them) → distinct dtype names for the CPU;
     None → float32, and bfloat16 where the CPU computes it natively.

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 # First: importing it sets the environment before torch loads.
-from bench_common import build_ours, cpu_dtypes, model_sizes, write_results
+from bench_common import build_ours, cpu_dtypes, model_sizes, run_fields, write_results
 
 # isort: split
 import torch
@@ -139,8 +139,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "bench_layout.py",
         args.out,
         {
-            "settings": {k: v for k, v in vars(args).items() if k != "out"},
-            "model": "tiny architecture (--quick)" if args.quick else "released architecture, random weights",
+            **run_fields(args),
             "rows": rows,
         },
         started,

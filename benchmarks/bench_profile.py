@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 # First: importing it sets the environment before torch loads.
-from bench_common import build_ours, cpu_dtypes, model_sizes, write_results
+from bench_common import build_ours, cpu_dtypes, model_sizes, run_fields, write_results
 
 # isort: split
 import torch
@@ -147,8 +147,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "bench_profile.py",
         args.out,
         {
-            "settings": {k: v for k, v in vars(args).items() if k != "out"},
-            "model": "tiny architecture (--quick)" if args.quick else "released architecture, random weights",
+            **run_fields(args),
             "peak_gflop_per_s": peaks,
             "int8_peak_gflop_per_s": int8_peaks,
             "int8_pack_s": pack_s,

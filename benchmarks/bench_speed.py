@@ -406,26 +406,28 @@ def diffusers_pipeline(ours: Any, seed: int, notes: dict[str, Any]) -> Any:
     return theirs
 
 
-def compiled_pipeline(pipe: Any, backend: str) -> Any:
-    """A pipeline like ``pipe`` (same subject) whose UNet is a separate module over the same tensors, compiled
-    with ``pipe.compile(backend)`` (which compiles the module's forward in place: the eager rows keep theirs)."""
+def twin_pipeline(pipe: Any, own_subject_unet: bool) -> Any:
+    """A pipeline like ``pipe`` (same subject) whose UNet is a separate module over the same tensors
+    (``shared_weight_view``), and with ``own_subject_unet`` a full subject's UNet too: a lever that changes the
+    modules in place (compiling, int8 layers) then leaves ``pipe``'s as they were."""
     from subject_inpainting.pipeline import SubjectInpaintPipeline
 
     twin = SubjectInpaintPipeline(**{**pipe.components, "unet": shared_weight_view(pipe.unet)})
     twin.subject = pipe.subject
-    return twin.compile(backend)
+    if own_subject_unet and pipe.subject is not None and pipe.subject.unet is not None:
+        twin.subject = replace(pipe.subject, unet=shared_weight_view(pipe.subject.unet))
+    return twin
+
+
+def compiled_pipeline(pipe: Any, backend: str) -> Any:
+    """``pipe``'s twin compiled with ``pipe.compile(backend)``, which compiles the pipeline's UNet only (a full
+    subject's runs eager, and is ``pipe``'s own)."""
+    return twin_pipeline(pipe, own_subject_unet=False).compile(backend)
 
 
 def int8_pipeline(pipe: Any) -> Any:
-    """A pipeline like ``pipe`` whose UNets (its own and a full subject's) are separate modules over the same
-    tensors, with ``enable_int8`` (which sets the layers' forward in place: the float rows keep theirs)."""
-    from subject_inpainting.pipeline import SubjectInpaintPipeline
-
-    twin = SubjectInpaintPipeline(**{**pipe.components, "unet": shared_weight_view(pipe.unet)})
-    if pipe.subject is not None:
-        unet = pipe.subject.unet
-        twin.subject = replace(pipe.subject, unet=None if unet is None else shared_weight_view(unet))
-    return twin.enable_int8()
+    """``pipe``'s twin with ``enable_int8``, which quantizes a full subject's UNet too (so that twin has its own)."""
+    return twin_pipeline(pipe, own_subject_unet=True).enable_int8()
 
 
 def dtype_pipeline(pipe: Any, dtype: torch.dtype) -> Any:

@@ -195,19 +195,9 @@ def settings(config: ToyBenchConfig) -> list[Setting]:
     dtypes = ["float32"]
     if config.bfloat16 if config.bfloat16 is not None else native_bf16():
         dtypes.append("bfloat16")
-        s += [
-            Setting(f"{prefix}, fast preset, bfloat16", subject, None, preset="fast", dtype="bfloat16")
-            for prefix, subject in fast_rows
-        ]
+        s += [_fast_setting(prefix, subject, "bfloat16") for prefix, subject in fast_rows]
     s += [
-        Setting(
-            f"{prefix}, fast preset{'' if dtype == 'float32' else ', ' + dtype}, token merging {ratio:g}",
-            subject,
-            None,
-            preset="fast",
-            dtype=dtype,
-            levers={"token_merging": ratio},
-        )
+        _fast_setting(prefix, subject, dtype, f", token merging {ratio:g}", levers={"token_merging": ratio})
         for ratio in config.token_merging
         if ratio != PRESETS["fast"]["token_merging"]
         for dtype in dtypes
@@ -215,14 +205,7 @@ def settings(config: ToyBenchConfig) -> list[Setting]:
     ]
     if config.int8:
         s += [
-            Setting(
-                f"{prefix}, fast preset{'' if dtype == 'float32' else ', ' + dtype}, int8",
-                subject,
-                None,
-                preset="fast",
-                dtype=dtype,
-                int8=True,
-            )
+            _fast_setting(prefix, subject, dtype, ", int8", int8=True)
             for dtype in dtypes
             for prefix, subject in fast_rows
         ]
@@ -233,6 +216,12 @@ def settings(config: ToyBenchConfig) -> list[Setting]:
     ]
     s.append(Setting("floor: base, unrelated reference (another shape)", None, "plms", unrelated=True))
     return s
+
+
+def _fast_setting(prefix: str, subject: str | None, dtype: str, suffix: str = "", **more: Any) -> Setting:
+    """The fast preset in ``dtype``, named ``"<prefix>, fast preset[, <dtype>]<suffix>"`` (float32 unnamed)."""
+    name = f"{prefix}, fast preset{'' if dtype == 'float32' else ', ' + dtype}{suffix}"
+    return Setting(name, subject, None, preset="fast", dtype=dtype, **more)
 
 
 def selected_settings(config: ToyBenchConfig) -> list[Setting]:
